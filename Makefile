@@ -1,0 +1,30 @@
+# `make demo` and `make test` do all set-up on a fresh clone: a .venv with pinned dependencies.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# llama-cpp-python compiles from source the first time (about 7 minutes on 2 cores).
+	$(BIN)/pip install --progress-bar off -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/syllabus run recipes/python-basics.toml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/backend_overhead.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,180 @@
+"""GGUF models run in-process by llama-cpp-python (the packaged defaults or any .gguf path)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from typing import Any
+
+from syllabus.backends.base import Backend, Completion, Request, SamplingParams, Usage
+from syllabus.backends.cache import ResponseCache
+from syllabus.backends.models import file_fingerprint, resolve_model
+from syllabus.backends.oai_format import chat_logprobs, completion_logprobs
+from syllabus.errors import BackendError
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """llama.cpp prints its load log on fd 2 from C; hide it unless it is needed."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    with open(os.devnull, "wb") as devnull:
+        os.dup2(devnull.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+class EmbeddedBackend(Backend):
+    kind = "embedded"
+
+    def __init__(
+        self,
+        model: str = "smollm2",
+        *,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        chat_format: str | None = None,
+        defaults: SamplingParams | None = None,
+        cache: ResponseCache | None = None,
+    ):
+        super().__init__(defaults=defaults, cache=cache, concurrency=1)
+        self.path, self.packaged = resolve_model(model)
+        self.name = model
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or os.cpu_count() or 1
+        self.chat_format = chat_format
+        self._fingerprint = file_fingerprint(self.path)
+        self._llm: Any = None
+        self._logits_all = False
+        # A llama.cpp context is not thread-safe: one call at a time per backend.
+        self._lock = threading.Lock()
+        self._load(logits_all=False)
+        has_template = (
+            bool(self._llm.metadata.get("tokenizer.chat_template")) or chat_format is not None
+        )
+        caps = {"complete", "logprobs", "json_schema", "grammar", "seed"}
+        if has_template:
+            caps.add("chat")
+        self.capabilities = frozenset(caps)
+
+    @property
+    def model_id(self) -> str:
+        return self._fingerprint
+
+    @property
+    def endpoint(self) -> str:
+        return str(self.path)
+
+    def _load(self, *, logits_all: bool) -> None:
+        from llama_cpp import Llama
+
+        self._llm = None
+        try:
+            with _quiet_stderr():
+                self._llm = Llama(
+                    model_path=str(self.path),
+                    n_ctx=self.n_ctx,
+                    n_threads=self.n_threads,
+                    logits_all=logits_all,
+                    chat_format=self.chat_format,
+                    verbose=False,
+                )
+        except (ValueError, RuntimeError) as exc:
+            raise BackendError(f"{self.path}: llama.cpp could not load the model ({exc})") from None
+        self._logits_all = logits_all
+
+    def _check(self, request: Request) -> None:
+        if request.mode == "chat" and "chat" not in self.capabilities:
+            raise BackendError(
+                f"embedded model '{self.name}' ({self.path.name}) has no chat template: it is a base model. "
+                "Send a plain prompt (completion) or set chat_format in the recipe"
+            )
+        super()._check(request)
+
+    def _generate(self, request: Request) -> Completion:
+        from llama_cpp import LlamaGrammar
+
+        params = request.params
+        kwargs: dict[str, Any] = {
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "top_k": params.top_k,
+            "stop": params.stop or None,
+            "seed": params.seed,
+        }
+        with self._lock:
+            if params.json_schema is not None:
+                try:
+                    kwargs["grammar"] = LlamaGrammar.from_json_schema(
+                        json.dumps(params.json_schema), verbose=False
+                    )
+                except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+                    raise BackendError(
+                        f"json_schema cannot be turned into a grammar: {exc}"
+                    ) from None
+                self._validate_grammar(kwargs["grammar"]._grammar)
+            elif params.grammar is not None:
+                self._validate_grammar(params.grammar)
+                kwargs["grammar"] = LlamaGrammar.from_string(params.grammar, verbose=False)
+            if params.logprobs and not self._logits_all:
+                self._load(logits_all=True)
+            try:
+                if request.mode == "chat":
+                    if params.logprobs:
+                        kwargs.update(logprobs=True, top_logprobs=params.logprobs)
+                    out = self._llm.create_chat_completion(
+                        messages=[m.model_dump() for m in request.messages], **kwargs
+                    )
+                    choice = out["choices"][0]
+                    text = choice["message"].get("content") or ""
+                    logprobs = chat_logprobs(choice.get("logprobs"))
+                else:
+                    if params.logprobs:
+                        kwargs["logprobs"] = params.logprobs
+                    out = self._llm.create_completion(prompt=request.prompt, **kwargs)
+                    choice = out["choices"][0]
+                    text = choice["text"]
+                    logprobs = completion_logprobs(choice.get("logprobs"))
+            except ValueError as exc:
+                # llama.cpp raises ValueError for prompts longer than the context window.
+                raise BackendError(f"{self.path.name}: {exc}") from None
+        usage = out.get("usage") or {}
+        return Completion(
+            text=text,
+            finish_reason=choice.get("finish_reason") or "stop",
+            usage=Usage(
+                prompt_tokens=usage.get("prompt_tokens", 0),
+                completion_tokens=usage.get("completion_tokens", 0),
+            ),
+            logprobs=logprobs,
+            model=self.model_id,
+        )
+
+    def _validate_grammar(self, grammar: str) -> None:
+        """llama.cpp crashes the process on a grammar it cannot parse; try it on its own first."""
+        import llama_cpp
+
+        with _quiet_stderr():
+            sampler = llama_cpp.llama_sampler_init_grammar(
+                self._llm._model.vocab, grammar.encode(), b"root"
+            )
+        if not sampler:
+            raise BackendError(
+                "invalid GBNF grammar: llama.cpp could not parse it (check brackets, quotes and the 'root' rule)"
+            )
+        llama_cpp.llama_sampler_free(sampler)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._llm is not None:
+                self._llm.close()
+                self._llm = None

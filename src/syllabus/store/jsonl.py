@@ -1,0 +1,148 @@
+"""JSONL import and export.
+
+Each input line is a JSON object with at least `text`; `id`, `kind`, `source`, `meta` and
+`provenance` are used when present and any other key lands in `meta`. A bad line (not UTF-8,
+truncated, not an object, no text) is an error naming the file and line, or, with `skip_bad`,
+is counted and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from syllabus.errors import UserError
+from syllabus.store.dataset import Dataset, DatasetWriter, open_dataset
+from syllabus.types import Record
+
+
+@dataclass
+class ImportStats:
+    read: int = 0
+    written: int = 0
+    duplicates: int = 0
+    skipped: Counter = field(default_factory=Counter)
+
+
+class BadLine(UserError):
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _parse_line(raw: bytes, where: str, default_kind: str, default_source: str) -> Record:
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadLine(
+            f"{where}: not valid UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1})",
+            "not UTF-8",
+        ) from None
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        hint = (
+            " (line looks truncated)" if "Unterminated" in exc.msg or "Expecting" in exc.msg else ""
+        )
+        raise BadLine(
+            f"{where}: invalid JSON at column {exc.colno}: {exc.msg}{hint}", "invalid JSON"
+        ) from None
+    if not isinstance(obj, dict):
+        raise BadLine(f"{where}: expected a JSON object, got {type(obj).__name__}", "not an object")
+    if not isinstance(obj.get("text"), str):
+        raise BadLine(
+            f"{where}: missing string field 'text' (keys: {', '.join(sorted(obj)) or 'none'})",
+            "no text",
+        )
+    meta = obj.pop("meta", None) or {}
+    if not isinstance(meta, dict):
+        raise BadLine(f"{where}: 'meta' must be an object", "bad meta")
+    known = {"id", "text", "kind", "source", "provenance"}
+    meta.update({key: obj.pop(key) for key in list(obj) if key not in known})
+    try:
+        return Record(
+            id=obj.get("id") or "",
+            text=obj["text"],
+            kind=obj.get("kind") or default_kind,
+            source=obj.get("source") or default_source,
+            meta=meta,
+            provenance=obj.get("provenance") or {},
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        raise BadLine(f"{where}: {key}: {first['msg']}", "bad field") from None
+
+
+def read_jsonl(
+    path: Path | str,
+    *,
+    kind: str = "text",
+    source: str | None = None,
+    skip_bad: bool = False,
+    stats: ImportStats | None = None,
+) -> Iterator[Record]:
+    """Stream records from a JSONL file."""
+    path = Path(path)
+    stats = stats if stats is not None else ImportStats()
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot open ({exc.strerror})") from None
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            stats.read += 1
+            try:
+                yield _parse_line(
+                    raw.rstrip(b"\r\n"), f"{path}:{number}", kind, source or path.name
+                )
+            except BadLine as exc:
+                if not skip_bad:
+                    raise
+                stats.skipped[exc.reason] += 1
+
+
+def import_jsonl(
+    paths: list[Path],
+    out: Path,
+    *,
+    kind: str = "text",
+    skip_bad: bool = False,
+    append: bool = False,
+) -> tuple[Dataset, ImportStats]:
+    """Import JSONL files into a dataset. Without `skip_bad`, the files are checked first, so a
+    bad line aborts before anything is written."""
+    if not skip_bad:
+        for path in paths:
+            for _ in read_jsonl(path, kind=kind):
+                pass
+    stats = ImportStats()
+    with DatasetWriter(out, append=append) as writer:
+        for path in paths:
+            for record in read_jsonl(path, kind=kind, skip_bad=skip_bad, stats=stats):
+                if writer.write(record):
+                    stats.written += 1
+                else:
+                    stats.duplicates += 1
+
+    return open_dataset(out), stats
+
+
+def export_jsonl(dataset: Dataset, out: Path) -> int:
+    """Write every record as one JSON object per line; returns the count."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    count = 0
+    with tmp.open("w", encoding="utf-8") as handle:
+        for record in dataset:
+            handle.write(json.dumps(record.model_dump(), ensure_ascii=False) + "\n")
+            count += 1
+    tmp.replace(out)
+    return count

@@ -1,0 +1,1 @@
+"""Synthetic data made by a teacher model (textbook sections so far)."""

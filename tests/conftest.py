@@ -1,0 +1,104 @@
+"""Shared fixtures: real embedded models, a real llama.cpp OpenAI server, a scripted faulty server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_response_cache(tmp_path, monkeypatch):
+    """Each test gets its own response cache so results never leak between tests."""
+    monkeypatch.setenv("SYLLABUS_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    from syllabus.backends import resolve_model
+
+    return resolve_model("smollm2")[0]
+
+
+@pytest.fixture(scope="session")
+def smollm2(smollm2_path):
+    from syllabus.backends.embedded import EmbeddedBackend
+
+    backend = EmbeddedBackend(str(smollm2_path), n_ctx=1024)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture(scope="session")
+def llama_server(smollm2_path, tmp_path_factory):
+    """llama-cpp-python's OpenAI-compatible server on 127.0.0.1, serving SmolLM2."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with log.open("wb") as handle:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(smollm2_path),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "1024",
+                "--model_alias",
+                "smollm2",
+            ],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"llama_cpp.server exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(base + "/models", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("llama_cpp.server did not start within 90 s")
+    yield base
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """Run the real `syllabus` entry point in a subprocess."""
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "syllabus.cli", *args],
+        cwd=cwd or REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
