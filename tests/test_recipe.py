@@ -92,7 +92,12 @@ def test_cli_missing_model_file_one_line_exit_2(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr + result.stdout
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "/nowhere/model.gguf" in lines[0] and "no such file" in lines[0]
+    assert len(lines) == 1
+    assert (
+        lines[0].startswith(f"error: {path}:6: teacher.model: no such file")
+        and "'/nowhere/model.gguf'" in lines[0]
+    )
+    assert not (tmp_path / "run").exists()  # refused before any work started
 
 
 def test_cli_bad_recipe_exit_2(tmp_path):

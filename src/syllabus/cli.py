@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +23,10 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Datasets: import, export and inspect.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+tokenizer_app = typer.Typer(
+    help="Tokenizers: train byte-level BPE on datasets.", no_args_is_help=True
+)
+app.add_typer(tokenizer_app, name="tokenizer")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -214,6 +220,200 @@ def data_show(
     Example: [bold]syllabus data show runs/python-basics/datasets/textbook[/bold]
     """
     _show_dataset(path, samples)
+
+
+@tokenizer_app.command("train")
+def tokenizer_train(
+    datasets: Annotated[list[Path], typer.Argument(help="Datasets to learn the vocabulary from.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for tokenizer.json.")],
+    vocab_size: Annotated[
+        int, typer.Option(help="Vocabulary size, special tokens included.")
+    ] = 4096,
+    special: Annotated[
+        list[str] | None,
+        typer.Option("--special", help="Special tokens (default: end of text, pad, chat roles)."),
+    ] = None,
+) -> None:
+    """Train a byte-level BPE tokenizer (the `tokenizers` package) and save tokenizer.json.
+
+    Example: [bold]syllabus tokenizer train data/code data/textbook -o tok --vocab-size 8192[/bold]
+    """
+    from syllabus.store import open_dataset
+    from syllabus.train.tokenizer import train_tokenizer
+
+    opened = [open_dataset(path) for path in datasets]
+    texts = (record.text for dataset in opened for record in dataset)
+    tokenizer = train_tokenizer(texts, out, vocab_size=vocab_size, special_tokens=special)
+    console.print(f"vocabulary of {tokenizer.get_vocab_size()} tokens -> {out / 'tokenizer.json'}")
+
+
+@app.command()
+def pack(
+    datasets: Annotated[
+        list[str],
+        typer.Argument(help="Datasets, each optionally with a mixing weight: PATH[:WEIGHT]."),
+    ],
+    tokenizer: Annotated[Path, typer.Option(help="Directory holding tokenizer.json.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Directory for train.bin, val.bin, meta.json.")
+    ],
+    val_fraction: Annotated[
+        float, typer.Option(help="Share of documents held out for validation.")
+    ] = 0.05,
+) -> None:
+    """Tokenize datasets into token files for training, mixing them by weight.
+
+    Example: [bold]syllabus pack data/code:0.6 data/textbook:0.4 --tokenizer tok -o packed[/bold]
+    """
+    from syllabus.train.pack import PackSource
+    from syllabus.train.pack import pack as pack_datasets
+
+    sources = []
+    for spec in datasets:
+        path, _, weight = spec.rpartition(":") if ":" in spec else (spec, "", "1")
+        try:
+            sources.append(PackSource(Path(path), float(weight)))
+        except ValueError:
+            raise UserError(f"{spec}: weight must be a number, as in data/code:0.6") from None
+    meta = pack_datasets(sources, tokenizer, out, val_fraction=val_fraction)
+    table = Table(title=f"packed -> {out}")
+    for column in ("dataset", "weight", "documents", "train tokens", "epochs"):
+        table.add_column(column)
+    for source in meta["sources"]:
+        table.add_row(
+            source["path"],
+            f"{source['weight']:g}",
+            str(source["documents"]),
+            f"{source['train_tokens']:,}",
+            f"{source['epochs']:g}",
+        )
+    console.print(table)
+    console.print(
+        f"train {meta['train_tokens']:,} tokens, validation {meta['val_tokens']:,} tokens ({meta['dtype']})"
+    )
+
+
+@app.command()
+def train(
+    recipe: Annotated[Path, typer.Argument(help="Recipe with a [train] section.")],
+    data: Annotated[
+        Path | None, typer.Option(help="Packed data directory (overrides the recipe).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output directory (overrides the recipe).")
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Override the step budget.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Pretrain a small Llama-architecture model from scratch; re-running resumes exactly.
+
+    Runs data parallel under torchrun: [bold]torchrun --nproc_per_node 2 -m syllabus.cli train RECIPE[/bold]
+
+    Example: [bold]syllabus train recipes/train-tiny.toml --data packed -o runs/tiny[/bold]
+    """
+    from syllabus.recipe import load_recipe
+    from syllabus.store.manifest import RunDir
+    from syllabus.train.trainer import train as train_model
+
+    loaded = load_recipe(recipe)
+    if loaded.train is None:
+        raise UserError(
+            f"{recipe}: no [train] section; add one with at least a budget (max_tokens = ...)"
+        )
+    updates = {
+        k: v
+        for k, v in {
+            "data": str(data) if data else None,
+            "out": str(out) if out else None,
+            "max_steps": max_steps,
+        }.items()
+        if v
+    }
+    config = loaded.train.model_copy(update=updates)
+    if not config.data or not config.out:
+        raise UserError(
+            f"{recipe}: train.data and train.out must be set (in the recipe or with --data/--out)"
+        )
+    is_main = (
+        int(os.environ.get("RANK", "0")) == 0
+    )  # under torchrun only rank 0 writes the manifest
+    run = RunDir(
+        Path(config.out),
+        stage="train",
+        config=config,
+        inputs={"data": Path(config.data) / "meta.json"},
+    )
+    with run if is_main else contextlib.nullcontext():
+        result = train_model(config, show_progress=not quiet)
+        run.extra["result"] = {
+            "steps": result.steps,
+            "tokens": result.tokens,
+            "val_loss": result.val_loss,
+            "dtype": result.dtype,
+        }
+    if not is_main:
+        return
+    mfu = f"{100 * result.mfu:.1f}%" if result.mfu is not None else "n/a"
+    console.print(
+        f"trained {result.steps} steps, {result.tokens:,} tokens: loss {result.final_loss:.3f}, val loss {result.val_loss:.3f}, "
+        f"{result.tokens_per_s:,.0f} tok/s ({result.dtype}), MFU {mfu} -> {result.out}"
+    )
+
+
+@app.command()
+def generate(
+    checkpoint: Annotated[Path, typer.Argument(help="A `syllabus train` output directory.")],
+    prompt: Annotated[str, typer.Option(help="Text to continue.")] = "",
+    max_tokens: int = 128,
+    temperature: float = 0.8,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    stop: Annotated[
+        list[str] | None, typer.Option(help="Stop at this string (repeatable).")
+    ] = None,
+    seed: int = 0,
+) -> None:
+    """Sample a continuation from a trained checkpoint.
+
+    Example: [bold]syllabus generate runs/tiny --prompt "def add(a, b):" --temperature 0[/bold]
+    """
+    from syllabus.train.generate import generate as sample
+
+    console.print(
+        sample(
+            checkpoint,
+            prompt,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            stop=stop,
+            seed=seed,
+        ),
+        markup=False,
+        highlight=False,
+    )
+
+
+@app.command("export")
+def export_model(
+    checkpoint: Annotated[Path, typer.Argument(help="A `syllabus train` output directory.")],
+    format: Annotated[
+        str,
+        typer.Option("--format", "-f", help="hf (transformers), gguf (llama.cpp, Ollama) or onnx."),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output directory (or .gguf/.onnx file).")
+    ],
+    quant: Annotated[str, typer.Option(help="GGUF tensor type: f32, f16 or q8_0.")] = "f16",
+) -> None:
+    """Export a trained model for transformers, llama.cpp/Ollama or onnxruntime.
+
+    Example: [bold]syllabus export runs/tiny --format gguf --quant q8_0 -o tiny.gguf[/bold]
+    """
+    from syllabus.export import export
+
+    console.print(f"wrote {export(checkpoint, format, out, quant=quant)}")
 
 
 def _show_dataset(path: Path, samples: int) -> None:

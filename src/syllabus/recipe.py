@@ -10,6 +10,7 @@ from pydantic import Field
 from syllabus.backends.config import BackendConfig, EmbeddedConfig
 from syllabus.config import StrictModel, at_least, load_config
 from syllabus.synth.config import SynthConfig
+from syllabus.train.config import TrainConfig
 
 
 class Recipe(StrictModel):
@@ -17,6 +18,7 @@ class Recipe(StrictModel):
     seed: Annotated[int, at_least(0)] = 0
     teacher: BackendConfig = Field(default_factory=EmbeddedConfig)
     synth: SynthConfig = Field(default_factory=SynthConfig)
+    train: TrainConfig | None = None
     output_dir: str = "runs"
     """Where `syllabus run` puts its run directory (runs/<name>)."""
 

@@ -47,6 +47,37 @@ def test_completion_with_logprobs_and_stop(llama_server):
     assert all(len(lp.top) >= 1 for lp in out.logprobs)
 
 
+def test_json_schema_through_the_server(llama_server):
+    import json
+
+    schema = {
+        "type": "object",
+        "properties": {"colour": {"type": "string"}},
+        "required": ["colour"],
+    }
+    backend = OpenAIBackend(llama_server, "smollm2", json_mode="json_object")
+    out = backend.chat(
+        [{"role": "user", "content": "Name a colour as JSON."}],
+        max_tokens=30,
+        temperature=0.0,
+        json_schema=schema,
+    )
+    assert isinstance(json.loads(out.text)["colour"], str)
+
+
+def test_json_schema_request_shapes():
+    schema = {"type": "object"}
+    with FaultServer() as server:
+        fast_backend(server.url).chat([{"role": "user", "content": "x"}], json_schema=schema)
+        fast_backend(server.url, json_mode="json_object").complete("x", json_schema=schema)
+        first, second = (request["body"]["response_format"] for _, request in server.requests)
+    assert first == {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": schema, "strict": True},
+    }
+    assert second == {"type": "json_object", "schema": schema}
+
+
 def test_seeded_sampling_is_reproducible(llama_server):
     backend = OpenAIBackend(llama_server, "smollm2")
     prompt = [{"role": "user", "content": "Write one sentence about rivers."}]

@@ -46,6 +46,7 @@ def make_backend(
             max_retries=config.max_retries,
             backoff_s=config.backoff_s,
             max_backoff_s=config.max_backoff_s,
+            json_mode=config.json_mode,
             defaults=defaults,
             cache=cache,
         )

@@ -174,6 +174,7 @@ class EmbeddedBackend(Backend):
         llama_cpp.llama_sampler_free(sampler)
 
     def close(self) -> None:
+        super().close()
         with self._lock:
             if self._llm is not None:
                 self._llm.close()

@@ -44,6 +44,7 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 class OpenAIBackend(Backend):
     kind = "openai"
+    in_process = False
     capabilities = frozenset({"chat", "complete", "logprobs", "json_schema", "grammar", "seed"})
 
     def __init__(
@@ -57,6 +58,7 @@ class OpenAIBackend(Backend):
         max_retries: int = 5,
         backoff_s: float = 1.0,
         max_backoff_s: float = 60.0,
+        json_mode: str = "json_schema",
         defaults: SamplingParams | None = None,
         cache: ResponseCache | None = None,
     ):
@@ -67,6 +69,7 @@ class OpenAIBackend(Backend):
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
+        self.json_mode = json_mode
         self._headers = {"Content-Type": "application/json"}
         if api_key_env:
             key = os.environ.get(api_key_env)
@@ -126,18 +129,21 @@ class OpenAIBackend(Backend):
             body["messages"] = [m.model_dump() for m in request.messages]
             if params.logprobs:
                 body.update(logprobs=True, top_logprobs=params.logprobs)
-            if params.json_schema is not None:
+            path = "/chat/completions"
+        else:
+            body["prompt"] = request.prompt
+            if params.logprobs:
+                body["logprobs"] = params.logprobs
+            path = "/completions"
+        if params.json_schema is not None:
+            if self.json_mode == "json_schema":  # OpenAI, vLLM, Ollama, llama-server
                 body["response_format"] = {
                     "type": "json_schema",
                     "json_schema": {"name": "output", "schema": params.json_schema, "strict": True},
                 }
-            return "/chat/completions", body
-        body["prompt"] = request.prompt
-        if params.logprobs:
-            body["logprobs"] = params.logprobs
-        if params.json_schema is not None:
-            body["response_format"] = {"type": "json_object", "schema": params.json_schema}
-        return "/completions", body
+            else:  # llama-cpp-python's server and llama-server
+                body["response_format"] = {"type": "json_object", "schema": params.json_schema}
+        return path, body
 
     async def _agenerate(self, request: Request) -> Completion:
         if self._client is None:  # a single call outside `generate_many`

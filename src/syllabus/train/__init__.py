@@ -1,0 +1,1 @@
+"""Training: tokenizer, packing, the Llama model, the training loop, sampling."""

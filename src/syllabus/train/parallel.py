@@ -1,0 +1,78 @@
+"""Data parallelism, applied from outside the model (torchrun sets the environment).
+
+`syllabus train` under `torchrun --nproc_per_node N` trains with DDP (gloo on CPU, NCCL on
+CUDA); `fsdp = True` shards parameters with FSDP2 for models that do not fit one device.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.size > 1
+
+
+def init_world() -> World:
+    if "RANK" not in os.environ:
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return World(device=device)
+    rank, size, local = (
+        int(os.environ["RANK"]),
+        int(os.environ["WORLD_SIZE"]),
+        int(os.environ.get("LOCAL_RANK", 0)),
+    )
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+        dist.init_process_group("nccl")
+    else:
+        device = torch.device("cpu")
+        dist.init_process_group("gloo")
+    return World(rank=rank, size=size, local_rank=local, device=device)
+
+
+def parallelize(model: torch.nn.Module, world: World, *, fsdp: bool = False) -> torch.nn.Module:
+    """Wrap a single-device model for the world it runs in."""
+    if not world.distributed:
+        return model
+    if fsdp:
+        from torch.distributed.fsdp import fully_shard
+
+        for layer in model.layers:
+            fully_shard(layer)
+        fully_shard(model)
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(
+        model, device_ids=[world.local_rank] if world.device.type == "cuda" else None
+    )
+
+
+def all_reduce_mean(value: torch.Tensor, world: World) -> torch.Tensor:
+    if world.distributed:
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        value = value / world.size
+    return value
+
+
+def shutdown(world: World) -> None:
+    if world.distributed and dist.is_initialized():
+        dist.destroy_process_group()
