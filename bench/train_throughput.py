@@ -1,0 +1,208 @@
+"""Training throughput: `syllabus train` against a minimal nanoGPT-style loop of the same shape.
+
+Both train the same Llama shape (named sizes 1m and 5m) on the same packed tokens (part of the
+Python standard library, BPE vocabulary 4096), batch 16 x 256 tokens, AdamW, grad clipping, in
+this process, one after the other, for several rounds. tokens/s is the median over steps after a
+warm-up. The baseline runs fp32, as nanoGPT does on CPU; Syllabus runs with `dtype = "auto"`
+(it times fp32 and bf16 autocast and keeps the faster), and also in fp32 for a like-for-like
+figure. Prints the ratios; target >= 1.0.
+
+    .venv/bin/python bench/train_throughput.py [--steps 30] [--rounds 2] [--sizes 1m 5m]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from syllabus.store import DatasetWriter, open_dataset
+from syllabus.train.config import TrainConfig
+from syllabus.train.model import SIZES
+from syllabus.train.pack import PackSource, load_tokens, pack
+from syllabus.train.tokenizer import train_tokenizer
+from syllabus.train.trainer import train
+from syllabus.types import Record
+
+SEQ, BATCH, VOCAB = 256, 16, 4096
+
+
+# -- the baseline: a minimal Llama and training loop, nanoGPT style ----------------------------
+
+
+class Block(nn.Module):
+    def __init__(self, dim, heads, kv_heads, ffn):
+        super().__init__()
+        self.heads, self.kv_heads, self.hd = heads, kv_heads, dim // heads
+        self.n1, self.n2 = nn.RMSNorm(dim, eps=1e-5), nn.RMSNorm(dim, eps=1e-5)
+        self.qkv = nn.Linear(dim, (heads + 2 * kv_heads) * self.hd, bias=False)
+        self.o = nn.Linear(dim, dim, bias=False)
+        self.gate_up = nn.Linear(dim, 2 * ffn, bias=False)
+        self.down = nn.Linear(ffn, dim, bias=False)
+
+    def forward(self, x, cos, sin):
+        b, t, _ = x.shape
+        q, k, v = self.qkv(self.n1(x)).split(
+            [self.heads * self.hd, self.kv_heads * self.hd, self.kv_heads * self.hd], -1
+        )
+        q = q.view(b, t, self.heads, self.hd).transpose(1, 2)
+        k = k.view(b, t, self.kv_heads, self.hd).transpose(1, 2)
+        v = v.view(b, t, self.kv_heads, self.hd).transpose(1, 2)
+
+        def rope(z):
+            h = z.shape[-1] // 2
+            return z * cos + torch.cat([-z[..., h:], z[..., :h]], -1) * sin
+
+        q, k = rope(q), rope(k)
+        rep = self.heads // self.kv_heads
+        y = F.scaled_dot_product_attention(
+            q, k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1), is_causal=True
+        )
+        x = x + self.o(y.transpose(1, 2).reshape(b, t, -1))
+        g, u = self.gate_up(self.n2(x)).chunk(2, -1)
+        return x + self.down(F.silu(g) * u)
+
+
+class MiniLlama(nn.Module):
+    def __init__(self, dim, n_layers, n_heads, n_kv_heads, ffn_dim):
+        super().__init__()
+        self.emb = nn.Embedding(VOCAB, dim)
+        self.blocks = nn.ModuleList(
+            Block(dim, n_heads, n_kv_heads, ffn_dim) for _ in range(n_layers)
+        )
+        self.norm = nn.RMSNorm(dim, eps=1e-5)
+        self.head = nn.Linear(dim, VOCAB, bias=False)
+        self.head.weight = self.emb.weight
+        hd = dim // n_heads
+        freqs = torch.outer(
+            torch.arange(SEQ).float(), 1.0 / (10000 ** (torch.arange(0, hd, 2).float() / hd))
+        )
+        self.register_buffer("cos", torch.cat([freqs, freqs], -1).cos())
+        self.register_buffer("sin", torch.cat([freqs, freqs], -1).sin())
+
+    def forward(self, idx, targets):
+        x = self.emb(idx)
+        for block in self.blocks:
+            x = block(x, self.cos, self.sin)
+        logits = self.head(self.norm(x))
+        return F.cross_entropy(logits.view(-1, VOCAB), targets.reshape(-1))
+
+
+def baseline_rates(tokens: np.ndarray, size: str, steps: int) -> list[float]:
+    torch.manual_seed(0)
+    model = MiniLlama(**SIZES[size])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
+    rng = np.random.default_rng(0)
+    rates = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        starts = rng.integers(0, len(tokens) - SEQ - 1, BATCH)
+        batch = torch.from_numpy(
+            np.stack([tokens[s : s + SEQ + 1].astype(np.int64) for s in starts])
+        )
+        loss = model(batch[:, :-1], batch[:, 1:])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        rates.append(BATCH * SEQ / (time.perf_counter() - t0))
+    return rates
+
+
+def syllabus_rates(packed: Path, size: str, steps: int, dtype: str) -> tuple[list[float], str]:
+    out = Path(tempfile.mkdtemp())
+    config = TrainConfig(
+        data=str(packed),
+        out=str(out),
+        size=size,
+        seq_len=SEQ,
+        batch_size=BATCH,
+        max_steps=steps,
+        dtype=dtype,
+        eval_every=10_000,
+        checkpoint_every=10_000,
+        eval_batches=1,
+        warmup_steps=5,
+    )
+    result = train(config, show_progress=False)
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    return [row["tokens_per_s"] for row in rows if "tokens_per_s" in row], result.dtype
+
+
+def make_packed(workdir: Path) -> Path:
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    with DatasetWriter(workdir / "corpus") as writer:
+        for path in sorted(stdlib.glob("*.py"))[:120]:
+            writer.write(
+                Record(
+                    text=path.read_text(encoding="utf-8", errors="replace"),
+                    kind="code",
+                    source=path.name,
+                )
+            )
+    train_tokenizer(
+        (r.text for r in open_dataset(workdir / "corpus")), workdir / "tok", vocab_size=VOCAB
+    )
+    pack([PackSource(workdir / "corpus")], workdir / "tok", workdir / "packed", val_fraction=0.05)
+    return workdir / "packed"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--sizes", nargs="+", default=["1m", "5m"])
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    packed = make_packed(Path(tempfile.mkdtemp()))
+    tokens = np.asarray(load_tokens(packed, "train"))
+    results = {}
+    for size in args.sizes:
+        runs: dict[str, list[float]] = {
+            "baseline fp32": [],
+            "syllabus fp32": [],
+            "syllabus auto": [],
+        }
+        chosen: list[str] = []
+        for _ in range(args.rounds):
+            runs["baseline fp32"].append(
+                statistics.median(baseline_rates(tokens, size, args.steps)[args.warmup :])
+            )
+            rates, _ = syllabus_rates(packed, size, args.steps, "float32")
+            runs["syllabus fp32"].append(statistics.median(rates[args.warmup :]))
+            rates, dtype = syllabus_rates(packed, size, args.steps, "auto")
+            chosen.append(dtype)
+            runs["syllabus auto"].append(statistics.median(rates[args.warmup :]))
+        medians = {name: statistics.median(values) for name, values in runs.items()}
+        results[size] = {"tokens_per_s": medians, "auto_dtype": chosen, "rounds": runs}
+        params = sum(p.numel() for p in MiniLlama(**SIZES[size]).parameters())
+        print(
+            f"\n{size} ({params / 1e6:.1f}M params with a {VOCAB} vocabulary), batch {BATCH}x{SEQ}, "
+            f"median tokens/s over steps {args.warmup}-{args.steps}, median of {args.rounds} rounds"
+        )
+        for name, value in medians.items():
+            print(f"  {name:<16} {value:9,.0f}")
+        print(
+            f"  ratio syllabus fp32 / baseline: {medians['syllabus fp32'] / medians['baseline fp32']:.2f}"
+        )
+        print(
+            f"  ratio syllabus auto ({'/'.join(chosen)} by round) / baseline: {medians['syllabus auto'] / medians['baseline fp32']:.2f}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
