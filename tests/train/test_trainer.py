@@ -144,3 +144,43 @@ def test_torchrun_two_processes_match_one(packed, tmp_path):
     a, b = losses(one), losses(two)
     assert a.keys() == b.keys() == set(range(1, 9))
     assert all(abs(a[s] - b[s]) < 1e-4 for s in a), (a, b)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(packed, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_config(packed, out, max_steps=4), show_progress=False)
+    data = (out / "checkpoint.pt").read_bytes()
+    (out / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match=r"checkpoint.pt: corrupt or unreadable checkpoint"):
+        train(tiny_config(packed, out, max_steps=8), show_progress=False)
+    with pytest.raises(UserError, match=r"checkpoint.pt: corrupt"):
+        load_model(out)
+
+
+def test_truncated_token_file_is_a_clear_error(packed, tmp_path):
+    import shutil
+
+    copy = tmp_path / "packed"
+    shutil.copytree(packed, copy)
+    with (copy / "train.bin").open("r+b") as handle:
+        handle.truncate(1000)
+    with pytest.raises(UserError, match=r"train.bin: 1000 bytes, expected .* truncated"):
+        train(tiny_config(copy, tmp_path / "run", max_steps=2), show_progress=False)
+
+
+def test_failed_save_keeps_previous_checkpoint(packed, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    train(tiny_config(packed, out, max_steps=10), show_progress=False)
+    before = (out / "checkpoint.pt").read_bytes()
+
+    def disk_full(obj, path, *args, **kwargs):
+        with open(path, "wb") as handle:
+            handle.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(UserError, match="No space left on device.*previous one is kept"):
+        train(tiny_config(packed, out, max_steps=20), show_progress=False)
+    assert (out / "checkpoint.pt").read_bytes() == before
+    assert not (out / "checkpoint.pt.tmp").exists()
+    assert load_model(out).config.dim == 64

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import model_validator
 
 from syllabus.config import StrictModel, at_least, between
-from syllabus.train.model import SIZES
+from syllabus.train.sizes import SIZES
 
 
 class TrainConfig(StrictModel):

@@ -146,8 +146,23 @@ def pack(
 
 
 def load_tokens(directory: Path, split: str) -> np.memmap:
-    meta = json.loads((directory / "meta.json").read_text())
-    length = meta[f"{split}_tokens"]
-    return np.memmap(
-        directory / f"{split}.bin", dtype=np.dtype(meta["dtype"]), mode="r", shape=(length,)
-    )
+    """The token file of `split` ("train" or "val"), checked against meta.json."""
+    directory = Path(directory)
+    try:
+        meta = json.loads((directory / "meta.json").read_text())
+        length, dtype = int(meta[f"{split}_tokens"]), np.dtype(meta["dtype"])
+    except FileNotFoundError:
+        raise UserError(f"{directory}: no meta.json; run `syllabus pack` first") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(
+            f"{directory / 'meta.json'}: corrupt ({exc}); re-run `syllabus pack`"
+        ) from None
+    file = directory / f"{split}.bin"
+    expected = max(length, 1) * dtype.itemsize
+    actual = file.stat().st_size if file.exists() else 0
+    if actual != expected:
+        raise UserError(
+            f"{file}: {actual} bytes, expected {expected} ({length} {dtype.name} tokens); "
+            "the file is truncated or stale, re-run `syllabus pack`"
+        )
+    return np.memmap(file, dtype=dtype, mode="r", shape=(length,))

@@ -156,23 +156,44 @@ def save_checkpoint(
 ) -> None:
     """Write atomically: a run killed while saving keeps its previous checkpoint."""
     tmp = out / (CHECKPOINT + ".tmp")
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "model_config": model.config.to_dict(),
-            "train_config": config.model_dump(),
-            "rng": torch.get_rng_state(),
-            **state,
-        },
-        tmp,
-    )
-    os.replace(tmp, out / CHECKPOINT)
+    payload = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "model_config": model.config.to_dict(),
+        "train_config": config.model_dump(),
+        "rng": torch.get_rng_state(),
+        **state,
+    }
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, out / CHECKPOINT)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UserError(
+            f"{out / CHECKPOINT}: could not save the checkpoint ({exc.strerror or exc}); the previous one is kept"
+        ) from None
     (out / "model.json").write_text(json.dumps(model.config.to_dict(), indent=2))
     if tokenizer_dir is not None and not (out / "tokenizer.json").exists():
         shutil.copy(tokenizer_dir / "tokenizer.json", out / "tokenizer.json")
         if (tokenizer_dir / "tokenizer_config.json").exists():
             shutil.copy(tokenizer_dir / "tokenizer_config.json", out / "tokenizer_config.json")
+
+
+def read_checkpoint(file: Path, device) -> dict:
+    try:
+        checkpoint = torch.load(file, map_location=device, weights_only=False)
+    except Exception as exc:  # zip, pickle and tensor errors all mean the same to the user
+        raise UserError(
+            f"{file}: corrupt or unreadable checkpoint ({type(exc).__name__}); delete it to start over or restore a backup"
+        ) from None
+    missing = (
+        {"model", "model_config", "train_config"} - set(checkpoint)
+        if isinstance(checkpoint, dict)
+        else {"everything"}
+    )
+    if missing:
+        raise UserError(f"{file}: not a Syllabus checkpoint (missing {', '.join(sorted(missing))})")
+    return checkpoint
 
 
 def load_model(path: Path | str, device: str = "cpu") -> Llama:
@@ -181,7 +202,7 @@ def load_model(path: Path | str, device: str = "cpu") -> Llama:
     file = path / CHECKPOINT if path.is_dir() else path
     if not file.exists():
         raise UserError(f"{path}: no {CHECKPOINT} (is this a `syllabus train` output directory?)")
-    checkpoint = torch.load(file, map_location=device, weights_only=False)
+    checkpoint = read_checkpoint(file, device)
     model = Llama(ModelConfig(**checkpoint["model_config"]))
     model.load_state_dict(checkpoint["model"])
     return model.eval()
@@ -233,6 +254,7 @@ def _train(config, world, show_progress, stop_after_steps, logger_cls) -> TrainR
             f"{data_dir}: too few tokens ({len(train_tokens)} train, {len(val_tokens)} val) for seq_len {config.seq_len}"
         )
     out.mkdir(parents=True, exist_ok=True)
+    (out / (CHECKPOINT + ".tmp")).unlink(missing_ok=True)  # left by a save that was killed
     torch.manual_seed(config.seed)
     model = build_model(config, meta["vocab_size"]).to(world.device)
     tokens_per_step = config.batch_size * config.grad_accum * world.size * config.seq_len
@@ -255,7 +277,7 @@ def _train(config, world, show_progress, stop_after_steps, logger_cls) -> TrainR
     state = {"step": 0, "tokens": 0, "elapsed": 0.0, "world_size": world.size}
     resume = out / CHECKPOINT
     if resume.exists():
-        checkpoint = torch.load(resume, map_location=world.device, weights_only=False)
+        checkpoint = read_checkpoint(resume, world.device)
         saved = TrainConfig.model_validate(checkpoint["train_config"])
         changed = [
             k
