@@ -416,29 +416,45 @@ def export_model(
     console.print(f"wrote {export(checkpoint, format, out, quant=quant)}")
 
 
-@app.command("eval")
+eval_app = typer.Typer(help="Evaluate models; `syllabus eval compare` puts results side by side.")
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.callback(invoke_without_command=True)
 def eval_model(
+    ctx: typer.Context,
     model: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--model",
             "-m",
             help="A packaged model (smollm2), a .gguf file, a HF checkpoint directory, a `syllabus train` directory, or an http(s) OpenAI-compatible base URL.",
         ),
-    ],
+    ] = None,
     task: Annotated[
-        list[str], typer.Option("--task", "-t", help="Task to run (repeatable): humaneval.")
-    ],
+        list[str] | None,
+        typer.Option(
+            "--task",
+            "-t",
+            help="Repeatable: humaneval, humaneval-bpb, bpb=DATA, choice=FILE.jsonl, exact=FILE.jsonl, custom=FILE.jsonl.",
+        ),
+    ] = None,
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Output directory (re-running resumes).")
-    ],
-    n: Annotated[int, typer.Option("--n", help="Samples per problem (pass@k for k <= n).")] = 1,
+        Path | None, typer.Option("--out", "-o", help="Output directory (re-running resumes).")
+    ] = None,
+    n: Annotated[
+        int, typer.Option("--n", help="Samples per problem for humaneval (pass@k for k <= n).")
+    ] = 1,
     temperature: float = 0.0,
     top_p: float = 1.0,
     max_tokens: int = 384,
     seed: int = 0,
+    shots: Annotated[
+        int,
+        typer.Option(help="k-shot examples for choice and exact, from the start of their file."),
+    ] = 0,
     limit: Annotated[
-        int | None, typer.Option(help="Only the first N problems (a smoke run).")
+        int | None, typer.Option(help="Only the first N items of each task (a smoke run).")
     ] = None,
     workers: Annotated[int, typer.Option(help="Sandbox processes executing completions.")] = 2,
     api_model: Annotated[
@@ -449,14 +465,27 @@ def eval_model(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Evaluate a model: HumanEval pass@k with completions executed in the sandbox.
+    """Evaluate a model on code, reasoning and knowledge tasks; every setting goes in summary.json.
 
-    Example: [bold]syllabus eval --model smollm2 --task humaneval -o runs/eval-smollm2[/bold]
+    Tasks: humaneval (pass@k, executed in the sandbox), humaneval-bpb (bits per byte of the
+    canonical solutions), bpb=DATA (any dataset or JSONL), choice=FILE (multiple choice by
+    log-likelihood, letter and cloze), exact=FILE (numeric answers, strict and flexible),
+    custom=FILE (prompts with unit tests or reference answers).
+
+    Example: [bold]syllabus eval --model smollm2 --task humaneval --task humaneval-bpb -o runs/eval-smollm2[/bold]
     """
+    if ctx.invoked_subcommand is not None:
+        return
+    if not model or not task or not out:
+        raise UserError(
+            "syllabus eval needs --model, at least one --task and --out (see syllabus eval --help)"
+        )
     from syllabus.eval.humaneval import ExecutionSettings
     from syllabus.eval.models import backend_for
-    from syllabus.eval.run import EvalSettings, evaluate
+    from syllabus.eval.run import EvalSettings, evaluate, parse_task
 
+    for spec in task:
+        parse_task(spec)  # fail on a typo before loading a model
     settings = EvalSettings(
         n_samples=n,
         temperature=temperature,
@@ -464,15 +493,15 @@ def eval_model(
         max_tokens=max_tokens,
         seed=seed,
         limit=limit,
+        shots=shots,
         execution=ExecutionSettings(workers=workers),
     )
     with backend_for(model, api_model=api_model, api_key_env=api_key_env) as backend:
         summary = evaluate(backend, task, out, settings, show_progress=not quiet)
     table = Table(title=f"{model} -> {out}")
-    for column in ("task", "metric", "value", "± stderr", "problems", "statuses", "wall time"):
+    for column in ("task", "metric", "value", "± stderr", "items", "wall time"):
         table.add_column(column)
     for name, result in summary["tasks"].items():
-        statuses = ", ".join(f"{k} {v}" for k, v in sorted(result["statuses"].items()))
         for metric, value in result["scores"].items():
             table.add_row(
                 name,
@@ -480,9 +509,30 @@ def eval_model(
                 f"{value['value']:.4f}",
                 f"{value['stderr']:.4f}",
                 str(value["problems"]),
-                statuses,
                 f"{result['wall_time_s']:.0f} s",
             )
+    console.print(table)
+
+
+@eval_app.command("compare")
+def eval_compare(
+    outputs: Annotated[list[Path], typer.Argument(help="`syllabus eval` output directories.")],
+) -> None:
+    """Side-by-side table of several evaluation outputs (value ± standard error).
+
+    Example: [bold]syllabus eval compare runs/eval-smollm2 runs/eval-gemma[/bold]
+    """
+    from syllabus.eval.run import compare
+
+    rows = compare(outputs)
+    table = Table(title="evaluation results")
+    table.add_column("task")
+    table.add_column("metric")
+    for out in outputs:
+        table.add_column(str(out), justify="right")
+    for row in rows:
+        cells = [f"{v['value']:.4f} ± {v['stderr']:.4f}" if v else "-" for v in row["values"]]
+        table.add_row(row["task"], row["metric"], *cells)
     console.print(table)
 
 

@@ -101,3 +101,20 @@ def test_generate_is_seeded_and_stops(trained):
         assert first_char not in generate(
             trained, PROMPT, max_tokens=20, temperature=0.0, stop=[first_char]
         )
+
+
+def test_a_trained_checkpoint_evaluates_through_its_hf_export(trained, tmp_path):
+    from syllabus.eval.models import backend_for
+    from syllabus.eval.run import EvalSettings, evaluate
+
+    with backend_for(str(trained)) as backend:
+        summary = evaluate(
+            backend,
+            ["humaneval-bpb", "humaneval"],
+            tmp_path / "eval",
+            EvalSettings(limit=3, max_tokens=16),
+            show_progress=False,
+        )
+    bpb = summary["tasks"]["humaneval-bpb"]["scores"]["bpb"]["value"]
+    assert 0.5 < bpb < 10  # a 64-wide model trained for seconds: poor, but finite and above 0
+    assert summary["tasks"]["humaneval"]["samples"] == 3 and summary["settings"]["backend"] == "hf"

@@ -64,6 +64,7 @@ __all__ = [
     "Completion",
     "EmbeddedConfig",
     "HFConfig",
+    "LogLikelihood",
     "Message",
     "OpenAIConfig",
     "Request",

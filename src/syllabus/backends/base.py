@@ -24,7 +24,9 @@ from syllabus.backends.cache import ResponseCache
 from syllabus.config import StrictModel, at_least, between
 from syllabus.errors import BackendError
 
-Capability = Literal["chat", "complete", "logprobs", "json_schema", "grammar", "seed"]
+Capability = Literal[
+    "chat", "complete", "logprobs", "json_schema", "grammar", "seed", "loglikelihood"
+]
 
 
 class SamplingParams(StrictModel):
@@ -74,6 +76,15 @@ class TokenLogprob(BaseModel):
 class Usage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+
+class LogLikelihood(BaseModel):
+    """Log-probability of a continuation given its context, summed over its tokens."""
+
+    logprob: float
+    tokens: int
+    greedy: bool
+    """Whether every continuation token was the model's most likely one."""
 
 
 class Completion(BaseModel):
@@ -182,6 +193,34 @@ class Backend(ABC):
         else:
             completion = self._generate(request)
         return self._finish(key, completion, start)
+
+    def loglikelihood(self, context: str, continuation: str) -> LogLikelihood:
+        """log P(continuation | context); long inputs are scored in overlapping windows."""
+        if "loglikelihood" not in self.capabilities:
+            raise BackendError(
+                f"{self.kind} backend ({self.endpoint}) cannot give log-probabilities of given text; "
+                "use the embedded or hf backend, or a server that returns prompt log-probs (vLLM)"
+            )
+        payload = {
+            "backend": self.kind,
+            "model": self.model_id,
+            "loglikelihood": [context, continuation],
+        }
+        key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        if self.cache is not None and (value := self.cache.get(key)) is not None:
+            return LogLikelihood.model_validate_json(value)
+        if self.in_process:
+            result = (
+                self._worker_thread().submit(self._loglikelihood, context, continuation).result()
+            )
+        else:
+            result = self._loglikelihood(context, continuation)
+        if self.cache is not None:
+            self.cache.put(key, result.model_dump_json())
+        return result
+
+    def _loglikelihood(self, context: str, continuation: str) -> LogLikelihood:
+        raise NotImplementedError
 
     async def agenerate(self, request: Request) -> Completion:
         self._check(request)

@@ -8,10 +8,18 @@ import os
 import threading
 from typing import Any
 
-from syllabus.backends.base import Backend, Completion, Request, SamplingParams, Usage
+from syllabus.backends.base import (
+    Backend,
+    Completion,
+    LogLikelihood,
+    Request,
+    SamplingParams,
+    Usage,
+)
 from syllabus.backends.cache import ResponseCache
 from syllabus.backends.models import file_fingerprint, resolve_model
 from syllabus.backends.oai_format import chat_logprobs, completion_logprobs
+from syllabus.backends.scoring import score_tokens
 from syllabus.errors import BackendError
 
 
@@ -60,7 +68,7 @@ class EmbeddedBackend(Backend):
         has_template = (
             bool(self._llm.metadata.get("tokenizer.chat_template")) or chat_format is not None
         )
-        caps = {"complete", "logprobs", "json_schema", "grammar", "seed"}
+        caps = {"complete", "logprobs", "json_schema", "grammar", "seed", "loglikelihood"}
         if has_template:
             caps.add("chat")
         self.capabilities = frozenset(caps)
@@ -158,6 +166,29 @@ class EmbeddedBackend(Backend):
             logprobs=logprobs,
             model=self.model_id,
         )
+
+    def _loglikelihood(self, context: str, continuation: str) -> LogLikelihood:
+        import numpy as np
+
+        with self._lock:
+            if not self._logits_all:
+                self._load(logits_all=True)
+            llm = self._llm
+            # Context and continuation are tokenized apart (as lm-eval-harness does), so the
+            # continuation's tokens do not depend on how the context happens to end.
+            start = llm.tokenize(context.encode(), add_bos=True, special=False) if context else []
+            if not start:
+                bos = llm.token_bos()
+                start = [bos if bos >= 0 else llm.token_eos()]
+            tokens = start + llm.tokenize(continuation.encode(), add_bos=False, special=False)
+
+            def logits_for(ids):
+                llm.reset()
+                llm.eval(list(ids))
+                return np.array(llm.scores[: len(ids)])
+
+            total, count, greedy = score_tokens(tokens, len(start), self.n_ctx, logits_for)
+        return LogLikelihood(logprob=total, tokens=count, greedy=greedy)
 
     def _validate_grammar(self, grammar: str) -> None:
         """llama.cpp crashes the process on a grammar it cannot parse; try it on its own first."""

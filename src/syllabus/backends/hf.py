@@ -9,9 +9,18 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from syllabus.backends.base import Backend, Completion, Request, SamplingParams, TokenLogprob, Usage
+from syllabus.backends.base import (
+    Backend,
+    Completion,
+    LogLikelihood,
+    Request,
+    SamplingParams,
+    TokenLogprob,
+    Usage,
+)
 from syllabus.backends.cache import ResponseCache
 from syllabus.backends.models import file_fingerprint
+from syllabus.backends.scoring import score_tokens
 from syllabus.errors import BackendError, UserError
 
 
@@ -49,7 +58,7 @@ class HFBackend(Backend):
         self.device = device
         weights = sorted(self.path.glob("*.safetensors")) or sorted(self.path.glob("*.bin"))
         self._fingerprint = file_fingerprint(weights[0]) if weights else self.path.name
-        caps = {"complete", "logprobs", "seed"}
+        caps = {"complete", "logprobs", "seed", "loglikelihood"}
         if getattr(self.tokenizer, "chat_template", None):
             caps.add("chat")
         self.capabilities = frozenset(caps)
@@ -134,3 +143,31 @@ class HFBackend(Backend):
             logprobs=logprobs,
             model=self.model_id,
         )
+
+    def _loglikelihood(self, context: str, continuation: str) -> LogLikelihood:
+        import torch
+
+        start = self.tokenizer(context, add_special_tokens=True)["input_ids"] if context else []
+        if not start:
+            first = (
+                self.tokenizer.bos_token_id
+                if self.tokenizer.bos_token_id is not None
+                else self.tokenizer.eos_token_id
+            )
+            start = [first]
+        tokens = start + self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+        window = getattr(self.model.config, "max_position_embeddings", 2048)
+
+        def logits_for(ids):
+            with torch.inference_mode():
+                return (
+                    self.model(torch.tensor([list(ids)], device=self.device))
+                    .logits[0]
+                    .float()
+                    .cpu()
+                    .numpy()
+                )
+
+        with self._lock:
+            total, count, greedy = score_tokens(tokens, len(start), window, logits_for)
+        return LogLikelihood(logprob=total, tokens=count, greedy=greedy)

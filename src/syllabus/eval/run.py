@@ -23,11 +23,12 @@ from rich.progress import (
 
 from syllabus.backends import Backend, Completion
 from syllabus.errors import UserError
-from syllabus.eval import humaneval
+from syllabus.eval import humaneval, tasks
 from syllabus.sandbox import isolation_level
 from syllabus.store.manifest import RunDir
 
-TASKS = ("humaneval",)
+TASKS = ("humaneval", "humaneval-bpb", "bpb", "choice", "exact", "custom")
+NEEDS_DATA = {"bpb", "choice", "exact", "custom"}
 
 
 @dataclass
@@ -39,6 +40,8 @@ class EvalSettings:
     seed: int = 0
     limit: int | None = None
     """Evaluate only the first N problems (smoke runs)."""
+    shots: int = 0
+    """k-shot examples for choice and exact (taken from the start of the task's file)."""
     execution: humaneval.ExecutionSettings = field(default_factory=humaneval.ExecutionSettings)
 
 
@@ -148,17 +151,173 @@ def eval_humaneval(
     }
 
 
+def _keyed_rows(path: Path) -> dict[str, dict]:
+    rows = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # cut short by a kill: redone
+            rows[row["key"]] = row
+    return rows
+
+
+def _score_items(
+    backend: Backend, out: Path, items, description: str, show_progress: bool
+) -> list[dict]:
+    """Run `fn(backend)` for each (key, fn) not already in samples.jsonl; return all rows."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "samples.jsonl"
+    done = _keyed_rows(path)
+    items = list(items)
+    with _progress(show_progress) as progress, path.open("a") as sink:
+        task = progress.add_task(
+            description, total=len(items), completed=sum(k in done for k, _ in items)
+        )
+        for key, fn in items:
+            if key in done:
+                continue
+            row = fn(backend)
+            done[key] = row
+            sink.write(json.dumps(row) + "\n")
+            sink.flush()
+            progress.advance(task)
+    return [done[key] for key, _ in items]
+
+
+def _generate_items(
+    backend: Backend,
+    out: Path,
+    keyed_prompts,
+    settings: EvalSettings,
+    stop: list[str],
+    to_row,
+    show_progress: bool,
+) -> list[dict]:
+    """Generate for each (key, prompt, extra) not already done; `to_row(key, completion, extra)`."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "samples.jsonl"
+    done = _keyed_rows(path)
+    keyed_prompts = list(keyed_prompts)
+    todo = [entry for entry in keyed_prompts if entry[0] not in done]
+    requests = [
+        backend.request(
+            prompt=prompt,
+            max_tokens=settings.max_tokens,
+            temperature=settings.temperature,
+            top_p=settings.top_p,
+            stop=stop,
+            seed=settings.seed,
+        )
+        for _, prompt, _ in todo
+    ]
+    with _progress(show_progress) as progress:
+        task = progress.add_task("generate", total=len(todo))
+        completions = backend.generate_many(
+            requests, on_result=lambda *_: progress.advance(task), return_exceptions=True
+        )
+    for result in completions:
+        if isinstance(result, BaseException) and not isinstance(result, UserError):
+            raise result
+    rows = to_row([entry[0] for entry in todo], completions, [entry[2] for entry in todo])
+    with path.open("a") as sink:
+        for row in rows:
+            done[row["key"]] = row
+            sink.write(json.dumps(row) + "\n")
+    return [done[key] for key, _, _ in keyed_prompts]
+
+
+def run_task(
+    backend: Backend,
+    name: str,
+    data: Path | None,
+    out: Path,
+    settings: EvalSettings,
+    show_progress: bool,
+) -> dict:
+    start = time.time()
+    if name == "humaneval":
+        return eval_humaneval(backend, out, settings, show_progress=show_progress)
+    if name == "humaneval-bpb":
+        rows = _score_items(
+            backend, out, tasks.humaneval_bpb_items(settings.limit), "humaneval-bpb", show_progress
+        )
+        scores = tasks.bpb_scores(rows)
+    elif name == "bpb":
+        rows = _score_items(
+            backend, out, tasks.dataset_bpb_items(data, settings.limit), "bpb", show_progress
+        )
+        scores = tasks.bpb_scores(rows)
+    elif name == "choice":
+        rows = _score_items(
+            backend,
+            out,
+            tasks.choice_items(data, settings.shots, settings.limit),
+            "choice",
+            show_progress,
+        )
+        scores = tasks.choice_scores(rows)
+    elif name == "exact":
+        rows = _generate_items(
+            backend,
+            out,
+            tasks.exact_items(data, settings.shots, settings.limit),
+            settings,
+            ["\n\nQuestion:", "\nQuestion:"],
+            lambda keys, completions, golds: [
+                tasks.exact_record(k, c, g)
+                for k, c, g in zip(keys, completions, golds, strict=True)
+            ],
+            show_progress,
+        )
+        scores = tasks.exact_scores(rows)
+    else:  # custom
+        items = tasks.custom_items(data, settings.limit)
+        by_key = dict(items)
+        rows = _generate_items(
+            backend,
+            out,
+            [(k, item["prompt"], item) for k, item in items],
+            settings,
+            [],
+            lambda keys, completions, extras: tasks.custom_records(
+                [(k, by_key[k]) for k in keys], completions, settings.execution.workers
+            ),
+            show_progress,
+        )
+        scores = tasks.custom_scores(rows)
+    return {"scores": scores, "samples": len(rows), "wall_time_s": round(time.time() - start, 2)}
+
+
+def parse_task(spec: str) -> tuple[str, Path | None]:
+    name, _, data = spec.partition("=")
+    if name not in TASKS:
+        raise UserError(f"unknown task {name!r}; available: {', '.join(TASKS)}")
+    if name in NEEDS_DATA and not data:
+        raise UserError(f"task {name} needs a file: --task {name}=PATH")
+    path = Path(data) if data else None
+    if path is not None and not path.exists():
+        raise UserError(f"task {name}: {path}: no such file")
+    return name, path
+
+
 def evaluate(
     backend: Backend,
-    tasks: list[str],
+    task_specs: list[str],
     out: Path,
     settings: EvalSettings,
     *,
     show_progress: bool = True,
 ) -> dict:
-    unknown = [t for t in tasks if t not in TASKS]
-    if unknown:
-        raise UserError(f"unknown task {', '.join(unknown)}; available: {', '.join(TASKS)}")
+    """Run each task (`name` or `name=PATH`) against `backend`; writes summary.json to `out`."""
+    parsed = [parse_task(spec) for spec in task_specs]
+    needs_logprobs = [name for name, _ in parsed if name in {"humaneval-bpb", "bpb", "choice"}]
+    if needs_logprobs and "loglikelihood" not in backend.capabilities:
+        raise UserError(
+            f"{', '.join(needs_logprobs)} need log-probabilities of given text, which the {backend.kind} backend "
+            f"({backend.endpoint}) cannot give; use a GGUF, Hugging Face or Syllabus model"
+        )
     settings_json = {
         "backend": backend.kind,
         "model": backend.model_id,
@@ -168,17 +327,47 @@ def evaluate(
         "max_tokens": settings.max_tokens,
         "seed": settings.seed,
         "limit": settings.limit,
+        "shots": settings.shots,
         "stop": humaneval.STOP,
         "task_version": humaneval.TASK_VERSION,
         "execution": vars(settings.execution),
         "isolation": isolation_level(),
+        "tasks": {name: str(data) if data else None for name, data in parsed},
     }
     summary = {"settings": settings_json, "tasks": {}}
-    with RunDir(out, stage="eval", config=settings_json) as run:
-        for task in tasks:
-            summary["tasks"][task] = eval_humaneval(
-                backend, out / task, settings, show_progress=show_progress
+    with RunDir(
+        out, stage="eval", config=settings_json, inputs={n: d for n, d in parsed if d}
+    ) as run:
+        for name, data in parsed:
+            summary["tasks"][name] = run_task(
+                backend, name, data, out / name, settings, show_progress
             )
         run.extra["summary"] = summary["tasks"]
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def compare(outputs: list[Path]) -> list[dict]:
+    """One row per (task, metric) with each output's value and standard error, for a table."""
+    summaries = []
+    for out in outputs:
+        path = out / "summary.json"
+        if not path.exists():
+            raise UserError(f"{out}: no summary.json (is this a `syllabus eval` output directory?)")
+        summaries.append(json.loads(path.read_text()))
+    rows = []
+    keys = sorted(
+        {
+            (task, metric)
+            for s in summaries
+            for task, r in s["tasks"].items()
+            for metric in r["scores"]
+        }
+    )
+    for task, metric in keys:
+        values = []
+        for summary in summaries:
+            score = summary["tasks"].get(task, {}).get("scores", {}).get(metric)
+            values.append(score)
+        rows.append({"task": task, "metric": metric, "values": values})
+    return rows

@@ -1,0 +1,41 @@
+"""Log-likelihood of token sequences longer than a model's context, in overlapping windows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def score_tokens(
+    tokens: Sequence[int],
+    first: int,
+    window: int,
+    logits_for: Callable[[Sequence[int]], np.ndarray],
+) -> tuple[float, int, bool]:
+    """Sum of log P(tokens[i] | tokens[:i]) for i >= first, with at most `window` tokens per pass.
+
+    `logits_for(ids)` returns logits of shape (len(ids), vocab) for a sequence of ids. Past the
+    first window, each pass scores half a window of new tokens after half a window of context,
+    so every token sees at least window/2 tokens before it (strided perplexity evaluation).
+    """
+    total, greedy, scored = 0.0, True, 0
+    stride = max(1, window // 2)
+    position = max(first, 1)
+    while position < len(tokens):
+        # Score [position, end) with logits from [start, end): as much context as fits.
+        end = min(len(tokens), max(position + stride, window))
+        start = max(0, end - window)
+        logp = log_softmax(np.asarray(logits_for(tokens[start:end]), dtype=np.float64))
+        for i in range(position, end):
+            row = logp[i - 1 - start]
+            total += float(row[tokens[i]])
+            greedy &= int(row.argmax()) == tokens[i]
+            scored += 1
+        position = end
+    return total, scored, greedy
