@@ -12,18 +12,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
 from syllabus.backends import Backend, Completion
 from syllabus.errors import UserError
 from syllabus.eval import humaneval, tasks
+from syllabus.progress import progress_bar
 from syllabus.sandbox import isolation_level
 from syllabus.store.manifest import RunDir
 
@@ -45,27 +37,21 @@ class EvalSettings:
     execution: humaneval.ExecutionSettings = field(default_factory=humaneval.ExecutionSettings)
 
 
-def _read_done(path: Path) -> dict[tuple[str, int], dict]:
-    done = {}
+def _read_rows(path: Path, key=lambda row: row["key"]) -> dict:
+    """Rows of a samples.jsonl by key; a line cut short by a kill is skipped (and redone)."""
+    rows = {}
     if path.exists():
         for line in path.read_text().splitlines():
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
-                continue  # a line cut short by a kill: that sample is redone
-            done[(row["task_id"], row["sample"])] = row
-    return done
+                continue
+            rows[key(row)] = row
+    return rows
 
 
-def _progress(show: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not show,
-    )
+def _sample_key(row: dict) -> tuple[str, int]:
+    return row["task_id"], row["sample"]
 
 
 def eval_humaneval(
@@ -76,12 +62,12 @@ def eval_humaneval(
     by_id = {p.task_id: p for p in problems}
     out.mkdir(parents=True, exist_ok=True)
     samples_path = out / "samples.jsonl"
-    done = _read_done(samples_path)
+    done = _read_rows(samples_path, _sample_key)
     jobs = [
         (p, i) for p in problems for i in range(settings.n_samples) if (p.task_id, i) not in done
     ]
     start = time.time()
-    with _progress(show_progress) as progress, samples_path.open("a") as sink:
+    with progress_bar(show_progress) as progress, samples_path.open("a") as sink:
         gen_task = progress.add_task("generate", total=len(jobs))
         requests = [
             backend.request(
@@ -136,7 +122,7 @@ def eval_humaneval(
         )
     rows = [
         row
-        for key, row in _read_done(samples_path).items()
+        for key, row in _read_rows(samples_path, _sample_key).items()
         if key[0] in by_id and key[1] < settings.n_samples
     ]
     scores = humaneval.score([r["task_id"] for r in rows], [r["passed"] for r in rows])
@@ -151,27 +137,15 @@ def eval_humaneval(
     }
 
 
-def _keyed_rows(path: Path) -> dict[str, dict]:
-    rows = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # cut short by a kill: redone
-            rows[row["key"]] = row
-    return rows
-
-
 def _score_items(
     backend: Backend, out: Path, items, description: str, show_progress: bool
 ) -> list[dict]:
     """Run `fn(backend)` for each (key, fn) not already in samples.jsonl; return all rows."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "samples.jsonl"
-    done = _keyed_rows(path)
+    done = _read_rows(path)
     items = list(items)
-    with _progress(show_progress) as progress, path.open("a") as sink:
+    with progress_bar(show_progress) as progress, path.open("a") as sink:
         task = progress.add_task(
             description, total=len(items), completed=sum(k in done for k, _ in items)
         )
@@ -198,7 +172,7 @@ def _generate_items(
     """Generate for each (key, prompt, extra) not already done; `to_row(key, completion, extra)`."""
     out.mkdir(parents=True, exist_ok=True)
     path = out / "samples.jsonl"
-    done = _keyed_rows(path)
+    done = _read_rows(path)
     keyed_prompts = list(keyed_prompts)
     todo = [entry for entry in keyed_prompts if entry[0] not in done]
     requests = [
@@ -212,7 +186,7 @@ def _generate_items(
         )
         for _, prompt, _ in todo
     ]
-    with _progress(show_progress) as progress:
+    with progress_bar(show_progress) as progress:
         task = progress.add_task("generate", total=len(todo))
         completions = backend.generate_many(
             requests, on_result=lambda *_: progress.advance(task), return_exceptions=True

@@ -14,17 +14,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich.progress import Progress
 
 from syllabus.backends import Backend, Completion, make_backend
 from syllabus.errors import BackendError
+from syllabus.progress import progress_bar
 from syllabus.recipe import Recipe
 from syllabus.store import DatasetWriter, open_dataset
 from syllabus.store.manifest import RunDir
@@ -50,18 +44,6 @@ class RunResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     wall_time_s: float = 0.0
-
-
-def _progress(show: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not show,
-    )
 
 
 def _run_textbook(
@@ -121,7 +103,7 @@ def run_recipe(
         backend = make_backend(recipe.teacher)
         stages: list[StageResult] = []
         try:
-            with _progress(show_progress) as progress:
+            with progress_bar(show_progress, "{task.fields[rate]}") as progress:
                 if recipe.synth.textbook is not None:
                     stages.append(_run_textbook(recipe, backend, run_dir, progress))
         finally:

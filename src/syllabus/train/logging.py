@@ -6,14 +6,7 @@ import json
 import time
 from pathlib import Path
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from syllabus.progress import progress_bar
 
 
 class TrainLogger:
@@ -36,16 +29,9 @@ class TrainLogger:
                 self._tb = SummaryWriter(str(out / "tensorboard"))
             except ImportError:
                 self._tb = None
-        self._progress = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn(
-                "loss {task.fields[loss]} · {task.fields[rate]} tok/s · MFU {task.fields[mfu]}"
-            ),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            disable=not (is_main and show_progress),
+        self._progress = progress_bar(
+            is_main and show_progress,
+            "loss {task.fields[loss]} · {task.fields[rate]} tok/s · MFU {task.fields[mfu]}",
         )
         self._progress.start()
         self._task = self._progress.add_task(
