@@ -453,6 +453,12 @@ def eval_model(
         int,
         typer.Option(help="k-shot examples for choice and exact, from the start of their file."),
     ] = 0,
+    prompt_style: Annotated[
+        str,
+        typer.Option(
+            help="humaneval: completion (continue the prompt) or chat (ask an instruct model for the whole function)."
+        ),
+    ] = "completion",
     limit: Annotated[
         int | None, typer.Option(help="Only the first N items of each task (a smoke run).")
     ] = None,
@@ -486,6 +492,8 @@ def eval_model(
 
     for spec in task:
         parse_task(spec)  # fail on a typo before loading a model
+    if prompt_style not in ("completion", "chat"):
+        raise UserError(f"--prompt-style must be completion or chat, got {prompt_style!r}")
     settings = EvalSettings(
         n_samples=n,
         temperature=temperature,
@@ -494,6 +502,7 @@ def eval_model(
         seed=seed,
         limit=limit,
         shots=shots,
+        prompt_style=prompt_style,
         execution=ExecutionSettings(workers=workers),
     )
     with backend_for(model, api_model=api_model, api_key_env=api_key_env) as backend:

@@ -113,3 +113,19 @@ def test_hostile_completions_fail_and_the_run_continues():
     results = humaneval.execute(BY_ID, [(problem.task_id, c) for c in hostile], settings)
     assert [r.passed for r in results] == [False, False, False, False, True]
     assert results[0].status == "timeout" and results[2].status in {"memory", "error"}
+
+
+def test_chat_answers_become_runnable_solutions():
+    problem = PROBLEMS[0]
+    fenced = (
+        f"Sure!\n```python\n{problem.prompt}{problem.canonical_solution}```\nThis works because..."
+    )
+    body_only = f"```python\n{problem.canonical_solution}```"
+    results = humaneval.execute(
+        BY_ID,
+        [
+            (problem.task_id, humaneval.chat_solution(text, problem.entry_point))
+            for text in (fenced, body_only, "no code")
+        ],
+    )
+    assert [r.passed for r in results] == [True, True, False]

@@ -9,6 +9,7 @@ paper, 1 - C(n - c, k) / C(n, k).
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +46,26 @@ def truncate(completion: str, stops: Sequence[str] = STOP) -> str:
     """Cut at the first stop sequence, for backends that ignore or overshoot them."""
     cut = min((i for i in (completion.find(s) for s in stops) if i != -1), default=len(completion))
     return completion[:cut]
+
+
+CHAT_INSTRUCTION = (
+    "Complete the following Python function. Reply with the complete function, including its "
+    "signature, in one ```python code block.\n\n```python\n{prompt}```"
+)
+
+
+def chat_solution(text: str, entry_point: str) -> str:
+    """What to execute after the prompt, from a chat model's answer (evalplus-style prompting).
+
+    A complete function (it defines `entry_point`) is placed after a `pass` body, so it replaces
+    the prompt's stub while the prompt's imports stay; anything else is taken as the body.
+    """
+    blocks = re.findall(r"```(?:python|py)?[^\n]*\n(.*?)(?:```|$)", text, flags=re.DOTALL)
+    defining = [b for b in blocks if f"def {entry_point}(" in b]
+    code = (defining or blocks or [text])[0]
+    if f"def {entry_point}(" in code:
+        return "    pass\n\n" + code
+    return code
 
 
 def program(problem: Problem, completion: str) -> str:

@@ -32,6 +32,9 @@ class EvalSettings:
     seed: int = 0
     limit: int | None = None
     """Evaluate only the first N problems (smoke runs)."""
+    prompt_style: str = "completion"
+    """humaneval: "completion" continues the prompt (base models); "chat" asks an instruct
+    model for the whole function in a code block (evalplus style)."""
     shots: int = 0
     """k-shot examples for choice and exact (taken from the start of the task's file)."""
     execution: humaneval.ExecutionSettings = field(default_factory=humaneval.ExecutionSettings)
@@ -69,14 +72,23 @@ def eval_humaneval(
     start = time.time()
     with progress_bar(show_progress) as progress, samples_path.open("a") as sink:
         gen_task = progress.add_task("generate", total=len(jobs))
+        chat = settings.prompt_style == "chat"
+        sampling = {
+            "max_tokens": settings.max_tokens,
+            "temperature": settings.temperature,
+            "top_p": settings.top_p,
+        }
         requests = [
             backend.request(
-                prompt=p.prompt,
-                max_tokens=settings.max_tokens,
-                temperature=settings.temperature,
-                top_p=settings.top_p,
-                stop=humaneval.STOP,
+                messages=[
+                    {"role": "user", "content": humaneval.CHAT_INSTRUCTION.format(prompt=p.prompt)}
+                ],
                 seed=settings.seed + i,
+                **sampling,
+            )
+            if chat
+            else backend.request(
+                prompt=p.prompt, stop=humaneval.STOP, seed=settings.seed + i, **sampling
             )
             for p, i in jobs
         ]
@@ -87,7 +99,12 @@ def eval_humaneval(
             if isinstance(result, BaseException) and not isinstance(result, UserError):
                 raise result
         texts = [
-            humaneval.truncate(c.text) if isinstance(c, Completion) else "" for c in completions
+            ""
+            if not isinstance(c, Completion)
+            else humaneval.chat_solution(c.text, p.entry_point)
+            if chat
+            else humaneval.truncate(c.text)
+            for c, (p, _) in zip(completions, jobs, strict=True)
         ]
         exec_task = progress.add_task("execute", total=len(jobs))
 
@@ -303,6 +320,7 @@ def evaluate(
         "limit": settings.limit,
         "shots": settings.shots,
         "stop": humaneval.STOP,
+        "prompt_style": settings.prompt_style,
         "task_version": humaneval.TASK_VERSION,
         "execution": vars(settings.execution),
         "isolation": isolation_level(),
