@@ -31,11 +31,18 @@ def score_tokens(
         # Score [position, end) with logits from [start, end): as much context as fits.
         end = min(len(tokens), max(position + stride, window))
         start = max(0, end - window)
-        logp = log_softmax(np.asarray(logits_for(tokens[start:end]), dtype=np.float64))
-        for i in range(position, end):
-            row = logp[i - 1 - start]
-            total += float(row[tokens[i]])
-            greedy &= int(row.argmax()) == tokens[i]
-            scored += 1
+        logits = np.asarray(logits_for(tokens[start:end]), dtype=np.float32)[
+            position - 1 - start : end - 1 - start
+        ]
+        targets = np.asarray(tokens[position:end])
+        # log-softmax of the target only: no (tokens x vocabulary) float64 matrix.
+        peak = logits.max(axis=-1)
+        log_norm = peak.astype(np.float64) + np.log(
+            np.exp(logits - peak[:, None]).sum(axis=-1, dtype=np.float64)
+        )
+        chosen = logits[np.arange(len(targets)), targets].astype(np.float64)
+        total += float((chosen - log_norm).sum())
+        greedy &= bool((logits.argmax(axis=-1) == targets).all())
+        scored += len(targets)
         position = end
     return total, scored, greedy
