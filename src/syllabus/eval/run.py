@@ -114,6 +114,7 @@ def eval_humaneval(
             row = {
                 "task_id": problem.task_id,
                 "sample": sample,
+                "prompt": problem.prompt,
                 "completion": texts[index],
                 "status": result.status,
                 "passed": result.passed,
@@ -256,9 +257,9 @@ def run_task(
             tasks.exact_items(data, settings.shots, settings.limit),
             settings,
             ["\n\nQuestion:", "\nQuestion:"],
-            lambda keys, completions, golds: [
-                tasks.exact_record(k, c, g)
-                for k, c, g in zip(keys, completions, golds, strict=True)
+            lambda keys, completions, extras: [
+                tasks.exact_record(k, prompt, c, gold)
+                for k, c, (prompt, gold) in zip(keys, completions, extras, strict=True)
             ],
             show_progress,
         )

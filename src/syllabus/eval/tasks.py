@@ -230,14 +230,18 @@ def exact_items(path: Path, shots: int, limit: int | None):
     for index, item in enumerate(scored[:limit]):
         gold_text = str(item["answer"])
         gold = extract_strict(gold_text) if "####" in gold_text else to_number(gold_text)
-        yield f"{path.name}:{index + shots}", prefix + exact_prompt(item["question"], None), gold
+        prompt = prefix + exact_prompt(item["question"], None)
+        yield f"{path.name}:{index + shots}", prompt, (prompt, gold)
 
 
-def exact_record(key: str, completion: Completion | BaseException, gold: float | None) -> dict:
+def exact_record(
+    key: str, prompt: str, completion: Completion | BaseException, gold: float | None
+) -> dict:
     text = completion.text if isinstance(completion, Completion) else ""
     strict, flexible = extract_strict(text), extract_flexible(text)
     return {
         "key": key,
+        "prompt": prompt,
         "completion": text,
         "gold": gold,
         "strict": strict,
@@ -281,13 +285,19 @@ def custom_records(
             stop = item.get("stop") or humaneval.STOP
             text = humaneval.truncate(text, stop)
             programs.append((index, f"{item['prompt']}{text}\n\n{item['tests']}\n"))
-            rows[index] = {"key": key, "completion": text, "kind": "tests"}
+            rows[index] = {
+                "key": key,
+                "prompt": item["prompt"],
+                "completion": text,
+                "kind": "tests",
+            }
         else:
             # A reference answer is one line unless the item gives its own stop strings.
             text = humaneval.truncate(text, item.get("stop") or ["\n"])
             correct = text.strip() == str(item["reference"]).strip()
             rows[index] = {
                 "key": key,
+                "prompt": item["prompt"],
                 "completion": text,
                 "kind": "reference",
                 "passed": correct,
