@@ -7,11 +7,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-
-
 def score_tokens(
     tokens: Sequence[int],
     first: int,

@@ -8,7 +8,6 @@ paper, 1 - C(n - c, k) / C(n, k).
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -147,7 +146,3 @@ def score(
             "problems": len(values),
         }
     return out
-
-
-def reference_file_key(settings: ExecutionSettings) -> str:
-    return json.dumps({"task": TASK_VERSION, "workers": settings.workers}, sort_keys=True)

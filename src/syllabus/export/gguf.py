@@ -52,7 +52,8 @@ def _tensor_map(model) -> dict[str, np.ndarray]:
     return out
 
 
-def _vocab(tokenizer_json: Path) -> tuple[list[str], list[int], list[str], set[str]]:
+def _vocab(tokenizer_json: Path) -> tuple[list[str], list[str], set[str]]:
+    """Tokens by id, BPE merges, and the special (added) tokens of a tokenizer.json."""
     data = json.loads(tokenizer_json.read_text())
     vocab: dict[str, int] = dict(data["model"]["vocab"])
     specials = {t["content"] for t in data.get("added_tokens", [])}

@@ -57,12 +57,7 @@ def export_hf(checkpoint: Path, out: Path) -> Path:
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_file=str(Path(checkpoint) / "tokenizer.json"), eos_token=EOT
     )
-    pad = (
-        PAD
-        if tokenizer.convert_tokens_to_ids(PAD) is not None and PAD in tokenizer.get_vocab()
-        else EOT
-    )
-    tokenizer.pad_token = pad
+    tokenizer.pad_token = PAD if PAD in tokenizer.get_vocab() else EOT
     config = hf_config(model, tokenizer.eos_token_id, tokenizer.pad_token_id)
     hf_model = LlamaForCausalLM(config)
     hf_model.load_state_dict(hf_state_dict(model), strict=True)

@@ -245,10 +245,9 @@ def train(
 
 def _train(config, world, show_progress, stop_after_steps, logger_cls) -> TrainResult:
     data_dir, out = Path(config.data), Path(config.out)
-    if not (data_dir / "meta.json").exists():
-        raise UserError(f"{data_dir}: no packed data (meta.json); run `syllabus pack` first")
-    meta = json.loads((data_dir / "meta.json").read_text())
+    # load_tokens checks meta.json and the token files against each other first.
     train_tokens, val_tokens = load_tokens(data_dir, "train"), load_tokens(data_dir, "val")
+    meta = json.loads((data_dir / "meta.json").read_text())
     if len(train_tokens) <= config.seq_len + 1 or len(val_tokens) <= config.seq_len + 1:
         raise UserError(
             f"{data_dir}: too few tokens ({len(train_tokens)} train, {len(val_tokens)} val) for seq_len {config.seq_len}"
