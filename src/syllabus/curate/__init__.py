@@ -1,0 +1,1 @@
+"""Curation: score, filter, deduplicate, decontaminate and order a corpus of records."""
