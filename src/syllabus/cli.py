@@ -76,6 +76,54 @@ def run(
 
 
 @app.command()
+def synth(
+    recipe: Annotated[Path, typer.Argument(help="Recipe TOML file with a [synth] table.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output dataset directory.")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Write synthetic training data with the recipe's teacher model.
+
+    Generators (each enabled by its table in the recipe): [bold]textbook[/bold] (topic -> outline
+    -> sections), [bold]exercise[/bold] (signature + docstring, solution and unit tests, kept only
+    when the tests pass on the solution and fail on an empty body, run in the sandbox),
+    [bold]reasoning[/bold] (word problem + worked solution whose answer a program confirms) and
+    [bold]dialogue[/bold] (student/teacher turns). Prompts are Jinja2 templates; override any of
+    topics, outline, section, exercise, exercise_tests, exercise_repair, reasoning,
+    reasoning_program, dialogue under [synth.templates].
+
+    OUT is a dataset (Parquet shards) with stats.json (acceptance, rejection reasons,
+    duplicates, distinct-n, openings, coverage, cost) and manifest.json beside it. Killed runs
+    resume with the same command: finished jobs are kept and repeated calls come from the cache.
+
+    Example: [bold]syllabus synth recipes/synth-python-small.toml -o data/synth[/bold]
+    """
+    from syllabus.recipe import load_recipe
+    from syllabus.synth import synth_recipe
+
+    loaded = load_recipe(recipe)
+    result = synth_recipe(loaded, out, recipe_path=recipe, show_progress=not quiet)
+    stats = result.stats
+    table = Table(title=f"synth {loaded.name}: {result.out}")
+    for column in ("generator", "jobs", "records", "attempts", "accepted/attempt", "rejected"):
+        table.add_column(column)
+    for name, g in stats["generators"].items():
+        rejected = ", ".join(f"{reason} {n}" for reason, n in list(g["rejected"].items())[:4])
+        table.add_row(
+            name, str(g["jobs"]), str(g["records"]), str(g["attempts"]),
+            f"{g['acceptance_rate']:.0%}", rejected or "-",
+        )  # fmt: skip
+    console.print(table)
+    teacher = stats["teacher"]
+    console.print(
+        f"{result.records} records after removing {stats['duplicates']['near_duplicates_removed']} "
+        f"near-duplicates; distinct-2 {stats['distinct_n']['2']:.2f}; topics covered "
+        f"{stats['topic_coverage']['covered']}/{stats['topic_coverage']['leaves']}; teacher calls "
+        f"{teacher['calls']} ({teacher['served_from_cache']} from cache); wall time "
+        f"{result.wall_time_s:.1f} s; stats in {result.out / 'stats.json'}"
+    )
+
+
+@app.command()
 def models(
     check: Annotated[bool, typer.Option(help="Load each model and generate a few tokens.")] = True,
 ) -> None:

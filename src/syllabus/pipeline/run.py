@@ -1,9 +1,9 @@
 """Run a recipe's stages in one run directory.
 
-Stages present so far: `synth.textbook` (teacher-written textbook sections). Each stage writes
-a dataset under `<run>/datasets/<stage>` as results arrive; a re-run skips the jobs whose
-records are already there and serves repeated teacher calls from the response cache, so a run
-killed at any point resumes without losing or duplicating work.
+Stages present so far: `synth` (teacher-written data). Each stage writes a dataset under
+`<run>/datasets/<stage>` as results arrive; a re-run skips finished jobs and serves repeated
+teacher calls from the response cache, so a run killed at any point resumes without losing or
+duplicating work.
 """
 
 from __future__ import annotations
@@ -14,15 +14,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.progress import Progress
-
-from syllabus.backends import Backend, Completion, make_backend
-from syllabus.errors import BackendError
-from syllabus.progress import progress_bar
+from syllabus.backends import Backend, make_backend
 from syllabus.recipe import Recipe
-from syllabus.store import DatasetWriter, open_dataset
+from syllabus.store import open_dataset
 from syllabus.store.manifest import RunDir
-from syllabus.synth import textbook
+from syllabus.synth import synthesize
 
 
 @dataclass
@@ -46,45 +42,21 @@ class RunResult:
     wall_time_s: float = 0.0
 
 
-def _run_textbook(
-    recipe: Recipe, backend: Backend, run_dir: Path, progress: Progress
+def _run_synth(
+    recipe: Recipe, backend: Backend, run_dir: Path, recipe_path: Path | None, show: bool
 ) -> StageResult:
-    config = recipe.synth.textbook
-    out = run_dir / "datasets" / "textbook"
+    out = run_dir / "datasets" / "synth"
     start = time.time()
-    resume = (out / "index.json").exists()
-    done = {textbook.job_key(r.meta) for r in open_dataset(out)} if resume else set()
-    jobs = list(textbook.pending(textbook.plan(config, recipe.seed), done))
-    rejected: Counter = Counter()
-    task = progress.add_task(
-        "synth textbook", total=len(jobs) + len(done), completed=len(done), rate=""
+    before = len(open_dataset(out)) if (out / "index.json").exists() else 0
+    base_dir = Path(recipe_path).parent if recipe_path else None
+    result = synthesize(
+        recipe.synth, backend, out, seed=recipe.seed, base_dir=base_dir, show_progress=show
     )
-    tokens = 0
-    # Small shards: a killed run keeps everything up to its last few records.
-    with DatasetWriter(out, shard_rows=4, append=resume) as writer:
-
-        def on_result(index: int, result: Completion | BaseException) -> None:
-            nonlocal tokens
-            if isinstance(result, BackendError):
-                rejected[f"teacher error: {result}"[:120]] += 1
-            elif isinstance(result, Completion):
-                record = textbook.to_record(jobs[index], result, backend, config)
-                if record is None:
-                    rejected["empty answer"] += 1
-                else:
-                    writer.write(record)
-                tokens += result.usage.completion_tokens
-            elapsed = max(time.time() - start, 1e-9)
-            progress.update(task, advance=1, rate=f"{tokens / elapsed:.0f} tok/s")
-
-        requests = textbook.requests(backend, config, jobs)
-        results = backend.generate_many(requests, on_result=on_result, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, BackendError):
-                raise result
-    dataset = open_dataset(out)
+    rejected: Counter = Counter()
+    for generator in result.stats["generators"].values():
+        rejected.update(generator["rejected"])
     return StageResult(
-        "synth.textbook", out, len(dataset), len(dataset) - len(done), rejected, time.time() - start
+        "synth", out, result.records, result.records - before, rejected, time.time() - start
     )
 
 
@@ -103,9 +75,8 @@ def run_recipe(
         backend = make_backend(recipe.teacher)
         stages: list[StageResult] = []
         try:
-            with progress_bar(show_progress, "{task.fields[rate]}") as progress:
-                if recipe.synth.textbook is not None:
-                    stages.append(_run_textbook(recipe, backend, run_dir, progress))
+            if recipe.synth.generators:
+                stages.append(_run_synth(recipe, backend, run_dir, recipe_path, show_progress))
         finally:
             backend.close()
         cache = backend.cache

@@ -1,0 +1,89 @@
+"""Seed passages for prompts: BM25 over a local corpus, one query per topic (Cosmopedia v2
+grounded its textbooks on retrieved web pages the same way)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from syllabus.errors import UserError
+from syllabus.synth.config import GroundingConfig
+
+TEXT_SUFFIXES = {".txt", ".md", ".rst", ".py"}
+
+
+def _passages(text: str, max_chars: int) -> list[str]:
+    """Paragraph-aligned chunks of at most `max_chars`."""
+    chunks, current = [], ""
+    for paragraph in re.split(r"\n\s*\n", text):
+        paragraph = paragraph.strip()
+        if not paragraph:
+            continue
+        if current and len(current) + len(paragraph) + 2 > max_chars:
+            chunks.append(current)
+            current = ""
+        current = f"{current}\n\n{paragraph}" if current else paragraph[:max_chars]
+    if current:
+        chunks.append(current)
+    return [c for c in chunks if len(c) >= 80]
+
+
+def _documents(corpus: Path) -> list[str]:
+    if (corpus / "index.json").exists():
+        from syllabus.store import open_dataset
+
+        return [record.text for record in open_dataset(corpus)]
+    if corpus.is_dir():
+        docs = []
+        for path in sorted(corpus.rglob("*")):
+            if path.suffix in TEXT_SUFFIXES and path.is_file():
+                try:
+                    docs.append(path.read_text(encoding="utf-8"))
+                except (UnicodeDecodeError, OSError):
+                    continue  # grounding is best effort: an odd file is not worth stopping for
+        return docs
+    if corpus.suffix == ".jsonl":
+        docs = []
+        with corpus.open(encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                try:
+                    text = json.loads(line).get("text")
+                except (json.JSONDecodeError, AttributeError):
+                    continue
+                if isinstance(text, str):
+                    docs.append(text)
+        return docs
+    raise UserError(
+        f"synth.grounding.corpus: {corpus} is not a dataset, a directory or a .jsonl file"
+    )
+
+
+class Retriever:
+    def __init__(self, config: GroundingConfig, base_dir: Path | None = None):
+        import bm25s
+
+        corpus = Path(config.corpus)
+        if not corpus.is_absolute() and base_dir is not None:
+            corpus = base_dir / corpus
+        if not corpus.exists():
+            raise UserError(f"synth.grounding.corpus: {corpus} does not exist")
+        self.config = config
+        self.passages = [p for doc in _documents(corpus) for p in _passages(doc, config.max_chars)]
+        if not self.passages:
+            raise UserError(f"synth.grounding.corpus: {corpus} holds no text passages")
+        self._bm25 = bm25s.BM25()
+        self._bm25.index(bm25s.tokenize(self.passages, show_progress=False), show_progress=False)
+        self._tokenize = bm25s.tokenize
+
+    def passages_for(self, query: str, rank: int = 0) -> list[str]:
+        """The passages ranked `rank*n .. rank*n+n` for `query` (so repeats see new text)."""
+        import numpy as np
+
+        n = self.config.passages
+        k = min(len(self.passages), n * (rank + 1))
+        docs, _ = self._bm25.retrieve(
+            self._tokenize([query], show_progress=False), k=k, show_progress=False
+        )
+        chosen = np.asarray(docs[0])[rank * n : rank * n + n]
+        return [self.passages[int(i)] for i in chosen]

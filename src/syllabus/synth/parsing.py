@@ -1,0 +1,273 @@
+"""Reading a teacher's answers. Small models answer loosely, so every parser returns None (or
+raises `Rejected` with a reason) instead of guessing; callers count the reasons."""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+from dataclasses import dataclass
+
+
+class Rejected(Exception):
+    """A teacher answer that cannot be used; `reason` is one of a small, countable set."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+_FENCE = re.compile(r"```[ \t]*([\w+-]*)[ \t]*\n(.*?)(?:```|\Z)", re.S)
+
+
+def code_blocks(text: str) -> list[str]:
+    """Fenced code blocks (python or unlabelled); an unclosed last fence counts (truncated
+    answers). Without fences, the whole answer is taken as code."""
+    blocks = [body for lang, body in _FENCE.findall(text) if lang.lower() in ("", "python", "py")]
+    if blocks:
+        return blocks
+    return [] if "```" in text else [text]
+
+
+def numbered_list(text: str, limit: int) -> list[str]:
+    """'1. Lists' / '2) Tuples' / '- Sets' lines -> titles, deduplicated, at most `limit`."""
+    items: list[str] = []
+    for line in text.splitlines():
+        match = re.match(r"^\s*(?:\d+[.)]|[-*•])\s+(.+?)\s*$", line)
+        if not match:
+            continue
+        title = re.sub(r"[*_`#]+", "", match.group(1)).strip().rstrip(":").strip()
+        title = re.split(r"\s+[-–—:]\s+", title, maxsplit=1)[0].strip()
+        if 2 <= len(title) <= 100 and title.lower() not in {t.lower() for t in items}:
+            items.append(title)
+        if len(items) == limit:
+            break
+    return items
+
+
+@dataclass
+class Function:
+    """A generated function split the way Phi-1's CodeExercises are: prompt and body."""
+
+    name: str
+    prompt: str
+    """Imports, signature and docstring: what a model is given."""
+    solution: str
+    """The body after the docstring: what a model must write."""
+
+    @property
+    def code(self) -> str:
+        return self.prompt + self.solution
+
+    def stub(self) -> str:
+        """The same function with an empty body, to catch tests that pass without it."""
+        return self.prompt + "    pass\n"
+
+
+def parse_function(
+    answer: str, name: str | None = None, *, require_docstring: bool = True
+) -> Function:
+    """The first top-level function with a docstring in `answer` (or the one called `name`).
+    Without `require_docstring` (repairs: only the body is used) a missing docstring is fine."""
+    parsed = None
+    for block in code_blocks(answer):
+        if "def " not in block:
+            continue
+        try:
+            tree = ast.parse(block)
+        except SyntaxError as exc:
+            parsed = parsed or exc
+            continue
+        functions = [node for node in tree.body if isinstance(node, ast.FunctionDef)]
+        if name is not None:
+            functions = [f for f in functions if f.name == name]
+        if functions:
+            parsed = (block, tree, functions[0])
+            break
+    if parsed is None:
+        raise Rejected("no function", "the answer has no Python function")
+    if isinstance(parsed, SyntaxError):
+        raise Rejected("syntax error", f"line {parsed.lineno}: {parsed.msg}")
+    block, tree, function = parsed
+    lines = block.splitlines(keepends=True)
+    docstring = ast.get_docstring(function, clean=False)
+    if not docstring or not docstring.strip():
+        if require_docstring:
+            raise Rejected("no docstring", f"{function.name} has no docstring")
+        function.body.insert(0, ast.Pass())  # placeholder so the body starts at index 1
+        function.body[0].end_lineno = function.body[1].lineno - 1
+    body = function.body
+    if len(body) < 2:
+        raise Rejected("empty solution", f"{function.name} has only a docstring")
+    if all(isinstance(s, ast.Pass) or _is_ellipsis(s) for s in body[1:]):
+        raise Rejected("empty solution", f"{function.name}'s body is `pass`")
+    if function.col_offset != 0 or body[1].col_offset != 4:
+        raise Rejected("bad indentation", "use 4-space indentation at the top level")
+    # Imports before the function belong to the prompt: the body may need them.
+    imports = [
+        ast.get_source_segment(block, node)
+        for node in tree.body
+        if isinstance(node, ast.Import | ast.ImportFrom) and node.lineno < function.lineno
+    ]
+    head = "".join(f"{line}\n" for line in imports if line)
+    if head:
+        head += "\n\n"
+    first_line = (function.decorator_list[0].lineno if function.decorator_list else function.lineno) - 1
+    prompt = "".join(lines[first_line : body[0].end_lineno])
+    solution = "".join(lines[body[0].end_lineno : function.end_lineno])
+    if not prompt.endswith("\n"):
+        prompt += "\n"
+    if not solution.endswith("\n"):
+        solution += "\n"
+    return Function(function.name, head + prompt, solution)
+
+
+def _is_ellipsis(statement: ast.stmt) -> bool:
+    return isinstance(statement, ast.Expr) and getattr(statement.value, "value", None) is Ellipsis
+
+
+def parse_asserts(answer: str, name: str, limit: int = 10) -> list[str]:
+    """`assert` statements in `answer` that call `name` (top level or inside test functions)."""
+    found: list[str] = []
+    saw_syntax_error = False
+    for block in code_blocks(answer):
+        try:
+            tree = ast.parse(block)
+        except SyntaxError:
+            saw_syntax_error = True
+            # A truncated last line is common; salvage the lines that parse on their own.
+            for line in block.splitlines():
+                try:
+                    statement = ast.parse(line.strip())
+                except SyntaxError:
+                    continue
+                found += _calling_asserts(statement, line.strip(), name)
+            continue
+        found += _calling_asserts(tree, block, name)
+    unique = list(dict.fromkeys(found))[:limit]
+    if not unique:
+        if saw_syntax_error:
+            raise Rejected("syntax error", "the tests do not parse")
+        raise Rejected("tests do not call the function", f"no assert calls {name}()")
+    return unique
+
+
+def _calling_asserts(tree: ast.AST, source: str, name: str) -> list[str]:
+    out = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Assert):
+            continue
+        calls = any(
+            isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name) and sub.func.id == name
+            for sub in ast.walk(node.test)
+        )
+        segment = ast.get_source_segment(source, node)
+        if calls and segment:
+            out.append(" ".join(segment.split()) if "\n" in segment else segment)
+    return out
+
+
+_NUMBER = r"[-+]?\$?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?%?"
+
+
+def parse_number(text: str) -> float | None:
+    """The number in '12', '$1,200.50', '-3.5e2', '45%'; None when there is none."""
+    match = re.search(_NUMBER, text)
+    if not match:
+        return None
+    raw = match.group(0).replace("$", "").replace(",", "").rstrip("%")
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def parse_reasoning(answer: str) -> tuple[str, str, float]:
+    """'Problem: ... Solution: ... Answer: N' -> (problem, solution, answer)."""
+    pattern = re.compile(
+        r"\**Problem\**\s*:?\**\s*(?P<problem>.+?)\n\s*\**Solution\**\s*:?\**\s*(?P<solution>.+?)"
+        r"\n\s*\**(?:Final )?Answer\**\s*:?\**\s*(?P<answer>[^\n]+)",
+        re.S | re.I,
+    )
+    match = pattern.search(answer)
+    if not match:
+        raise Rejected("wrong format", "expected 'Problem:', 'Solution:' and 'Answer:'")
+    problem, solution = match.group("problem").strip(), match.group("solution").strip()
+    number = parse_number(match.group("answer"))
+    if number is None:
+        raise Rejected("no numeric answer", match.group("answer")[:80])
+    if len(problem) < 20 or len(solution) < 20:
+        raise Rejected("too short", "problem or solution under 20 characters")
+    return problem, solution, number
+
+
+def numbers_agree(a: float, b: float, tolerance: float) -> bool:
+    return math.isclose(a, b, rel_tol=tolerance, abs_tol=tolerance)
+
+
+def parse_dialogue(answer: str, min_turns: int) -> list[dict[str, str]]:
+    """'Student: ... / Teacher: ...' -> chat turns (student=user, teacher=assistant)."""
+    turns: list[dict[str, str]] = []
+    speaker = re.compile(r"^\s*\**(Student|Teacher)\**\s*:\**\s*(.*)$", re.I)
+    for line in answer.splitlines():
+        match = speaker.match(line)
+        if match:
+            role = "user" if match.group(1).lower() == "student" else "assistant"
+            if turns and turns[-1]["role"] == role:
+                turns[-1]["content"] += "\n" + match.group(2)
+            else:
+                turns.append({"role": role, "content": match.group(2)})
+        elif turns:
+            turns[-1]["content"] += "\n" + line
+    for turn in turns:
+        turn["content"] = turn["content"].strip()
+    turns = [t for t in turns if t["content"]]
+    if not turns:
+        raise Rejected("wrong format", "no 'Student:'/'Teacher:' turns")
+    if turns[0]["role"] != "user":
+        turns = turns[1:]
+    if len(turns) < min_turns:
+        raise Rejected("too few turns", f"{len(turns)} < {min_turns}")
+    if len({t["content"] for t in turns}) < len(turns):
+        raise Rejected("repeated turns", "the conversation repeats itself")
+    return turns
+
+
+def asserts_grammar(name: str, count: int = 3) -> str:
+    """GBNF for `count` lines `assert name(...) == ...`: the call and the comparison are forced,
+    the arguments and expected values are the teacher's."""
+    line = f'"assert {name}(" args ") == " value "\\n"'
+    return (
+        f"root ::= {' '.join(['line'] * count)}\n"
+        f"line ::= {line}\n"
+        "args ::= [^\\n=]{1,80}\n"
+        "value ::= [^\\n]{1,80}\n"
+    )
+
+
+# Small models wander into prose, fences and half-finished formats; these grammars (llama.cpp's
+# GBNF) make the shape of an answer impossible to get wrong and leave the content to the model.
+FUNCTION_GRAMMAR = r"""root ::= "def " name "(" params ")" ret ":\n    \"\"\"" doc "\"\"\"\n" body
+name ::= [a-z] [a-z0-9_]{2,40}
+params ::= [^)\n]{1,80}
+ret ::= (" -> " [^:\n]{1,30})?
+doc ::= [^"\n]{10,200}
+body ::= ("    " [^\n]{1,100} "\n"){1,12}
+"""
+
+REASONING_GRAMMAR = r"""root ::= "Problem: " problem "\nSolution: " solution "\nAnswer: " number "\n"
+problem ::= [^\n]{20,400}
+solution ::= [^\n]{20,400} ("\n" [^\n]{1,300}){0,6}
+number ::= "-"? [0-9]{1,9} ("." [0-9]{1,6})?
+"""
+
+DIALOGUE_GRAMMAR = r"""root ::= pair pair pair?  pair?
+pair ::= "Student: " [^\n]{5,300} "\nTeacher: " [^\n]{5,500} "\n"
+"""
+
+
+def outline_grammar(count: int) -> str:
+    items = " ".join(f'"{i}. " title "\\n"' for i in range(1, count + 1))
+    return f"root ::= {items}\ntitle ::= [^\\n]{{3,80}}\n"

@@ -1,0 +1,141 @@
+"""A scripted teacher behind a real OpenAI-compatible HTTP server on 127.0.0.1.
+
+It recognises Syllabus's shipped prompts and answers each one deterministically from the
+prompt and seed (like a seeded model), so runs are reproducible; `faults` makes chosen calls
+misbehave (HTTP errors, empty or truncated answers, garbage, code that does not parse)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+WORDS = (
+    "apple river stone cloud maple copper violet harbor lantern meadow signal quartz ember "
+    "willow falcon orbit canyon pepper tulip marble glacier cedar comet sparrow"
+).split()
+
+
+def _pick(key: str, n: int) -> int:
+    return int(hashlib.sha256(key.encode()).hexdigest(), 16) % n
+
+
+def _prose(key: str, words: int) -> str:
+    """Varied text so that different prompts never look like near-duplicates."""
+    out = [WORDS[_pick(f"{key}/{i}", len(WORDS))] for i in range(words)]
+    sentences = [" ".join(out[i : i + 9]).capitalize() + "." for i in range(0, words, 9)]
+    return " ".join(sentences)
+
+
+def good_answer(prompt: str, seed: int) -> str:
+    key = f"{prompt}/{seed}"
+    if "numbered list" in prompt and "sections" in prompt:
+        count = int(re.search(r"its (\d+) sections", prompt).group(1))
+        return "\n".join(f"{i}. Part {i} of {_prose(key + str(i), 2)}" for i in range(1, count + 1))
+    if "numbered list" in prompt and "topics" in prompt:
+        return "1. Loops\n2. Recursion\n3. Classes\n"
+    if prompt.startswith("This Python function and its tests fail"):
+        name = re.search(r"def (\w+)\(", prompt).group(1)
+        k = int(re.search(r"\+ (\d+)", prompt).group(1))
+        return f'```python\ndef {name}(a: int, b: int) -> int:\n    """Doc."""\n    return a + b + {k}\n```'
+    if "Write one small Python function" in prompt:
+        k = _pick(key, 50) + 1
+        name = f"add_{_prose(key, 1).rstrip('.').lower()}_{k}"
+        code = f'def {name}(a: int, b: int) -> int:\n    """Return a plus b plus {k}."""\n    return a + b + {k}\n'
+        return f"Here it is:\n```python\n{code}```"
+    if "Write three assert statements" in prompt:
+        name = re.search(r"call `(\w+)`", prompt).group(1)
+        k = int(re.search(r"plus b plus (\d+)", prompt).group(1))
+        return "```python\n" + "".join(f"assert {name}({a}, 2) == {a + 2 + k}\n" for a in (1, 5, 9)) + "```"
+    if "word problem" in prompt:
+        n = _pick(key, 20) + 2
+        return (
+            f"Problem: A box holds {n} {_prose(key, 1).rstrip('.').lower()}s and we buy 3 boxes. How many in all?\n"
+            f"Solution: Each box holds {n}, so 3 boxes hold 3 * {n} = {3 * n}.\nAnswer: {3 * n}"
+        )
+    if "prints only the final number" in prompt:
+        n = int(re.search(r"holds (\d+)", prompt).group(1))
+        return f"```python\nprint(3 * {n})\n```"
+    if "conversation between" in prompt:
+        return "\n".join(
+            f"{'Student' if i % 2 == 0 else 'Teacher'}: {_prose(f'{key}/{i}', 12)}" for i in range(6)
+        )
+    return _prose(key, 160)  # a textbook section
+
+
+class TeacherServer:
+    """`faults`: {call number (1-based): fault} with fault one of "500", "429", "empty",
+    "truncated", "garbage", "bad code", "hang"; `delay` seconds per answer."""
+
+    def __init__(self, faults: dict[int, str] | None = None, delay: float = 0.0, answer=good_answer):
+        self.faults = dict(faults or {})
+        self.delay = delay
+        self.answer = answer
+        self.calls = 0
+        self.prompts: list[str] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                prompt = body["messages"][-1]["content"]
+                with server._lock:
+                    server.calls += 1
+                    fault = server.faults.get(server.calls)
+                    server.prompts.append(prompt)
+                if server.delay:
+                    time.sleep(server.delay)
+                text = server.answer(prompt, body.get("seed", 0))
+                finish = "stop"
+                if fault in ("500", "429"):
+                    return self._send(int(fault), b'{"error": {"message": "teacher overloaded"}}')
+                if fault == "garbage":
+                    return self._send(200, b"<html>proxy error</html>")
+                if fault == "hang":
+                    time.sleep(30)
+                if fault == "empty":
+                    text = ""
+                elif fault == "truncated":
+                    text, finish = text[: len(text) // 3], "length"
+                elif fault == "bad code":
+                    text = text.replace("return a + b", "return a +* b").replace("Problem:", "Problme")
+                payload = {
+                    "id": "x",
+                    "object": "chat.completion",
+                    "model": "scripted-teacher",
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+                    ],
+                    "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": max(1, len(text) // 4)},
+                }
+                self._send(200, json.dumps(payload).encode())
+
+            def _send(self, code: int, payload: bytes):
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> TeacherServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
