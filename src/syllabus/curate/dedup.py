@@ -67,10 +67,20 @@ def _mix(values: np.ndarray) -> np.ndarray:
 
 def _word_hashes(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     """64-bit hashes of the words in `data` (already lower-cased), and each word's start byte."""
+    words, starts, _ = word_spans(data)
+    return words, starts
+
+
+def word_spans(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Hashes of the words in `data` (already lower-cased), their start and end bytes."""
     raw = np.frombuffer(data, dtype=np.uint8)
     size = raw.size
     if size == 0:
-        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+        return (
+            np.zeros(0, dtype=np.uint64),
+            np.zeros(0, dtype=np.int64),
+            np.zeros(0, dtype=np.int64),
+        )
     edges = np.diff(_WORD_BYTE[raw].view(np.int8), prepend=np.int8(0), append=np.int8(0))
     starts = np.flatnonzero(edges == 1)
     ends = np.flatnonzero(edges == -1)
@@ -86,10 +96,10 @@ def _word_hashes(data: bytes) -> tuple[np.ndarray, np.ndarray]:
         words = prefix[ends]
         words -= prefix[starts]
         words *= _inverse_powers[starts]
-    return _mix(words), starts
+    return _mix(words), starts, ends
 
 
-def _combine(words: np.ndarray, size: int) -> np.ndarray:
+def combine_ngrams(words: np.ndarray, size: int) -> np.ndarray:
     """Hash of each run of `size` consecutive word hashes (len(words) - size + 1 of them)."""
     count = len(words) - size + 1
     with np.errstate(over="ignore"):
@@ -125,7 +135,7 @@ def shingle_batch(texts: Sequence[str], size: int = 5) -> tuple[np.ndarray, np.n
     doc_of_word = np.searchsorted(doc_starts, word_starts, side="right") - 1
     words_per_doc = np.bincount(doc_of_word, minlength=len(texts))
     if len(words) >= size:
-        grams = _combine(words, size)
+        grams = combine_ngrams(words, size)
         first_doc = doc_of_word[: len(grams)]
         valid = first_doc == doc_of_word[size - 1 :]
         grams, gram_doc = grams[valid], first_doc[valid]
@@ -136,7 +146,7 @@ def shingle_batch(texts: Sequence[str], size: int = 5) -> tuple[np.ndarray, np.n
         word_offsets = np.concatenate(([0], np.cumsum(words_per_doc)))
         extra = np.array(
             [
-                _combine(words[word_offsets[d] : word_offsets[d + 1]], words_per_doc[d])[0]
+                combine_ngrams(words[word_offsets[d] : word_offsets[d + 1]], words_per_doc[d])[0]
                 for d in short
             ],
             dtype=np.uint64,
