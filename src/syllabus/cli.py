@@ -593,6 +593,293 @@ def eval_compare(
     console.print(table)
 
 
+# -- curation -------------------------------------------------------------------------------------
+
+
+def _curate_summary(result) -> None:
+    table = Table(title=f"curate -> {result.out}: {result.records} records")
+    for column in (
+        "step",
+        "records in",
+        "records out",
+        "tokens in",
+        "tokens out",
+        "MB/s",
+        "dropped",
+    ):
+        table.add_column(column, justify="right" if column != "dropped" else "left")
+    for step in result.steps:
+        rate = (
+            f"{step.bytes_in / 1e6 / step.wall_time_s:.1f}"
+            if step.bytes_in and step.wall_time_s > 0
+            else "-"
+        )
+        dropped = ", ".join(f"{reason}: {n}" for reason, n in sorted(step.dropped.items())) or "0"
+        table.add_row(
+            step.name,
+            f"{step.records_in:,}",
+            f"{step.records_out:,}",
+            f"{step.tokens_in:,}",
+            f"{step.tokens_out:,}",
+            rate,
+            dropped,
+        )
+    console.print(table)
+    if result.histogram:
+        shown = ", ".join(f"{k}: {v}" for k, v in sorted(result.histogram.items()))
+        console.print(f"quality score histogram (records scored, by floor of score): {shown}")
+    for step in result.steps:
+        for message in step.messages[:5]:
+            err_console.print(f"[yellow]{step.name}: {message}", highlight=False)
+    for name, path in result.reports.items():
+        console.print(f"[dim]{name} report: {path}")
+    console.print(f"[dim]stats: {result.stats_path}, wall time {result.wall_time_s:.1f} s")
+
+
+def _executor(workers: int | None, ray: bool):
+    from syllabus.curate.config import ExecutorConfig
+
+    return ExecutorConfig(kind="ray" if ray else "local", workers=workers)
+
+
+WorkersOption = Annotated[
+    int | None, typer.Option("--workers", "-w", help="Parallel tasks (default: every core).")
+]
+RayOption = Annotated[
+    bool, typer.Option("--ray", help="Run the tasks on Ray instead of local processes.")
+]
+
+
+@app.command()
+def curate(
+    recipe: Annotated[Path, typer.Argument(help="Recipe TOML with a [curate] table.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset directory to write.")],
+    workers: WorkersOption = None,
+    ray: RayOption = False,
+) -> None:
+    """Filter, deduplicate, decontaminate, score and order a corpus, as a recipe's [curate] says.
+
+    Writes a dataset plus stats.json, reports/dedup.json, reports/decontam-<benchmark>.json and
+    manifest.json.
+
+    Example: [bold]syllabus curate recipes/curate-stdlib.toml -o runs/curate-stdlib[/bold]
+    """
+    from syllabus.curate.config import load_curate_config
+    from syllabus.curate.pipeline import curate as run_curate
+
+    config = load_curate_config(recipe)
+    if workers is not None or ray:
+        config.executor = _executor(
+            workers or config.executor.workers, ray or config.executor.kind == "ray"
+        )
+    _curate_summary(run_curate(config, out, recipe_path=recipe))
+
+
+@app.command()
+def dedup(
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Datasets, JSONL/Parquet files or directories.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset directory to write.")],
+    threshold: Annotated[
+        float, typer.Option(help="Jaccard similarity that makes a near duplicate.")
+    ] = 0.8,
+    num_perm: Annotated[int, typer.Option(help="MinHash permutations.")] = 128,
+    shingle_size: Annotated[int, typer.Option(help="Words per shingle.")] = 5,
+    near: Annotated[bool, typer.Option(help="Near duplicates too (not only exact).")] = True,
+    workers: WorkersOption = None,
+    ray: RayOption = False,
+) -> None:
+    """Remove exact and near duplicates (MinHash LSH, every pair checked by exact Jaccard).
+
+    Example: [bold]syllabus dedup data/code -o data/code-dedup --threshold 0.8[/bold]
+    """
+    from syllabus.curate.config import DedupConfig
+    from syllabus.curate.pipeline import single_step
+
+    config = DedupConfig(
+        threshold=threshold, num_perm=num_perm, shingle_size=shingle_size, near=near
+    )
+    _curate_summary(
+        single_step("dedup", inputs, out, dedup=config, executor=_executor(workers, ray))
+    )
+
+
+@app.command()
+def decontam(
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Datasets, JSONL/Parquet files or directories.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset directory to write.")],
+    benchmark: Annotated[
+        list[Path] | None, typer.Option("--benchmark", "-b", help="Benchmark JSONL (repeatable).")
+    ] = None,
+    ngram: Annotated[int, typer.Option(help="Words per n-gram.")] = 13,
+    humaneval: Annotated[bool, typer.Option(help="Check against the bundled HumanEval.")] = True,
+    workers: WorkersOption = None,
+    ray: RayOption = False,
+) -> None:
+    """Remove records sharing a word n-gram with a benchmark; a report per benchmark.
+
+    Example: [bold]syllabus decontam data/code -o data/code-clean --benchmark mbpp.jsonl --ngram 13[/bold]
+    """
+    from syllabus.curate.config import DecontamConfig
+    from syllabus.curate.pipeline import single_step
+
+    config = DecontamConfig(
+        ngram=ngram, humaneval=humaneval, benchmarks=[str(b) for b in benchmark or []]
+    )
+    _curate_summary(
+        single_step("decontam", inputs, out, decontam=config, executor=_executor(workers, ray))
+    )
+
+
+@app.command()
+def score(
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Datasets, JSONL/Parquet files or directories.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset directory to write.")],
+    model: Annotated[
+        Path, typer.Option("--model", "-m", help="Directory written by `syllabus fit`.")
+    ],
+    threshold: Annotated[
+        float | None, typer.Option(help="Keep scores at or above this (default: the model's).")
+    ] = None,
+    workers: WorkersOption = None,
+    ray: RayOption = False,
+) -> None:
+    """Score educational value (0-5) with a fitted model; keep records at or above the threshold.
+
+    Example: [bold]syllabus score data/code -o data/code-edu --model models/edu[/bold]
+    """
+    from syllabus.curate.config import QualityConfig
+    from syllabus.curate.pipeline import single_step
+
+    config = QualityConfig(model=str(model), threshold=threshold)
+    _curate_summary(
+        single_step("score", inputs, out, quality=config, executor=_executor(workers, ray))
+    )
+
+
+@app.command()
+def annotate(
+    dataset: Annotated[Path, typer.Argument(help="Dataset (or Parquet file) to sample from.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Labels JSONL (appended; resumes).")],
+    limit: Annotated[int, typer.Option(help="Label at most this many records.")] = 200,
+    base_url: Annotated[
+        str | None, typer.Option(help="OpenAI-compatible server, e.g. https://api.openai.com/v1.")
+    ] = None,
+    api_model: Annotated[
+        str, typer.Option(help="Model name to request from --base-url.")
+    ] = "default",
+    api_key_env: Annotated[
+        str | None, typer.Option(help="Environment variable holding the API key.")
+    ] = None,
+    model: Annotated[str, typer.Option(help="Embedded model when no --base-url.")] = "smollm2",
+    rubric: Annotated[
+        Path | None, typer.Option(help="Jinja2 rubric template ({{ text }}, {{ kind }}).")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight.")] = 4,
+) -> None:
+    """Label educational value 0-5 with an LLM judge and an additive rubric.
+
+    Unparseable answers are counted and kept raw; log-prob expected scores are recorded where
+    the backend gives them. The embedded SmolLM2 cannot follow the rubric: use a real teacher,
+    or `syllabus fit --reference` offline.
+
+    Example: [bold]syllabus annotate data/code -o labels.jsonl --base-url https://api.openai.com/v1 --api-model gpt-4o-mini --api-key-env OPENAI_API_KEY[/bold]
+    """
+    from syllabus.backends import EmbeddedConfig, OpenAIConfig
+    from syllabus.curate.quality import annotate as run_annotate
+    from syllabus.store import open_dataset
+
+    config = (
+        OpenAIConfig(
+            base_url=base_url,
+            model=api_model,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
+            temperature=0.0,
+        )
+        if base_url
+        else EmbeddedConfig(model=model, temperature=0.0)
+    )
+    template = rubric.read_text() if rubric else None
+    result = run_annotate(open_dataset(dataset), config, out, template=template, limit=limit)
+    shown = ", ".join(f"{k}: {v}" for k, v in sorted(result.histogram.items())) or "none"
+    console.print(
+        f"labelled {result.labelled} (resumed {result.resumed}), unparseable {result.unparseable}, "
+        f"errors {result.errors}, with log-prob expected score {result.with_expected} -> {out}"
+    )
+    console.print(f"scores: {shown}")
+
+
+@app.command()
+def fit(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")],
+    labels: Annotated[
+        Path | None, typer.Argument(help="Labels JSONL from `syllabus annotate`.")
+    ] = None,
+    reference: Annotated[
+        bool,
+        typer.Option("--reference", help="Known-good text (positive) against raw text (negative)."),
+    ] = False,
+    positive: Annotated[
+        Path | None, typer.Option(help="Known-good directory (default: python3-doc's HTML docs).")
+    ] = None,
+    negative: Annotated[
+        Path | None, typer.Option(help="Raw directory (default: the stdlib's source).")
+    ] = None,
+    per_class: Annotated[int, typer.Option(help="Reference mode: chunks per class.")] = 1500,
+    features: Annotated[
+        str, typer.Option(help="hashed (n-grams) or minilm (all-MiniLM-L6-v2).")
+    ] = "hashed",
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="Score threshold (default 3 for 0-5 labels, 2.5 for reference)."),
+    ] = None,
+    use_expected: Annotated[
+        bool, typer.Option(help="Fit on log-prob expected scores where present.")
+    ] = False,
+) -> None:
+    """Fit a light educational-value classifier; held-out F1 and Spearman saved with it.
+
+    Example: [bold]syllabus fit --reference -o models/edu[/bold]   or   [bold]syllabus fit labels.jsonl -o models/edu[/bold]
+    """
+    from syllabus.curate.quality import fit as run_fit
+    from syllabus.curate.quality import read_labels, reference_examples
+
+    if reference:
+        texts, values = reference_examples(positive, negative, per_class=per_class)
+        source = "reference"
+    elif labels is not None:
+        rows = read_labels(labels)
+        texts, values = [], []
+        for row in rows:
+            value = (
+                row.get("expected")
+                if use_expected and row.get("expected") is not None
+                else row.get("score")
+            )
+            if value is not None:
+                texts.append(row["text"])
+                values.append(value)
+        skipped = len(rows) - len(texts)
+        if skipped:
+            err_console.print(f"[yellow]{skipped} rows without a score skipped")
+        source = str(labels)
+    else:
+        raise UserError("give a labels JSONL from `syllabus annotate`, or --reference")
+    result = run_fit(texts, values, out, features=features, threshold=threshold, source=source)
+    m = result.metrics
+    console.print(
+        f"held out {m['n_test']} (trained on {m['n_train']}): F1 {m['f1']:.3f} at threshold "
+        f"{m['threshold']}, precision {m['precision']:.3f}, recall {m['recall']:.3f}, "
+        f"Spearman {m['spearman']} -> {out}"
+    )
+
+
 def _show_dataset(path: Path, samples: int) -> None:
     from syllabus.store.inspect import summarize
 

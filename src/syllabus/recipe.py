@@ -9,6 +9,7 @@ from pydantic import Field
 
 from syllabus.backends.config import BackendConfig, EmbeddedConfig
 from syllabus.config import StrictModel, at_least, load_config
+from syllabus.curate.config import CurateConfig
 from syllabus.synth.config import SynthConfig
 from syllabus.train.config import TrainConfig
 
@@ -19,6 +20,7 @@ class Recipe(StrictModel):
     teacher: BackendConfig = Field(default_factory=EmbeddedConfig)
     synth: SynthConfig = Field(default_factory=SynthConfig)
     train: TrainConfig | None = None
+    curate: CurateConfig | None = None
     output_dir: str = "runs"
     """Where `syllabus run` puts its run directory (runs/<name>)."""
 

@@ -4,9 +4,33 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from syllabus.config import StrictModel, at_least, between
+
+PLACES = {
+    "@stdlib": "the Python standard library's source on this machine",
+    "@python-docs": "the HTML Python documentation of Debian's python3-doc",
+}
+
+
+def expand_place(path: str) -> str:
+    """`@stdlib` and `@python-docs` name corpora every machine with Python (and python3-doc)
+    has; anything else is a path."""
+    if path == "@stdlib":
+        import sysconfig
+
+        return sysconfig.get_paths()["stdlib"]
+    if path == "@python-docs":
+        from syllabus.curate.quality import python_docs_dir
+
+        found = python_docs_dir()
+        if found is None:
+            raise ValueError("@python-docs: Debian's python3-doc is not installed (apt-get install python3-doc)")
+        return str(found)
+    if path.startswith("@"):
+        raise ValueError(f"unknown place {path!r}; known: {', '.join(PLACES)}")
+    return path
 
 
 class SourceConfig(StrictModel):
@@ -24,9 +48,16 @@ class SourceConfig(StrictModel):
     max_file_bytes: Annotated[int, at_least(1)] = 2_000_000
     """Larger files are skipped and counted ("too large")."""
 
+    @field_validator("path")
+    @classmethod
+    def _expand(cls, path: str) -> str:
+        return expand_place(path)
+
 
 class FiltersConfig(StrictModel):
     """Heuristic filters. A threshold set to null is off; code-only ones apply to kind=code."""
+
+    enabled: bool = True
 
     min_chars: Annotated[int, at_least(0)] | None = 50
     max_chars: Annotated[int, at_least(1)] | None = 1_000_000
@@ -104,3 +135,25 @@ class CurateConfig(StrictModel):
     curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     shard_rows: Annotated[int, at_least(1)] = 10_000
+
+
+def load_curate_config(path) -> CurateConfig:
+    """The `[curate]` table of a recipe TOML; mistakes name the file, line and key."""
+    from pydantic import ValidationError
+
+    from syllabus.config import format_validation_error, load_toml
+    from syllabus.errors import UserError
+
+    data, text = load_toml(path)
+    if "curate" not in data:
+        raise UserError(f"{path}: no [curate] table (see recipes/curate-stdlib.toml)")
+    try:
+        return CurateConfig.model_validate(data["curate"])
+    except ValidationError as exc:
+        message = format_validation_error(path, text, exc)
+        # Keys are reported from the [curate] table down.
+        lines = []
+        for line in message.splitlines():
+            where, _, rest = line.partition(": ")
+            lines.append(f"{where}: curate.{rest}" if rest else line)
+        raise UserError("\n".join(lines)) from None

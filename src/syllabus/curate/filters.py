@@ -57,6 +57,8 @@ class HeuristicFilter(Step):
 
     def keep(self, record: Record) -> str | None:
         c = self.config
+        if not c.enabled:
+            return None
         text = record.text
         length = len(text)
         if c.min_chars is not None and length < c.min_chars:

@@ -459,3 +459,28 @@ def curate(
         histogram=histogram,
         wall_time_s=time.perf_counter() - started,
     )
+
+
+def single_step(
+    step: str,
+    inputs: list[Path | str],
+    out: Path | str,
+    *,
+    dedup: Any = None,
+    decontam: Any = None,
+    quality: Any = None,
+    executor: Any = None,
+) -> CurateResult:
+    """One step alone over datasets, JSONL or Parquet files or directories (`syllabus dedup`,
+    `syllabus decontam`, `syllabus score`): every other step is off."""
+    from syllabus.curate.config import DecontamConfig, DedupConfig, FiltersConfig, QualityConfig
+
+    config = CurateConfig(
+        sources=[{"path": str(p)} for p in inputs],
+        filters=FiltersConfig(enabled=False),
+        dedup=dedup if step == "dedup" else DedupConfig(exact=False, near=False),
+        decontam=decontam if step == "decontam" else DecontamConfig(enabled=False),
+        quality=quality if step == "score" else QualityConfig(),
+        **({"executor": executor} if executor is not None else {}),
+    )
+    return curate(config, out)
