@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from syllabus.config import StrictModel, at_least, between
 
@@ -26,7 +26,9 @@ def expand_place(path: str) -> str:
 
         found = python_docs_dir()
         if found is None:
-            raise ValueError("@python-docs: Debian's python3-doc is not installed (apt-get install python3-doc)")
+            raise ValueError(
+                "@python-docs: Debian's python3-doc is not installed (apt-get install python3-doc)"
+            )
         return str(found)
     if path.startswith("@"):
         raise ValueError(f"unknown place {path!r}; known: {', '.join(PLACES)}")
@@ -137,6 +139,13 @@ class CurateConfig(StrictModel):
     shard_rows: Annotated[int, at_least(1)] = 10_000
 
 
+class _CurateSection(BaseModel):
+    """A recipe file seen only for its [curate] table (the other tables are the recipe's)."""
+
+    model_config = ConfigDict(extra="ignore")
+    curate: CurateConfig
+
+
 def load_curate_config(path) -> CurateConfig:
     """The `[curate]` table of a recipe TOML; mistakes name the file, line and key."""
     from pydantic import ValidationError
@@ -148,12 +157,6 @@ def load_curate_config(path) -> CurateConfig:
     if "curate" not in data:
         raise UserError(f"{path}: no [curate] table (see recipes/curate-stdlib.toml)")
     try:
-        return CurateConfig.model_validate(data["curate"])
+        return _CurateSection.model_validate(data).curate
     except ValidationError as exc:
-        message = format_validation_error(path, text, exc)
-        # Keys are reported from the [curate] table down.
-        lines = []
-        for line in message.splitlines():
-            where, _, rest = line.partition(": ")
-            lines.append(f"{where}: curate.{rest}" if rest else line)
-        raise UserError("\n".join(lines)) from None
+        raise UserError(format_validation_error(path, text, exc)) from None

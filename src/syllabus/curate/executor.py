@@ -41,8 +41,12 @@ def run_ray(fn: Callable[[int, int], Any], world: int, address: str | None) -> l
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise UserError(f"cannot start or reach Ray ({address or 'local'}): {exc}") from None
-    remote = ray.remote(num_cpus=1)(fn)
-    return ray.get([remote.remote(rank, world) for rank in range(world)])
+    remote = ray.remote(num_cpus=1)(_call)
+    return ray.get([remote.remote(fn, rank, world) for rank in range(world)])
+
+
+def _call(fn: Callable[[int, int], Any], rank: int, world: int) -> Any:
+    return fn(rank, world)
 
 
 def run_tasks(fn: Callable[[int, int], Any], config: ExecutorConfig) -> list[Any]:

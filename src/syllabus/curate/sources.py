@@ -206,6 +206,7 @@ def iter_source(
         try:
             handle = path.open("rb")
         except OSError as exc:
+            stats.records_in += 1  # the file counts as one unreadable item
             stats.drop("unreadable", f"{path}: cannot open ({exc.strerror})")
             return
         with handle:
@@ -251,6 +252,7 @@ def _iter_rows(
         try:
             dataset = datasets.load_from_disk(str(path))
         except (OSError, ValueError, FileNotFoundError) as exc:
+            stats.records_in += 1
             stats.drop("unreadable", f"{path}: cannot load with datasets.load_from_disk ({exc})")
             return
         if isinstance(dataset, datasets.DatasetDict):
@@ -270,6 +272,7 @@ def _iter_rows(
             parquet = pq.ParquetFile(file)
             count = parquet.metadata.num_rows
         except (OSError, pa.ArrowInvalid) as exc:
+            stats.records_in += 1  # the file counts as one unreadable item
             stats.drop("unreadable parquet", f"{file}: not a readable Parquet file ({exc})")
             continue
 
@@ -278,6 +281,7 @@ def _iter_rows(
                 for batch in parquet.iter_batches(batch_size=1024):
                     yield from batch.to_pylist()
             except (OSError, pa.ArrowInvalid) as exc:
+                stats.records_in += 1  # the file counts as one unreadable item
                 stats.drop("unreadable parquet", f"{file}: cannot read the rest ({exc})")
 
         yield from _rows_to_records(rows(), file, base + offset, rank, world_size, source, stats)

@@ -1,0 +1,133 @@
+"""Educational value: judge answers parsed (canned and from a real server), reference-mode fit."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from syllabus.backends.base import TokenLogprob
+from syllabus.curate.quality import (
+    QualityModel,
+    annotate,
+    expected_score,
+    fit,
+    parse_score,
+    python_docs_dir,
+    read_labels,
+    reference_examples,
+    render_rubric,
+)
+from syllabus.types import Record
+from tests.curate.conftest import STDLIB
+
+
+@pytest.mark.parametrize(
+    ("answer", "score"),
+    [
+        ("The code is clear and commented.\nEducational score: 4", 4),
+        ("Points: +1 +1 +1\n**Educational score: 3**", 3),
+        ("educational SCORE:  2/5", 2),
+        ("First I thought score: 1 but on reflection\nEducational score: 5", 5),
+        ("Educational score: 7", None),  # out of range: not guessed
+        ("I would give it a three.", None),
+        ("", None),
+    ],
+)
+def test_parse_score_canned_answers(answer, score):
+    assert parse_score(answer) == score
+
+
+def test_expected_score_from_top_logprobs():
+    tokens = [
+        TokenLogprob(token="Educational", logprob=-0.1),
+        TokenLogprob(token=" score", logprob=-0.1),
+        TokenLogprob(token=":", logprob=-0.1),
+        TokenLogprob(
+            token=" 3",
+            logprob=math.log(0.5),
+            top={
+                " 3": math.log(0.5),
+                " 4": math.log(0.3),
+                " 2": math.log(0.1),
+                " the": math.log(0.1),
+            },
+        ),
+    ]
+    assert expected_score(tokens) == pytest.approx((3 * 0.5 + 4 * 0.3 + 2 * 0.1) / 0.9)
+    # No digit among the alternatives (SmolLM2's case): None, not a guess.
+    tokens[-1] = TokenLogprob(token=" 3", logprob=-0.1, top={" the": -0.1})
+    assert expected_score(tokens) is None
+    assert expected_score(None) is None
+
+
+def test_rubric_renders_and_clips():
+    prompt = render_rubric("x = 1\n" * 2000, kind="code", max_chars=100)
+    assert "Educational score: N" in prompt and "[...]" in prompt and "code" in prompt
+    custom = render_rubric("print(1)", template="Rate {{ text }} for a {{ kind }}.", kind="doc")
+    assert custom == "Rate print(1) for a doc."
+
+
+@pytest.mark.slow
+def test_annotate_with_local_server_parses_counts_and_resumes(llama_server, tmp_path):
+    from syllabus.backends import OpenAIConfig
+
+    config = OpenAIConfig(
+        base_url=llama_server,
+        model="smollm2",
+        json_mode="json_object",
+        temperature=0.0,
+        max_tokens=24,
+    )
+    records = [Record(text=f"def f{i}(x):\n    return x + {i}\n", kind="code") for i in range(3)]
+    out = tmp_path / "labels.jsonl"
+    result = annotate(records, config, out, max_tokens=24)
+    assert result.labelled + result.unparseable + result.errors == 3
+    assert result.errors == 0
+    rows = read_labels(out)
+    assert len(rows) == 3 and all(row["raw"] for row in rows)
+    for row in rows:
+        assert row["score"] == parse_score(row["raw"])
+    again = annotate(records, config, out, max_tokens=24)
+    assert again.resumed == 3 and again.labelled == again.unparseable == 0
+    assert len(read_labels(out)) == 3
+
+
+def test_fit_graded_labels_ridge(tmp_path):
+    texts, labels = [], []
+    for i in range(120):
+        level = i % 6
+        words = " ".join(["explain"] * level + ["code"] * (6 - level))
+        texts.append(f"# {words}\nvalue_{i} = {i}\n")
+        labels.append(level)
+    result = fit(texts, labels, tmp_path / "m", threshold=3)
+    assert result.metrics["labels"] == "graded"
+    assert result.metrics["spearman"] > 0.8
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["f1"] == result.metrics["f1"]
+    model = QualityModel.load(tmp_path / "m")
+    assert model.predict(["# explain explain explain explain explain\nx = 1\n"])[0] > 3
+
+
+def test_reference_mode_python_docs_against_stdlib(tmp_path):
+    if python_docs_dir() is None:
+        pytest.skip("Debian's python3-doc is not installed (apt-get install python3-doc)")
+    texts, labels = reference_examples(
+        positive_globs=("tutorial/*.html", "howto/*.html"),
+        negative_dir=STDLIB,
+        negative_globs=("*.py", "email/*.py", "json/*.py"),
+        per_class=250,
+    )
+    result = fit(texts, labels, tmp_path / "edu")
+    # Measured: F1 0.97 at 600 per class (all docs), about 0.95 at this size.
+    assert result.metrics["f1"] >= 0.9
+    assert result.metrics["spearman"] > 0.7
+    model = QualityModel.load(tmp_path / "edu")
+    prose, code = model.predict(
+        [
+            "In this section we learn how a for loop repeats a block of code once for each item "
+            "in a list. For example, you can print every name in a list of names.",
+            "def _r(a,b):\n    if a: return b\n    raise ValueError\n",
+        ]
+    )
+    assert prose > code
