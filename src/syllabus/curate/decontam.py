@@ -136,7 +136,8 @@ class NgramIndex:
         grams, starts, ends, data = ngrams(record.text, self.n)
         if grams.size == 0:
             return []
-        found = np.isin(grams, self.hashes)
+        at = np.searchsorted(self.hashes, grams)
+        found = self.hashes[np.minimum(at, self.hashes.size - 1)] == grams
         if not found.any():
             return []
         hits: dict[int, list[int]] = {}
