@@ -92,10 +92,13 @@ def step_rates(texts: list[str], files: list[Path]) -> dict[str, dict]:
     labelled = [f"# explain step {i}\ndef f(x):\n    return x\n" for i in range(50)] + [
         f"def g{i}(a):return a^{i}\n" for i in range(50)
     ]
-    fit(labelled, [1] * 50 + [0] * 50, HERE / ".bench-quality-model")
+    import tempfile
+
     from syllabus.curate.quality import QualityFilter
 
-    scorer = QualityFilter(HERE / ".bench-quality-model", 0.0)
+    model_dir = Path(tempfile.mkdtemp(prefix="syllabus-bench-")) / "quality"
+    fit(labelled, [1] * 50 + [0] * 50, model_dir)
+    scorer = QualityFilter(model_dir, 0.0)
     _, seconds = timed(lambda: sum(1 for _ in scorer.run(records)))
     record("quality score (hashed)", seconds, "HashingVectorizer + logistic head")
     return results
