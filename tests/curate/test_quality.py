@@ -131,3 +131,21 @@ def test_reference_mode_python_docs_against_stdlib(tmp_path):
         ]
     )
     assert prose > code
+
+
+@pytest.mark.slow
+def test_minilm_features_from_the_packaged_model(tmp_path, monkeypatch):
+    pytest.importorskip("all_minilm_l6_v2")
+    monkeypatch.setenv("SYLLABUS_MODEL_DIR", str(tmp_path / "models"))
+    prose = [
+        f"Lesson {i}: a loop repeats a block of code for each item in a list." for i in range(16)
+    ]
+    code = [f"x{i}=[k^{i} for k in range({i})];print(x{i}[::-1])" for i in range(16)]
+    result = fit(prose + code, [1] * 16 + [0] * 16, tmp_path / "m", features="minilm")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["features"] == "minilm"
+    assert result.metrics["f1"] >= 0.8
+    scores = QualityModel.load(tmp_path / "m").predict(
+        ["A function is a named block of code you can call.", "z=q^7|3"]
+    )
+    assert scores[0] > scores[1]
