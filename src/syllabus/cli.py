@@ -40,39 +40,58 @@ def run(
         Path | None,
         typer.Option("--run-dir", help="Where to write (default: <output_dir>/<name>)."),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    preset: Annotated[
+        str | None,
+        typer.Option(help="Apply the recipe's [presets.NAME] overrides, e.g. --preset quick."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
-    """Run every stage a recipe configures, in one resumable run directory.
+    """Run the whole recipe as an experiment: synth -> curate -> tokenizer -> pack -> train ->
+    eval -> report, in one run directory.
 
-    Re-running the same command resumes: finished work is kept, teacher calls already made come
-    from the response cache.
+    The recipe's [[arms]] are trained with the same model, tokenizer and token budget on
+    different data (e.g. raw code, filtered code, filtered code + textbooks), once per seed, and
+    evaluated on HumanEval (bits/byte and pass@1). report.html and report.md say which arm won
+    and by how much, with a confidence interval over seeds and problems.
 
-    Example: [bold]syllabus run recipes/python-basics.toml[/bold]
+    Re-running resumes: finished stages are skipped (each is keyed by the hash of its config
+    and inputs), a changed stage re-runs with what depends on it, a killed one continues.
+
+    Example: [bold]syllabus run recipes/python-basics.toml --preset quick[/bold]
     """
     from syllabus.pipeline import run_recipe
     from syllabus.recipe import load_recipe
 
-    loaded = load_recipe(recipe)
+    loaded = load_recipe(recipe, preset=preset)
     result = run_recipe(loaded, run_dir=run_dir, recipe_path=recipe, show_progress=not quiet)
     table = Table(title=f"run {loaded.name}: {result.run_dir}")
-    for column in ("stage", "records", "new", "rejected", "wall time"):
+    for column in ("stage", "status", "wall time"):
         table.add_column(column)
-    for stage in result.stages:
-        rejected = ", ".join(f"{reason}: {n}" for reason, n in stage.rejected.items()) or "0"
-        table.add_row(
-            stage.name,
-            str(stage.records),
-            str(stage.new_records),
-            rejected,
-            f"{stage.wall_time_s:.1f} s",
-        )
+    for name in result.log.ran:
+        table.add_row(name, "ran", f"{result.log.times[name]:.1f} s")
+    for name in result.log.skipped:
+        table.add_row(name, "cached", "-")
     console.print(table)
-    console.print(
-        f"teacher calls {result.calls} (cache hits {result.cache_hits}), tokens in {result.prompt_tokens} / out "
-        f"{result.completion_tokens}, wall time {result.wall_time_s:.1f} s"
-    )
-    for stage in result.stages:
-        _show_dataset(stage.dataset, samples=1)
+    tasks = result.results.get("tasks") or []
+    for task in tasks:
+        results = Table(title=task.get("label") or task["task"])
+        for column in ("arm", "mean", "vs baseline [95% CI]"):
+            results.add_column(column)
+        for row in task["rows"]:
+            mean = "-" if row["mean"] is None else f"{row['mean']:.4f}"
+            diff = (
+                "baseline"
+                if row.get("is_baseline")
+                else "-"
+                if row.get("diff") is None
+                else f"{row['diff']:+.4f} [{row['lo']:+.4f}, {row['hi']:+.4f}]"
+            )
+            results.add_row(row["arm"] + (" *" if row.get("best") else ""), mean, diff)
+        console.print(results)
+    if result.summary:
+        console.print(f"[bold]{result.summary}[/bold]")
+    if result.report:
+        console.print(f"report: {result.report} (and report.md); wall time {result.wall_time_s:.0f} s")
 
 
 @app.command()
@@ -906,7 +925,10 @@ def main() -> None:
     try:
         app()
     except UserError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        # Messages quote recipe tables ("[synth.exercise]"): escape them from rich's markup.
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted; run the same command again to resume")

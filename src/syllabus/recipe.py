@@ -1,15 +1,23 @@
-"""The recipe: one TOML file that describes a whole run, composed of each stage's config."""
+"""The recipe: one TOML file that describes a whole run, composed of each stage's config.
+
+A recipe may carry presets, tables of overrides applied on top of it when asked for:
+
+    [presets.quick.train]
+    max_tokens = 50_000          # `syllabus run recipe.toml --preset quick`
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from syllabus.backends.config import BackendConfig, EmbeddedConfig
-from syllabus.config import StrictModel, at_least, load_config
+from syllabus.config import StrictModel, at_least, format_validation_error, load_toml
 from syllabus.curate.config import CurateConfig
+from syllabus.errors import UserError
+from syllabus.pipeline.config import ArmConfig, EvalStage, QualityStage, TokenizerStage
 from syllabus.synth.config import SynthConfig
 from syllabus.train.config import TrainConfig
 
@@ -19,11 +27,55 @@ class Recipe(StrictModel):
     seed: Annotated[int, at_least(0)] = 0
     teacher: BackendConfig = Field(default_factory=EmbeddedConfig)
     synth: SynthConfig = Field(default_factory=SynthConfig)
-    train: TrainConfig | None = None
     curate: CurateConfig | None = None
+    quality: QualityStage = Field(default_factory=QualityStage)
+    arms: list[ArmConfig] = Field(default_factory=list)
+    """The data arms of the ablation: same model, tokenizer and budget; different data."""
+    baseline: str = "raw"
+    """The arm every other is compared with."""
+    tokenizer: TokenizerStage = Field(default_factory=TokenizerStage)
+    train: TrainConfig | None = None
+    seeds: list[Annotated[int, at_least(0)]] = Field(default_factory=lambda: [1], min_length=1)
+    """Each arm trains once per seed; differences get confidence intervals over seeds and problems."""
+    eval: EvalStage = Field(default_factory=EvalStage)
     output_dir: str = "runs"
     """Where `syllabus run` puts its run directory (runs/<name>)."""
+    presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
-def load_recipe(path: Path | str) -> Recipe:
-    return load_config(path, Recipe)
+def _merge(base: dict, overrides: dict) -> dict:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_recipe(path: Path | str, preset: str | None = None) -> Recipe:
+    """Load and validate a recipe (with `preset`'s overrides); mistakes name file:line:key."""
+    data, text = load_toml(path)
+    presets = data.get("presets") or {}
+    if preset is not None:
+        if preset not in presets:
+            known = ", ".join(presets) or "none"
+            raise UserError(f"{path}: no preset {preset!r} (presets in this recipe: {known})")
+        data = _merge(data, presets[preset])
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        message = format_validation_error(path, text, exc)
+        if preset is not None:
+            message += f"\n(with preset {preset!r} applied)"
+        raise UserError(message) from None
+    # A preset with a mistake should fail now, not when someone first uses it.
+    if preset is None:
+        for name, overrides in presets.items():
+            try:
+                Recipe.model_validate(_merge(data, overrides))
+            except ValidationError as exc:
+                raise UserError(
+                    f"{path}: preset {name!r}: " + format_validation_error(path, text, exc)
+                ) from None
+    return recipe

@@ -1,5 +1,7 @@
-"""`syllabus run`: the stages of a recipe, in order, inside one resumable run directory."""
+"""`syllabus run`: the stages of a recipe in one resumable run directory (see `run.py`)."""
 
-from syllabus.pipeline.run import RunResult, run_recipe
 
-__all__ = ["RunResult", "run_recipe"]
+def run_recipe(*args, **kwargs):
+    from syllabus.pipeline.run import run_recipe as run
+
+    return run(*args, **kwargs)

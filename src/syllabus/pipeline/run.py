@@ -1,63 +1,45 @@
-"""Run a recipe's stages in one run directory.
+"""`syllabus run`: the whole Phi recipe as a controlled experiment, in one run directory.
 
-Stages present so far: `synth` (teacher-written data). Each stage writes a dataset under
-`<run>/datasets/<stage>` as results arrive; a re-run skips finished jobs and serves repeated
-teacher calls from the response cache, so a run killed at any point resumes without losing or
-duplicating work.
+    synth -> raw / quality model / filtered -> tokenizer -> pack, train, eval per arm and seed
+    -> report
+
+Every stage's directory records the hash of its config and inputs (see `stages.py`): a re-run
+skips finished stages, a changed stage re-runs with everything downstream, and a stage killed
+half-way resumes (synth from its job journal, training from its last checkpoint, evaluation
+from its samples file).
+
+Layout: <run>/datasets/{synth,raw,filtered,...}, <run>/quality, <run>/tokenizer,
+<run>/arms/<arm>/packed, <run>/arms/<arm>/seed-<s>/{model,eval}, <run>/report.{html,md,json}.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from syllabus.backends import Backend, make_backend
+from rich.console import Console
+
+from syllabus.errors import UserError
+from syllabus.pipeline.stages import StageLog, run_stage, stage_key
+from syllabus.progress import progress_bar
 from syllabus.recipe import Recipe
-from syllabus.store import open_dataset
+from syllabus.store import DatasetWriter, open_dataset
 from syllabus.store.manifest import RunDir
-from syllabus.synth import synthesize
 
-
-@dataclass
-class StageResult:
-    name: str
-    dataset: Path
-    records: int
-    new_records: int
-    rejected: Counter = field(default_factory=Counter)
-    wall_time_s: float = 0.0
+SYNTH_KINDS = ("textbook", "exercise", "reasoning", "dialogue")
 
 
 @dataclass
 class RunResult:
     run_dir: Path
-    stages: list[StageResult]
-    calls: int = 0
-    cache_hits: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
+    log: StageLog
+    report: Path | None = None
+    summary: str = ""
+    results: dict = field(default_factory=dict)
     wall_time_s: float = 0.0
-
-
-def _run_synth(
-    recipe: Recipe, backend: Backend, run_dir: Path, recipe_path: Path | None, show: bool
-) -> StageResult:
-    out = run_dir / "datasets" / "synth"
-    start = time.time()
-    before = len(open_dataset(out)) if (out / "index.json").exists() else 0
-    base_dir = Path(recipe_path).parent if recipe_path else None
-    result = synthesize(
-        recipe.synth, backend, out, seed=recipe.seed, base_dir=base_dir, show_progress=show
-    )
-    rejected: Counter = Counter()
-    for generator in result.stats["generators"].values():
-        rejected.update(generator["rejected"])
-    return StageResult(
-        "synth", out, result.records, result.records - before, rejected, time.time() - start
-    )
 
 
 def run_recipe(
@@ -66,39 +48,411 @@ def run_recipe(
     run_dir: Path | None = None,
     recipe_path: Path | None = None,
     show_progress: bool = True,
+    stop_after: str | None = None,
 ) -> RunResult:
-    """Run every stage the recipe configures; returns what each produced."""
+    """Run every stage the recipe configures. `stop_after` ends the run after the named stage
+    (as if killed there), for tests and for running only the data part."""
     run_dir = Path(run_dir or Path(recipe.output_dir) / recipe.name)
+    check_before_work(recipe)
     start = time.time()
+    log = StageLog()
+    console = Console(stderr=True, quiet=not show_progress)
     inputs = {"recipe": recipe_path} if recipe_path else {}
-    with RunDir(run_dir, stage="run", config=recipe, inputs=inputs) as run:
+    base_dir = Path(recipe_path).parent if recipe_path else None
+    with (
+        RunDir(run_dir, stage="run", config=recipe, inputs=inputs) as run,
+        progress_bar(show_progress, "{task.fields[stage]}") as progress,
+    ):
+        plan = _plan(recipe)
+        task = progress.add_task("run", total=len(plan), stage="")
+        context = _Run(recipe, run_dir, base_dir, log, console, progress, task)
+        for name, step in plan:
+            progress.update(task, stage=name)
+            step(context)
+            progress.advance(task)
+            if stop_after == name:
+                break
+        else:
+            progress.update(task, stage="done")
+        run.extra["stages"] = {"ran": log.ran, "skipped": log.skipped, "times": log.times}
+        run.extra["summary"] = context.summary
+    return RunResult(
+        run_dir,
+        log,
+        report=run_dir / "report.html" if (run_dir / "report.html").exists() else None,
+        summary=context.summary,
+        results=context.results,
+        wall_time_s=time.time() - start,
+    )
+
+
+# ------------------------------------------------------------------------------------ checks
+
+
+def used_datasets(recipe: Recipe) -> set[str]:
+    return {name for arm in recipe.arms for name, _ in arm.sources()}
+
+
+def check_before_work(recipe: Recipe) -> None:
+    """Mistakes that would otherwise surface an hour in: fail now, saying what to change."""
+    if not recipe.arms:
+        raise UserError(
+            f"recipe {recipe.name!r} has no [[arms]]: add at least one, e.g.\n"
+            '[[arms]]\nname = "raw"\ndata = ["raw"]'
+        )
+    if recipe.train is None:
+        raise UserError("the recipe has arms but no [train] table: set a model size and a token budget")
+    names = [arm.name for arm in recipe.arms]
+    if len(set(names)) != len(names):
+        raise UserError(f"arm names must differ: {names}")
+    if recipe.baseline not in names:
+        raise UserError(f"baseline = {recipe.baseline!r} is not an arm; arms are {', '.join(names)}")
+    used = used_datasets(recipe)
+    if used & {"raw", "filtered"} and recipe.curate is None:
+        raise UserError(
+            "an arm uses 'raw' or 'filtered' but the recipe has no [curate] table with sources; "
+            'add [[curate.sources]] path = "@stdlib" or take those arms out'
+        )
+    synth_needed = used & {"synth", *SYNTH_KINDS}
+    if synth_needed and not recipe.synth.generators:
+        raise UserError(
+            f"an arm uses {sorted(synth_needed)} but the recipe makes no synthetic data; add "
+            "[synth.textbook] / [synth.exercise] (with [synth.topics]) or take those arms out"
+        )
+    for kind in synth_needed & set(SYNTH_KINDS):
+        if getattr(recipe.synth, kind) is None:
+            raise UserError(f"an arm uses {kind!r} but [synth.{kind}] is not in the recipe")
+    _check_memory(recipe)
+
+
+def _check_memory(recipe: Recipe) -> None:
+    from syllabus.train.sizes import estimate_params
+
+    config = recipe.train
+    params = estimate_params(config, recipe.tokenizer.vocab_size)
+    # fp32 weights, gradients and two AdamW moments, plus activations of one micro-batch.
+    activations = 34 * config.batch_size * config.seq_len * _dim(config) * _layers(config)
+    need = 16 * params + activations
+    available = _available_memory()
+    if available and need > 0.8 * available:
+        raise UserError(
+            f"train: a {params / 1e6:.0f}M-parameter model needs about {need / 2**30:.1f} GiB to train "
+            f"(batch {config.batch_size} x {config.seq_len}), more than the {available / 2**30:.1f} GiB "
+            "available: choose a smaller train.size or lower train.batch_size"
+        )
+
+
+def _dim(config) -> int:
+    from syllabus.train.sizes import SIZES
+
+    return config.dim or SIZES.get(config.size or "", {}).get("dim", 0)
+
+
+def _layers(config) -> int:
+    from syllabus.train.sizes import SIZES
+
+    return config.n_layers or SIZES.get(config.size or "", {}).get("n_layers", 0)
+
+
+def _available_memory() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+# ------------------------------------------------------------------------------------ stages
+
+
+class _Run:
+    def __init__(self, recipe, run_dir, base_dir, log, console, progress, task):
+        self.recipe = recipe
+        self.run_dir = run_dir
+        self.base_dir = base_dir
+        self.log = log
+        self.console = console
+        self.progress = progress
+        self.task = task
+        self.keys: dict[str, str] = {}
+        self.summaries: dict[str, dict] = {}
+        self.summary = ""
+        self.results: dict = {}
+
+    def stage(self, name: str, directory: Path, key: str, work) -> dict:
+        self.keys[name] = key
+        summary = run_stage(name, directory, key, work, self.log)
+        self.summaries[name] = summary
+        if name in self.log.ran:
+            self.progress.console.print(f"[green]done[/green] {name} ({self.log.times[name]:.0f} s)")
+        return summary
+
+    def dataset(self, name: str) -> Path:
+        return self.run_dir / "datasets" / name
+
+
+def _plan(recipe: Recipe) -> list[tuple[str, callable]]:
+    used = used_datasets(recipe)
+    plan: list[tuple[str, callable]] = []
+    if used & {"synth", *SYNTH_KINDS}:
+        plan.append(("synth", _synth))
+    if "raw" in used:
+        plan.append(("raw", _raw))
+    if "filtered" in used or "docs" in used:
+        plan.append(("quality", _quality))
+    if "filtered" in used:
+        plan.append(("filtered", _filtered))
+    plan.append(("tokenizer", _tokenizer))
+    for arm in recipe.arms:
+        plan.append((f"pack {arm.name}", lambda ctx, arm=arm: _pack(ctx, arm)))
+        for seed in recipe.seeds:
+            plan.append((f"train {arm.name} seed {seed}", lambda c, a=arm, s=seed: _train(c, a, s)))
+            plan.append((f"eval {arm.name} seed {seed}", lambda c, a=arm, s=seed: _eval(c, a, s)))
+    plan.append(("report", _report))
+    return plan
+
+
+def _synth(ctx: _Run) -> None:
+    from syllabus.backends import make_backend
+    from syllabus.synth import synthesize
+
+    recipe = ctx.recipe
+    key = stage_key("synth", recipe.synth, recipe.teacher, recipe.seed)
+
+    def work(out: Path) -> dict:
         backend = make_backend(recipe.teacher)
-        stages: list[StageResult] = []
         try:
-            if recipe.synth.generators:
-                stages.append(_run_synth(recipe, backend, run_dir, recipe_path, show_progress))
+            result = synthesize(
+                recipe.synth, backend, out, seed=recipe.seed, base_dir=ctx.base_dir, show_progress=False
+            )
         finally:
             backend.close()
-        cache = backend.cache
-        result = RunResult(
-            run_dir=run_dir,
-            stages=stages,
-            calls=backend.calls,
-            cache_hits=cache.hits if cache else 0,
-            prompt_tokens=backend.usage.prompt_tokens,
-            completion_tokens=backend.usage.completion_tokens,
-            wall_time_s=time.time() - start,
+        return {"records": result.records, "by_kind": result.stats["records_by_kind"]}
+
+    ctx.stage("synth", ctx.dataset("synth"), key, work)
+    for kind in SYNTH_KINDS:
+        if kind in used_datasets(recipe):
+            kind_key = stage_key("synth-kind", kind, key)
+
+            def split(out: Path, kind=kind) -> dict:
+                with DatasetWriter(out) as writer:
+                    count = writer.write_all(r for r in open_dataset(ctx.dataset("synth")) if r.kind == kind)
+                if count == 0:
+                    raise UserError(
+                        f"the teacher made no {kind} records that passed their checks; an arm needs "
+                        f"them: raise [synth.{kind}] per_topic/attempts or use a stronger teacher"
+                    )
+                return {"records": count}
+
+            ctx.stage(f"synth {kind}", ctx.dataset(kind), kind_key, split)
+
+
+def _raw_config(recipe: Recipe):
+    """The curation sources read as they are: no filter, dedup, decontamination or threshold,
+    and no exclusions beyond installed third-party packages (tests stay in: that is raw)."""
+    config = recipe.curate.model_copy(deep=True)
+    for source in config.sources:
+        source.exclude = [g for g in source.exclude if "site-packages" in g]
+    config.filters.enabled = False
+    config.dedup.exact = config.dedup.near = False
+    config.decontam.enabled = False
+    config.quality.model = None
+    config.curriculum.order = "input"
+    return config
+
+
+def _raw(ctx: _Run) -> None:
+    from syllabus.curate.pipeline import curate
+
+    config = _raw_config(ctx.recipe)
+    key = stage_key("raw", config)
+
+    def work(out: Path) -> dict:
+        result = curate(config, out)
+        return {"records": result.records, "stats": _curate_stats(out)}
+
+    ctx.stage("raw", ctx.dataset("raw"), key, work)
+
+
+def _quality(ctx: _Run) -> None:
+    from syllabus.curate.config import expand_place
+    from syllabus.curate.quality import fit, reference_examples
+
+    settings = ctx.recipe.quality
+    key = stage_key("quality", settings, ctx.recipe.seed)
+
+    def work(out: Path) -> dict:
+        texts, labels = reference_examples(
+            expand_place(settings.positives),
+            expand_place(settings.negatives),
+            per_class=settings.max_samples // 2,
+            seed=ctx.recipe.seed,
         )
-        run.extra["teacher"] = {"kind": backend.kind, "model_id": backend.model_id}
-        run.extra["summary"] = {
-            "stages": {
-                s.name: {"records": s.records, "new": s.new_records, "rejected": dict(s.rejected)}
-                for s in stages
-            },
-            "teacher_calls": result.calls,
-            "cache_hits": result.cache_hits,
-            "prompt_tokens": result.prompt_tokens,
-            "completion_tokens": result.completion_tokens,
+        result = fit(texts, labels, out / "model", seed=ctx.recipe.seed, source="reference mode")
+        # The known-good text itself, as a dataset an arm may train on ("docs").
+        with DatasetWriter(out / "docs") as writer:
+            writer.write_all(
+                _record(text, "doc", "quality/positives") for text, label in zip(texts, labels, strict=True) if label == 1
+            )
+        return {"metrics": result.metrics}
+
+    ctx.stage("quality", ctx.run_dir / "quality", key, work)
+
+
+def _record(text: str, kind: str, source: str):
+    from syllabus.types import Record
+
+    return Record(text=text, kind=kind, source=source)
+
+
+def _filtered(ctx: _Run) -> None:
+    from syllabus.curate.pipeline import curate
+
+    config = ctx.recipe.curate.model_copy(deep=True)
+    config.quality.model = str(ctx.run_dir / "quality" / "model")
+    if ctx.recipe.quality.threshold is not None:
+        config.quality.threshold = ctx.recipe.quality.threshold
+    key = stage_key("filtered", config.model_dump(exclude={"quality": {"model"}}), ctx.keys["quality"])
+
+    def work(out: Path) -> dict:
+        result = curate(config, out)
+        return {"records": result.records, "stats": _curate_stats(out)}
+
+    ctx.stage("filtered", ctx.dataset("filtered"), key, work)
+
+
+def _curate_stats(out: Path) -> dict:
+    path = out / "stats.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _dataset_path(ctx: _Run, name: str) -> Path:
+    if name == "docs":
+        return ctx.run_dir / "quality" / "docs"
+    return ctx.dataset(name)
+
+
+def _tokenizer(ctx: _Run) -> None:
+    from syllabus.train.tokenizer import train_tokenizer
+
+    settings = ctx.recipe.tokenizer
+    names = sorted(used_datasets(ctx.recipe))
+    key = stage_key("tokenizer", settings, [ctx.keys.get(n, ctx.keys.get("quality")) for n in names], names)
+
+    def texts():
+        # The same number of characters from every dataset, so no arm's data owns the vocabulary.
+        per_dataset = settings.sample_chars // len(names)
+        for name in names:
+            taken = 0
+            records = list(open_dataset(_dataset_path(ctx, name)))
+            random.Random(ctx.recipe.seed).shuffle(records)
+            for record in records:
+                if taken >= per_dataset:
+                    break
+                text = record.text[: per_dataset - taken]
+                taken += len(text)
+                yield text
+
+    def work(out: Path) -> dict:
+        tokenizer = train_tokenizer(texts(), out, vocab_size=settings.vocab_size)
+        return {"vocab_size": tokenizer.get_vocab_size()}
+
+    ctx.stage("tokenizer", ctx.run_dir / "tokenizer", key, work)
+
+
+def _pack(ctx: _Run, arm) -> None:
+    from syllabus.train.pack import PackSource, pack
+
+    sources = arm.sources()
+    key = stage_key("pack", arm.data, ctx.keys["tokenizer"], [ctx.keys.get(n, ctx.keys.get("quality")) for n, _ in sources])
+
+    def work(out: Path) -> dict:
+        # 5% of documents for validation, but at least a few when a dataset is small.
+        smallest = min(len(open_dataset(_dataset_path(ctx, name))) for name, _ in sources)
+        meta = pack(
+            [PackSource(_dataset_path(ctx, name), weight) for name, weight in sources],
+            ctx.run_dir / "tokenizer",
+            out,
+            val_fraction=min(0.3, max(0.05, 3 / max(smallest, 1))),
+        )
+        return {"train_tokens": meta["train_tokens"], "val_tokens": meta["val_tokens"], "sources": meta["sources"]}
+
+    ctx.stage(f"pack {arm.name}", ctx.run_dir / "arms" / arm.name / "packed", key, work)
+
+
+def _train(ctx: _Run, arm, seed: int) -> None:
+    from syllabus.train.trainer import train
+
+    directory = ctx.run_dir / "arms" / arm.name / f"seed-{seed}"
+    config = ctx.recipe.train.model_copy(
+        update={"data": str(ctx.run_dir / "arms" / arm.name / "packed"), "out": str(directory / "model"), "seed": seed}
+    )
+    key = stage_key("train", config.model_dump(exclude={"data", "out"}), ctx.keys[f"pack {arm.name}"])
+
+    def work(out: Path) -> dict:
+        result = train(config, show_progress=False)
+        return {
+            "steps": result.steps,
+            "tokens": result.tokens,
+            "final_loss": result.final_loss,
+            "val_loss": result.val_loss,
+            "tokens_per_s": result.tokens_per_s,
+            "dtype": result.dtype,
         }
-        (run_dir / "summary.json").write_text(json.dumps(run.extra["summary"], indent=2))
-    return result
+
+    ctx.stage(f"train {arm.name} seed {seed}", directory / "model", key, work)
+
+
+def _eval(ctx: _Run, arm, seed: int) -> None:
+    from syllabus.eval.models import backend_for
+    from syllabus.eval.run import EvalSettings, evaluate
+
+    settings = ctx.recipe.eval
+    directory = ctx.run_dir / "arms" / arm.name / f"seed-{seed}"
+    key = stage_key("eval", settings, ctx.keys[f"train {arm.name} seed {seed}"])
+
+    def work(out: Path) -> dict:
+        _quiet_hugging_face()
+        backend = backend_for(str(directory / "model"))
+        summary = {}
+        try:
+            for task in settings.tasks:
+                limit = settings.humaneval_limit if task == "humaneval" else settings.limit
+                if task == "humaneval" and settings.limit:
+                    limit = min(limit or settings.limit, settings.limit)
+                result = evaluate(
+                    backend,
+                    [task],
+                    out / task,
+                    EvalSettings(limit=limit, max_tokens=settings.max_tokens, seed=seed),
+                    show_progress=False,
+                )
+                summary[task] = result["tasks"][task]["scores"]
+        finally:
+            backend.close()
+        return summary
+
+    ctx.stage(f"eval {arm.name} seed {seed}", directory / "eval", key, work)
+
+
+def _report(ctx: _Run) -> None:
+    from syllabus.pipeline.report_data import build_report_data
+    from syllabus.report import compute_results, write_report
+
+    data = build_report_data(ctx)
+    (ctx.run_dir / "report_data.json").write_text(json.dumps(data, indent=2, default=str))
+    write_report(data, ctx.run_dir)
+    ctx.results = compute_results(data)
+    ctx.summary = ctx.results.get("summary", "")
+
+
+def _quiet_hugging_face() -> None:
+    """transformers' own progress bars would break the run's single progress display."""
+    import huggingface_hub
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    huggingface_hub.utils.disable_progress_bars()

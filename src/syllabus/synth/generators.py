@@ -194,13 +194,15 @@ class Verdict:
 
 
 def _results(result: ExecResult) -> list[str] | None:
-    for line in reversed(result.stdout.splitlines()):
-        if line.startswith("@@RESULTS@@"):
-            try:
-                return json.loads(line.removeprefix("@@RESULTS@@"))
-            except json.JSONDecodeError:
-                return None
-    return None
+    # The marker may follow the function's own output on the same line (print(x, end="")).
+    at = result.stdout.rfind("@@RESULTS@@")
+    if at < 0:
+        return None
+    line = result.stdout[at + len("@@RESULTS@@") :].split("\n", 1)[0]
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
 
 
 async def verify(function: Function, asserts: list[str], ctx: Context) -> Verdict:
@@ -261,9 +263,12 @@ async def exercise(job: Job, ctx: Context) -> Outcome:
     for attempt in range(config.attempts):
         outcome.attempts += 1
         seed = job.attempt_seed(attempt)
+        prompt = ctx.templates.render(
+            "exercise", separate_tests=config.separate_tests, **variables
+        )
         answer = await ctx.ask(
             "exercise",
-            ctx.templates.render("exercise", separate_tests=config.separate_tests, **variables),
+            prompt,
             seed=seed,
             max_tokens=config.max_tokens,
             grammar=FUNCTION_GRAMMAR if constrain else None,
@@ -273,6 +278,8 @@ async def exercise(job: Job, ctx: Context) -> Outcome:
             continue
         try:
             function = parse_function(answer.text)
+            if function.solution.strip() in prompt:
+                raise Rejected("copied the prompt's example", function.name)
             if config.separate_tests:
                 tests_answer = await ctx.ask(
                     "exercise_tests",

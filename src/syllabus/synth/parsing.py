@@ -242,32 +242,32 @@ def asserts_grammar(name: str, count: int = 3) -> str:
     return (
         f"root ::= {' '.join(['line'] * count)}\n"
         f"line ::= {line}\n"
-        "args ::= [^\\n=]{1,80}\n"
-        "value ::= [^\\n]{1,80}\n"
+        "args ::= [^\\n=]+\n"
+        "value ::= [^\\n]+\n"
     )
 
 
 # Small models wander into prose, fences and half-finished formats; these grammars (llama.cpp's
 # GBNF) make the shape of an answer impossible to get wrong and leave the content to the model.
 FUNCTION_GRAMMAR = r"""root ::= "def " name "(" params ")" ret ":\n    \"\"\"" doc "\"\"\"\n" body
-name ::= [a-z] [a-z0-9_]{2,40}
-params ::= [^)\n]{1,80}
-ret ::= (" -> " [^:\n]{1,30})?
-doc ::= [^"\n]{10,200}
-body ::= ("    " [^\n]{1,100} "\n"){1,12}
+name ::= [a-z] [a-z0-9_]*
+params ::= [^)\n]+
+ret ::= (" -> " [^:\n]+)?
+doc ::= [^"\n]+
+body ::= ("    " [^\n]+ "\n"){1,8}
 """
 
 REASONING_GRAMMAR = r"""root ::= "Problem: " problem "\nSolution: " solution "\nAnswer: " number "\n"
-problem ::= [^\n]{20,400}
-solution ::= [^\n]{20,400} ("\n" [^\n]{1,300}){0,6}
-number ::= "-"? [0-9]{1,9} ("." [0-9]{1,6})?
+problem ::= [^\n]+
+solution ::= [^\n]+ ("\n" [^\n]+){0,6}
+number ::= "-"? [0-9]+ ("." [0-9]+)?
 """
 
 DIALOGUE_GRAMMAR = r"""root ::= pair pair pair?  pair?
-pair ::= "Student: " [^\n]{5,300} "\nTeacher: " [^\n]{5,500} "\n"
+pair ::= "Student: " [^\n]+ "\nTeacher: " [^\n]+ "\n"
 """
 
 
 def outline_grammar(count: int) -> str:
     items = " ".join(f'"{i}. " title "\\n"' for i in range(1, count + 1))
-    return f"root ::= {items}\ntitle ::= [^\\n]{{3,80}}\n"
+    return f"root ::= {items}\ntitle ::= [^\\n]+\n"

@@ -1,0 +1,97 @@
+"""The experiment part of a recipe: data arms, shared tokenizer, training budget, evaluation.
+
+    [[arms]]
+    name = "textbook"
+    data = ["filtered:0.5", "synth:0.5"]     # datasets the run makes, with mixing weights
+
+Datasets an arm can use: `raw` (the curation sources, read and nothing else), `filtered` (after
+every curation step), `synth` (all synthetic records) or one synthetic kind (`textbook`,
+`exercise`, `reasoning`, `dialogue`), and `docs` (the quality model's known-good text).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+
+from syllabus.config import StrictModel, at_least, between
+
+DATASETS = ("raw", "filtered", "synth", "textbook", "exercise", "reasoning", "dialogue", "docs")
+
+
+class ArmConfig(StrictModel):
+    name: str
+    data: list[str] = Field(min_length=1)
+    """`dataset` or `dataset:weight`; weights are shares of the arm's token budget."""
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not name or not name.replace("-", "").replace("_", "").isalnum():
+            raise ValueError("use letters, digits, '-' and '_' for arm names")
+        return name
+
+    def sources(self) -> list[tuple[str, float]]:
+        out = []
+        for spec in self.data:
+            name, _, weight = spec.partition(":")
+            out.append((name, float(weight) if weight else 1.0))
+        return out
+
+    @field_validator("data")
+    @classmethod
+    def _data(cls, data: list[str]) -> list[str]:
+        for spec in data:
+            name, _, weight = spec.partition(":")
+            if name not in DATASETS:
+                raise ValueError(
+                    f"arm data {name!r} is not a dataset this run makes; use one of {', '.join(DATASETS)}"
+                )
+            if weight:
+                try:
+                    if float(weight) <= 0:
+                        raise ValueError
+                except ValueError:
+                    raise ValueError(f"weight in {spec!r} must be a positive number") from None
+        return data
+
+
+class QualityStage(StrictModel):
+    """Educational-value classifier fitted in reference mode (known-good text as positives)."""
+
+    positives: str = "@python-docs"
+    """Known-good text: Debian's python3-doc (tutorial, library reference)."""
+    negatives: str = "@stdlib"
+    threshold: Annotated[float, between(0, 1)] | None = None
+    """Keep records whose P(known-good-like) is at least this (default: the fitted threshold)."""
+    max_samples: Annotated[int, at_least(10)] = 2000
+
+
+class TokenizerStage(StrictModel):
+    vocab_size: Annotated[int, between(260, 65536)] = 4096
+    sample_chars: Annotated[int, at_least(10_000)] = 4_000_000
+    """Characters drawn evenly from every arm's data to train the one shared tokenizer."""
+
+
+class EvalStage(StrictModel):
+    tasks: list[str] = Field(default_factory=lambda: ["humaneval-bpb", "humaneval"])
+    limit: Annotated[int, at_least(1)] | None = None
+    """Evaluate on the first N problems only (quick runs)."""
+    humaneval_limit: Annotated[int, at_least(1)] | None = 40
+    """Problems for pass@1 (generation is the slow part on CPU); null for all 164."""
+    max_tokens: Annotated[int, at_least(1)] = 128
+    samples: Annotated[int, between(0, 20)] = 2
+    """Generation samples per model shown in the report."""
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks(cls, tasks: list[str]) -> list[str]:
+        known = {"humaneval-bpb", "humaneval"}
+        unknown = [t for t in tasks if t not in known]
+        if unknown:
+            raise ValueError(f"unknown task {unknown}; the run evaluates {', '.join(sorted(known))}")
+        if not tasks:
+            raise ValueError("give at least one task")
+        return tasks
