@@ -23,7 +23,9 @@ from pathlib import Path
 import httpx
 
 LLAMA_CPP_PYTHON = "llama-cpp-python==0.3.36"
-CACHE = Path(os.environ.get("SYLLABUS_CACHE_DIR", Path.home() / ".cache" / "syllabus")) / "llama-server"
+CACHE = (
+    Path(os.environ.get("SYLLABUS_CACHE_DIR", Path.home() / ".cache" / "syllabus")) / "llama-server"
+)
 
 
 def build(cache: Path = CACHE) -> Path:
@@ -33,7 +35,9 @@ def build(cache: Path = CACHE) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
         tmp = Path(tmp)
-        print(f"downloading the {LLAMA_CPP_PYTHON} sdist for its vendored llama.cpp ...", flush=True)
+        print(
+            f"downloading the {LLAMA_CPP_PYTHON} sdist for its vendored llama.cpp ...", flush=True
+        )
         subprocess.run(
             [sys.executable, "-m", "pip", "download", LLAMA_CPP_PYTHON, "--no-binary", ":all:",
              "--no-deps", "-d", str(tmp)],
@@ -44,7 +48,10 @@ def build(cache: Path = CACHE) -> Path:
             tar.extractall(tmp, filter="data")
         source = next(tmp.glob("llama_cpp_python-*/vendor/llama.cpp"))
         build_dir = tmp / "build"
-        print(f"building llama-server with cmake ({os.cpu_count()} cores, ~7 min on 2) ...", flush=True)
+        print(
+            f"building llama-server with cmake ({os.cpu_count()} cores, ~7 min on 2) ...",
+            flush=True,
+        )
         subprocess.run(
             ["cmake", "-S", str(source), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release",
              "-DLLAMA_CURL=OFF", "-DGGML_NATIVE=ON", "-DBUILD_SHARED_LIBS=OFF"],

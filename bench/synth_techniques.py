@@ -26,7 +26,13 @@ from tempfile import TemporaryDirectory
 
 from syllabus.backends import make_backend
 from syllabus.backends.config import EmbeddedConfig
-from syllabus.synth.config import DedupConfig, DiversityConfig, ExerciseConfig, SynthConfig, TopicsConfig
+from syllabus.synth.config import (
+    DedupConfig,
+    DiversityConfig,
+    ExerciseConfig,
+    SynthConfig,
+    TopicsConfig,
+)
 from syllabus.synth.engine import synthesize
 
 TOPICS = [
@@ -58,7 +64,9 @@ def run(jobs: int, out: Path) -> list[dict]:
                 constrained=constrained,
             )
             start = time.perf_counter()
-            result = synthesize(config, backend, out / name.replace(" ", "_"), seed=11, show_progress=False)
+            result = synthesize(
+                config, backend, out / name.replace(" ", "_"), seed=11, show_progress=False
+            )
             wall = time.perf_counter() - start
             stats = result.stats
             generator = stats["generators"]["exercise"]
@@ -90,7 +98,9 @@ def run(jobs: int, out: Path) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=12, help="topics (one exercise job each)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results-synth-techniques.json"))
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).with_name("results-synth-techniques.json")
+    )
     args = parser.parse_args()
     with TemporaryDirectory() as tmp:
         rows = run(min(args.jobs, len(TOPICS)), Path(tmp))

@@ -38,7 +38,9 @@ TOPICS = [
 
 def synth_round(url: str, jobs: int, concurrency: int, max_tokens: int, seed: int, workdir: Path):
     backend = make_backend(
-        OpenAIConfig(base_url=url, model="smollm2", cache=False, concurrency=concurrency, temperature=0.7)
+        OpenAIConfig(
+            base_url=url, model="smollm2", cache=False, concurrency=concurrency, temperature=0.7
+        )
     )
     sent: list[dict] = []
     real = backend._agenerate
@@ -55,7 +57,9 @@ def synth_round(url: str, jobs: int, concurrency: int, max_tokens: int, seed: in
         concurrency=concurrency,
     )
     start_time = time.perf_counter()
-    result = synthesize(config, backend, workdir / f"synth-{seed}-{time.time_ns()}", seed=seed, show_progress=False)
+    result = synthesize(
+        config, backend, workdir / f"synth-{seed}-{time.time_ns()}", seed=seed, show_progress=False
+    )
     wall = time.perf_counter() - start_time
     tokens = result.stats["teacher"]["completion_tokens_this_run"]
     backend.close()
@@ -95,7 +99,9 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=4, help="server slots = client concurrency")
     parser.add_argument("--max-tokens", type=int, default=160)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results-synth-throughput.json"))
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).with_name("results-synth-throughput.json")
+    )
     args = parser.parse_args()
     build()
     model = resolve_model("smollm2")
@@ -118,7 +124,9 @@ def main() -> None:
                     flush=True,
                 )
         # One client alone, for the server's scaling figure.
-        single_tokens, single_wall = asyncio.run(plain_round(url, sent[: max(4, args.jobs // 4)], 1))
+        single_tokens, single_wall = asyncio.run(
+            plain_round(url, sent[: max(4, args.jobs // 4)], 1)
+        )
     finally:
         process.kill()
         process.wait()

@@ -19,8 +19,10 @@ kind = "embedded"
 model = "smollm2"
 temperature = 0.5
 
+[synth.topics]
+tree = ["lists"]
+
 [synth.textbook]
-topics = ["lists"]
 """
 
 
@@ -54,7 +56,7 @@ def test_unknown_key(tmp_path):
 
 def test_unknown_key_in_nested_table(tmp_path):
     path = write(tmp_path, GOOD + "topcs = ['x']\n")
-    assert f"{path}:11: synth.textbook.topcs: unknown key" in error_of(path)
+    assert f"{path}:13: synth.textbook.topcs: unknown key" in error_of(path)
 
 
 def test_wrong_type(tmp_path):
@@ -82,7 +84,7 @@ def test_invalid_toml_and_encoding(tmp_path):
     path = write(tmp_path, GOOD + "[broken\n")
     assert "invalid TOML" in error_of(path)
     path.write_bytes(GOOD.encode() + b"# caf\xe9\n")
-    assert f"{path}:11: not valid UTF-8" in error_of(path)
+    assert f"{path}:13: not valid UTF-8" in error_of(path)
     assert "no such recipe file" in error_of(tmp_path / "missing.toml")
 
 

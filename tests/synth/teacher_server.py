@@ -13,10 +13,32 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-WORDS = (
-    "apple river stone cloud maple copper violet harbor lantern meadow signal quartz ember "
-    "willow falcon orbit canyon pepper tulip marble glacier cedar comet sparrow"
-).split()
+WORDS = [
+    "apple",
+    "river",
+    "stone",
+    "cloud",
+    "maple",
+    "copper",
+    "violet",
+    "harbor",
+    "lantern",
+    "meadow",
+    "signal",
+    "quartz",
+    "ember",
+    "willow",
+    "falcon",
+    "orbit",
+    "canyon",
+    "pepper",
+    "tulip",
+    "marble",
+    "glacier",
+    "cedar",
+    "comet",
+    "sparrow",
+]
 
 
 def _pick(key: str, n: int) -> int:
@@ -49,7 +71,11 @@ def good_answer(prompt: str, seed: int) -> str:
     if "Write three assert statements" in prompt:
         name = re.search(r"call `(\w+)`", prompt).group(1)
         k = int(re.search(r"plus b plus (\d+)", prompt).group(1))
-        return "```python\n" + "".join(f"assert {name}({a}, 2) == {a + 2 + k}\n" for a in (1, 5, 9)) + "```"
+        return (
+            "```python\n"
+            + "".join(f"assert {name}({a}, 2) == {a + 2 + k}\n" for a in (1, 5, 9))
+            + "```"
+        )
     if "word problem" in prompt:
         n = _pick(key, 20) + 2
         return (
@@ -61,7 +87,8 @@ def good_answer(prompt: str, seed: int) -> str:
         return f"```python\nprint(3 * {n})\n```"
     if "conversation between" in prompt:
         return "\n".join(
-            f"{'Student' if i % 2 == 0 else 'Teacher'}: {_prose(f'{key}/{i}', 12)}" for i in range(6)
+            f"{'Student' if i % 2 == 0 else 'Teacher'}: {_prose(f'{key}/{i}', 12)}"
+            for i in range(6)
         )
     return _prose(key, 160)  # a textbook section
 
@@ -70,7 +97,9 @@ class TeacherServer:
     """`faults`: {call number (1-based): fault} with fault one of "500", "429", "empty",
     "truncated", "garbage", "bad code", "hang"; `delay` seconds per answer."""
 
-    def __init__(self, faults: dict[int, str] | None = None, delay: float = 0.0, answer=good_answer):
+    def __init__(
+        self, faults: dict[int, str] | None = None, delay: float = 0.0, answer=good_answer
+    ):
         self.faults = dict(faults or {})
         self.delay = delay
         self.answer = answer
@@ -105,15 +134,24 @@ class TeacherServer:
                 elif fault == "truncated":
                     text, finish = text[: len(text) // 3], "length"
                 elif fault == "bad code":
-                    text = text.replace("return a + b", "return a +* b").replace("Problem:", "Problme")
+                    text = text.replace("return a + b", "return a +* b").replace(
+                        "Problem:", "Problme"
+                    )
                 payload = {
                     "id": "x",
                     "object": "chat.completion",
                     "model": "scripted-teacher",
                     "choices": [
-                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": text},
+                            "finish_reason": finish,
+                        }
                     ],
-                    "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": max(1, len(text) // 4)},
+                    "usage": {
+                        "prompt_tokens": len(prompt) // 4,
+                        "completion_tokens": max(1, len(text) // 4),
+                    },
                 }
                 self._send(200, json.dumps(payload).encode())
 

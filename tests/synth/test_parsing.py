@@ -2,6 +2,7 @@ import pytest
 
 from syllabus.synth.parsing import (
     Rejected,
+    asserts_grammar,
     code_blocks,
     numbered_list,
     parse_asserts,
@@ -9,7 +10,6 @@ from syllabus.synth.parsing import (
     parse_function,
     parse_number,
     parse_reasoning,
-    asserts_grammar,
 )
 
 GOOD = '''Here you go:
@@ -28,7 +28,9 @@ def test_function_is_split_into_prompt_and_solution():
     function = parse_function(GOOD)
     assert function.name == "circle_area"
     assert function.prompt.startswith("import math\n")
-    assert function.prompt.rstrip().endswith('"""Return the area of a circle of the given radius."""')
+    assert function.prompt.rstrip().endswith(
+        '"""Return the area of a circle of the given radius."""'
+    )
     assert function.solution == "    return math.pi * radius ** 2\n"
     assert "pass" in function.stub() and "return" not in function.stub()
 
@@ -105,7 +107,10 @@ def test_asserts_grammar_is_accepted_by_llama_cpp(smollm2):
     grammar = asserts_grammar("add_numbers")
     answer = smollm2.chat(
         [{"role": "user", "content": "Write three asserts for add_numbers(a, b)."}],
-        grammar=grammar, max_tokens=80, temperature=0, seed=0,
+        grammar=grammar,
+        max_tokens=80,
+        temperature=0,
+        seed=0,
     )
     lines = [line for line in answer.text.splitlines() if line]
     assert len(lines) == 3 and all(line.startswith("assert add_numbers(") for line in lines)

@@ -18,7 +18,6 @@ from syllabus.backends.config import EmbeddedConfig, OpenAIConfig
 from syllabus.sandbox import run_python
 from syllabus.store import open_dataset
 from syllabus.synth.config import (
-    DedupConfig,
     DialogueConfig,
     ExerciseConfig,
     GroundingConfig,
@@ -54,7 +53,9 @@ def teacher(server: TeacherServer, **settings):
 def test_every_generator_makes_verified_records(tmp_path):
     with TeacherServer() as server:
         backend = teacher(server)
-        result = synthesize(all_generators(), backend, tmp_path / "out", seed=1, show_progress=False)
+        result = synthesize(
+            all_generators(), backend, tmp_path / "out", seed=1, show_progress=False
+        )
     dataset = open_dataset(tmp_path / "out")
     records = list(dataset)
     kinds = dataset.kinds()
@@ -85,13 +86,23 @@ def test_every_generator_makes_verified_records(tmp_path):
     # Loadable by `datasets`.
     import datasets
 
-    loaded = datasets.load_dataset("parquet", data_dir=str(tmp_path / "out" / "data"), split="train")
+    loaded = datasets.load_dataset(
+        "parquet", data_dir=str(tmp_path / "out" / "data"), split="train"
+    )
     assert loaded.num_rows == 15
 
 
 def test_bad_teacher_output_is_counted_never_fatal(tmp_path):
     # Call 1 expands nothing (topics are given); calls are numbered in the order they arrive.
-    faults = {1: "empty", 2: "truncated", 3: "garbage", 4: "500", 5: "bad code", 7: "429", 9: "bad code"}
+    faults = {
+        1: "empty",
+        2: "truncated",
+        3: "garbage",
+        4: "500",
+        5: "bad code",
+        7: "429",
+        9: "bad code",
+    }
     with TeacherServer(faults=faults) as server:
         backend = teacher(server, max_retries=0, concurrency=1)
         config = all_generators(exercise=ExerciseConfig(attempts=1, repairs=0))
@@ -147,7 +158,9 @@ def test_near_duplicates_inside_the_generated_set_are_removed(tmp_path):
 
 def test_templates_grounding_and_voice_reach_the_prompt(tmp_path):
     template = tmp_path / "dialogue.j2"
-    template.write_text("Write a conversation between a student and a teacher about {{ topic }}. PASSAGE={{ passage }}")
+    template.write_text(
+        "Write a conversation between a student and a teacher about {{ topic }}. PASSAGE={{ passage }}"
+    )
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "lists.md").write_text(
@@ -172,7 +185,10 @@ def test_templates_grounding_and_voice_reach_the_prompt(tmp_path):
 def test_token_budget_repeats_the_plan_until_spent(tmp_path):
     with TeacherServer() as server:
         config = SynthConfig(
-            topics=TopicsConfig(tree=["lists"]), dialogue=DialogueConfig(), budget_tokens=150, concurrency=1
+            topics=TopicsConfig(tree=["lists"]),
+            dialogue=DialogueConfig(),
+            budget_tokens=150,
+            concurrency=1,
         )
         result = synthesize(config, teacher(server), tmp_path / "out", seed=5, show_progress=False)
     tokens = result.stats["tokens_in_dataset"]
@@ -206,13 +222,17 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_records(tmp_path):
         env = {**os.environ, "COLUMNS": "200", "SYLLABUS_CACHE_DIR": str(tmp_path / "cache-a")}
         command = [sys.executable, "-m", "syllabus.cli", "synth", str(recipe), "-q"]
         # Uninterrupted run, with its own cache.
-        done = subprocess.run([*command, "-o", str(tmp_path / "whole")], env=env, capture_output=True, text=True)
+        done = subprocess.run(
+            [*command, "-o", str(tmp_path / "whole")], env=env, capture_output=True, text=True
+        )
         assert done.returncode == 0, done.stderr
         whole_calls = server.calls
         # A run killed mid-way (after a few jobs finished), with a fresh cache, then resumed.
         env["SYLLABUS_CACHE_DIR"] = str(tmp_path / "cache-b")
         out = tmp_path / "killed"
-        process = subprocess.Popen([*command, "-o", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            [*command, "-o", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         journal = out / "jobs.jsonl"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -225,7 +245,9 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_records(tmp_path):
         assert 6 <= killed_after < 24, "kill landed mid-run"
         assert not (out / "stats.json").exists()
         calls_before = server.calls
-        resumed = subprocess.run([*command, "-o", str(out)], env=env, capture_output=True, text=True)
+        resumed = subprocess.run(
+            [*command, "-o", str(out)], env=env, capture_output=True, text=True
+        )
         assert resumed.returncode == 0, resumed.stderr
         resumed_calls = server.calls - calls_before
     ids_whole = sorted(r.id for r in open_dataset(tmp_path / "whole"))
@@ -260,7 +282,9 @@ def test_embedded_weak_teacher_end_to_end(tmp_path):
     for record in open_dataset(tmp_path / "out"):
         if record.kind == "exercise":
             assert run_python(record.text + "\n" + record.meta["tests"]).passed
-            assert not run_python(record.meta["prompt"] + "    pass\n" + record.meta["tests"]).passed
+            assert not run_python(
+                record.meta["prompt"] + "    pass\n" + record.meta["tests"]
+            ).passed
     assert stats["teacher"]["model"].startswith("SmolLM2")
 
 
@@ -274,7 +298,9 @@ def test_shipped_synth_recipe_loads():
 
 def test_synth_cli_bad_template_is_a_clear_error(tmp_path):
     recipe = tmp_path / "r.toml"
-    recipe.write_text('name = "x"\n[synth.topics]\ntree = ["a"]\n[synth.dialogue]\n[synth.templates]\ndialog = "x.j2"\n')
+    recipe.write_text(
+        'name = "x"\n[synth.topics]\ntree = ["a"]\n[synth.dialogue]\n[synth.templates]\ndialog = "x.j2"\n'
+    )
     result = run_cli("synth", str(recipe), "-o", str(tmp_path / "out"))
     assert result.returncode == 2
     assert "unknown template ['dialog']" in result.stderr and "Traceback" not in result.stderr

@@ -91,7 +91,9 @@ class EvalStage(StrictModel):
         known = {"humaneval-bpb", "humaneval"}
         unknown = [t for t in tasks if t not in known]
         if unknown:
-            raise ValueError(f"unknown task {unknown}; the run evaluates {', '.join(sorted(known))}")
+            raise ValueError(
+                f"unknown task {unknown}; the run evaluates {', '.join(sorted(known))}"
+            )
         if not tasks:
             raise ValueError("give at least one task")
         return tasks

@@ -10,7 +10,10 @@ from syllabus.eval import humaneval
 from syllabus.train.sizes import estimate_params
 
 TASK_INFO = {
-    "humaneval-bpb": {"lower_is_better": True, "label": "HumanEval bits/byte (canonical solutions)"},
+    "humaneval-bpb": {
+        "lower_is_better": True,
+        "label": "HumanEval bits/byte (canonical solutions)",
+    },
     "humaneval": {"lower_is_better": False, "label": "HumanEval pass@1 (greedy)"},
 }
 
@@ -30,7 +33,10 @@ def _curve(log: Path) -> list[dict]:
     """Loss curve from a training log; steps redone after a resume keep their last value."""
     by_step: dict[int, dict] = {}
     for row in _jsonl(log):
-        point = by_step.setdefault(row["step"], {"step": row["step"], "tokens": row["tokens"], "train_loss": None, "val_loss": None})
+        point = by_step.setdefault(
+            row["step"],
+            {"step": row["step"], "tokens": row["tokens"], "train_loss": None, "val_loss": None},
+        )
         if "loss" in row:
             point["train_loss"] = row["loss"]
         if "val_loss" in row:
@@ -56,8 +62,20 @@ def _funnel(ctx, arm) -> list[dict]:
         stats = summary.get("stats") or {}
         for step, numbers in (stats.get("steps") or {}).items():
             if step == "read":
-                rows.append({"step": f"{name}: read", "records": numbers["records_in"], "tokens": numbers["tokens_in"]})
-            rows.append({"step": f"{name}: {step}", "records": numbers["records_out"], "tokens": numbers["tokens_out"]})
+                rows.append(
+                    {
+                        "step": f"{name}: read",
+                        "records": numbers["records_in"],
+                        "tokens": numbers["tokens_in"],
+                    }
+                )
+            rows.append(
+                {
+                    "step": f"{name}: {step}",
+                    "records": numbers["records_out"],
+                    "tokens": numbers["tokens_out"],
+                }
+            )
         if not stats and name != "docs":
             from syllabus.store import open_dataset
             from syllabus.store.dataset import estimate_tokens
@@ -65,11 +83,19 @@ def _funnel(ctx, arm) -> list[dict]:
             path = ctx.dataset(name)
             if (path / "index.json").exists():
                 records = list(open_dataset(path))
-                rows.append({"step": f"{name}", "records": len(records), "tokens": sum(estimate_tokens(r.text) for r in records)})
+                rows.append(
+                    {
+                        "step": f"{name}",
+                        "records": len(records),
+                        "tokens": sum(estimate_tokens(r.text) for r in records),
+                    }
+                )
     pack = ctx.summaries.get(f"pack {arm.name}") or {}
     if pack:
         documents = sum(s.get("documents", 0) for s in pack.get("sources", []))
-        rows.append({"step": "packed (train tokens)", "records": documents, "tokens": pack["train_tokens"]})
+        rows.append(
+            {"step": "packed (train tokens)", "records": documents, "tokens": pack["train_tokens"]}
+        )
     train = ctx.recipe.train
     if train and train.max_tokens:
         rows.append({"step": "trained on (budget)", "records": None, "tokens": train.max_tokens})
@@ -92,12 +118,20 @@ def build_report_data(ctx) -> dict:
                 if values is not None:
                     evals[task][str(seed)] = values
             train = ctx.summaries.get(f"train {arm.name} seed {seed}") or {}
-            model_info = {"size": recipe.train.size, "tokens": train.get("tokens"), "dtype": train.get("dtype")}
+            model_info = {
+                "size": recipe.train.size,
+                "tokens": train.get("tokens"),
+                "dtype": train.get("dtype"),
+            }
             if seed == recipe.seeds[0]:
                 rows = _jsonl(directory / "eval" / "humaneval" / "humaneval" / "samples.jsonl")
                 for row in rows[: recipe.eval.samples]:
-                    samples.append({"prompt": row["prompt"], "completion": row["completion"], "seed": seed})
-        vocab = (ctx.summaries.get("tokenizer") or {}).get("vocab_size", recipe.tokenizer.vocab_size)
+                    samples.append(
+                        {"prompt": row["prompt"], "completion": row["completion"], "seed": seed}
+                    )
+        vocab = (ctx.summaries.get("tokenizer") or {}).get(
+            "vocab_size", recipe.tokenizer.vocab_size
+        )
         model_info["params"] = estimate_params(recipe.train, vocab)
         arms.append(
             {

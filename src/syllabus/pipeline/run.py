@@ -101,12 +101,16 @@ def check_before_work(recipe: Recipe) -> None:
             '[[arms]]\nname = "raw"\ndata = ["raw"]'
         )
     if recipe.train is None:
-        raise UserError("the recipe has arms but no [train] table: set a model size and a token budget")
+        raise UserError(
+            "the recipe has arms but no [train] table: set a model size and a token budget"
+        )
     names = [arm.name for arm in recipe.arms]
     if len(set(names)) != len(names):
         raise UserError(f"arm names must differ: {names}")
     if recipe.baseline not in names:
-        raise UserError(f"baseline = {recipe.baseline!r} is not an arm; arms are {', '.join(names)}")
+        raise UserError(
+            f"baseline = {recipe.baseline!r} is not an arm; arms are {', '.join(names)}"
+        )
     used = used_datasets(recipe)
     if used & {"raw", "filtered"} and recipe.curate is None:
         raise UserError(
@@ -186,7 +190,9 @@ class _Run:
         summary = run_stage(name, directory, key, work, self.log)
         self.summaries[name] = summary
         if name in self.log.ran:
-            self.progress.console.print(f"[green]done[/green] {name} ({self.log.times[name]:.0f} s)")
+            self.progress.console.print(
+                f"[green]done[/green] {name} ({self.log.times[name]:.0f} s)"
+            )
         return summary
 
     def dataset(self, name: str) -> Path:
@@ -225,7 +231,12 @@ def _synth(ctx: _Run) -> None:
         backend = make_backend(recipe.teacher)
         try:
             result = synthesize(
-                recipe.synth, backend, out, seed=recipe.seed, base_dir=ctx.base_dir, show_progress=False
+                recipe.synth,
+                backend,
+                out,
+                seed=recipe.seed,
+                base_dir=ctx.base_dir,
+                show_progress=False,
             )
         finally:
             backend.close()
@@ -238,7 +249,9 @@ def _synth(ctx: _Run) -> None:
 
             def split(out: Path, kind=kind) -> dict:
                 with DatasetWriter(out) as writer:
-                    count = writer.write_all(r for r in open_dataset(ctx.dataset("synth")) if r.kind == kind)
+                    count = writer.write_all(
+                        r for r in open_dataset(ctx.dataset("synth")) if r.kind == kind
+                    )
                 if count == 0:
                     raise UserError(
                         f"the teacher made no {kind} records that passed their checks; an arm needs "
@@ -294,7 +307,9 @@ def _quality(ctx: _Run) -> None:
         # The known-good text itself, as a dataset an arm may train on ("docs").
         with DatasetWriter(out / "docs") as writer:
             writer.write_all(
-                _record(text, "doc", "quality/positives") for text, label in zip(texts, labels, strict=True) if label == 1
+                _record(text, "doc", "quality/positives")
+                for text, label in zip(texts, labels, strict=True)
+                if label == 1
             )
         return {"metrics": result.metrics}
 
@@ -314,7 +329,9 @@ def _filtered(ctx: _Run) -> None:
     config.quality.model = str(ctx.run_dir / "quality" / "model")
     if ctx.recipe.quality.threshold is not None:
         config.quality.threshold = ctx.recipe.quality.threshold
-    key = stage_key("filtered", config.model_dump(exclude={"quality": {"model"}}), ctx.keys["quality"])
+    key = stage_key(
+        "filtered", config.model_dump(exclude={"quality": {"model"}}), ctx.keys["quality"]
+    )
 
     def work(out: Path) -> dict:
         result = curate(config, out)
@@ -339,7 +356,9 @@ def _tokenizer(ctx: _Run) -> None:
 
     settings = ctx.recipe.tokenizer
     names = sorted(used_datasets(ctx.recipe))
-    key = stage_key("tokenizer", settings, [ctx.keys.get(n, ctx.keys.get("quality")) for n in names], names)
+    key = stage_key(
+        "tokenizer", settings, [ctx.keys.get(n, ctx.keys.get("quality")) for n in names], names
+    )
 
     def texts():
         # The same number of characters from every dataset, so no arm's data owns the vocabulary.
@@ -366,7 +385,12 @@ def _pack(ctx: _Run, arm) -> None:
     from syllabus.train.pack import PackSource, pack
 
     sources = arm.sources()
-    key = stage_key("pack", arm.data, ctx.keys["tokenizer"], [ctx.keys.get(n, ctx.keys.get("quality")) for n, _ in sources])
+    key = stage_key(
+        "pack",
+        arm.data,
+        ctx.keys["tokenizer"],
+        [ctx.keys.get(n, ctx.keys.get("quality")) for n, _ in sources],
+    )
 
     def work(out: Path) -> dict:
         # 5% of documents for validation, but at least a few when a dataset is small.
@@ -377,7 +401,11 @@ def _pack(ctx: _Run, arm) -> None:
             out,
             val_fraction=min(0.3, max(0.05, 3 / max(smallest, 1))),
         )
-        return {"train_tokens": meta["train_tokens"], "val_tokens": meta["val_tokens"], "sources": meta["sources"]}
+        return {
+            "train_tokens": meta["train_tokens"],
+            "val_tokens": meta["val_tokens"],
+            "sources": meta["sources"],
+        }
 
     ctx.stage(f"pack {arm.name}", ctx.run_dir / "arms" / arm.name / "packed", key, work)
 
@@ -387,9 +415,15 @@ def _train(ctx: _Run, arm, seed: int) -> None:
 
     directory = ctx.run_dir / "arms" / arm.name / f"seed-{seed}"
     config = ctx.recipe.train.model_copy(
-        update={"data": str(ctx.run_dir / "arms" / arm.name / "packed"), "out": str(directory / "model"), "seed": seed}
+        update={
+            "data": str(ctx.run_dir / "arms" / arm.name / "packed"),
+            "out": str(directory / "model"),
+            "seed": seed,
+        }
     )
-    key = stage_key("train", config.model_dump(exclude={"data", "out"}), ctx.keys[f"pack {arm.name}"])
+    key = stage_key(
+        "train", config.model_dump(exclude={"data", "out"}), ctx.keys[f"pack {arm.name}"]
+    )
 
     def work(out: Path) -> dict:
         result = train(config, show_progress=False)

@@ -37,7 +37,9 @@ class TopicsConfig(StrictModel):
     @model_validator(mode="after")
     def _some_topics(self) -> TopicsConfig:
         if not self.tree and not self.expand_topics:
-            raise ValueError("give topics in `tree` or ask the teacher for some with `expand_topics`")
+            raise ValueError(
+                "give topics in `tree` or ask the teacher for some with `expand_topics`"
+            )
         return self
 
 

@@ -61,9 +61,7 @@ class Job:
         return job_seed(self.seed, attempt)
 
 
-def plan(
-    config: SynthConfig, topics: list[Topic], seed: int, retriever=None
-) -> Iterator[Job]:
+def plan(config: SynthConfig, topics: list[Topic], seed: int, retriever=None) -> Iterator[Job]:
     """Jobs in a fixed order: cycle -> topic -> generator -> index. One cycle unless a token
     budget asks for more (later cycles draw new voices and new passages)."""
     cycles = itertools.count() if config.budget_tokens else range(1)

@@ -19,6 +19,7 @@ from syllabus.synth.parsing import (
     REASONING_GRAMMAR,
     Function,
     Rejected,
+    asserts_grammar,
     code_blocks,
     numbered_list,
     numbers_agree,
@@ -28,7 +29,6 @@ from syllabus.synth.parsing import (
     parse_function,
     parse_number,
     parse_reasoning,
-    asserts_grammar,
 )
 from syllabus.types import Provenance, Record
 
@@ -229,7 +229,9 @@ async def verify(function: Function, asserts: list[str], ctx: Context) -> Verdic
     on_stub = _results(stubbed) or ["fail"] * len(asserts)
     passing = [a for a, r in zip(asserts, on_solution, strict=True) if r == "pass"]
     informative = [
-        a for a, r, s in zip(asserts, on_solution, on_stub, strict=True) if r == "pass" and s != "pass"
+        a
+        for a, r, s in zip(asserts, on_solution, on_stub, strict=True)
+        if r == "pass" and s != "pass"
     ]
     failures = [(a, r) for a, r in zip(asserts, on_solution, strict=True) if r != "pass"]
     first_failure = (
@@ -238,9 +240,7 @@ async def verify(function: Function, asserts: list[str], ctx: Context) -> Verdic
         else ""
     )
     failed_reason = (
-        "failing test"
-        if failures and all(r == "fail" for _, r in failures)
-        else "runtime error"
+        "failing test" if failures and all(r == "fail" for _, r in failures) else "runtime error"
     )
     if config.keep_passing_asserts:
         if len(passing) < config.min_asserts:
@@ -263,9 +263,7 @@ async def exercise(job: Job, ctx: Context) -> Outcome:
     for attempt in range(config.attempts):
         outcome.attempts += 1
         seed = job.attempt_seed(attempt)
-        prompt = ctx.templates.render(
-            "exercise", separate_tests=config.separate_tests, **variables
-        )
+        prompt = ctx.templates.render("exercise", separate_tests=config.separate_tests, **variables)
         answer = await ctx.ask(
             "exercise",
             prompt,
@@ -400,10 +398,14 @@ async def reasoning(job: Job, ctx: Context) -> Outcome:
                 ast.parse(program)
             except SyntaxError as exc:
                 raise Rejected("syntax error", f"line {exc.lineno}: {exc.msg}") from None
-            result = await ctx.execute(program, Limits(cpu_seconds=5, wall_seconds=10, memory_mib=512))
+            result = await ctx.execute(
+                program, Limits(cpu_seconds=5, wall_seconds=10, memory_mib=512)
+            )
             if not result.passed:
                 raise Rejected(
-                    "program failed" if result.status not in ("timeout", "memory") else result.status,
+                    "program failed"
+                    if result.status not in ("timeout", "memory")
+                    else result.status,
                     result.summary(),
                 )
             lines = [line for line in result.stdout.strip().splitlines() if line.strip()]

@@ -113,7 +113,9 @@ def parse_function(
     head = "".join(f"{line}\n" for line in imports if line)
     if head:
         head += "\n\n"
-    first_line = (function.decorator_list[0].lineno if function.decorator_list else function.lineno) - 1
+    first_line = (
+        function.decorator_list[0].lineno if function.decorator_list else function.lineno
+    ) - 1
     prompt = "".join(lines[first_line : body[0].end_lineno])
     solution = "".join(lines[body[0].end_lineno : function.end_lineno])
     if not prompt.endswith("\n"):

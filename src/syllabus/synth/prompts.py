@@ -48,7 +48,9 @@ class Templates:
             if path is None:
                 self.sources[name], self.origins[name] = default_template(name), "default"
                 continue
-            resolved = Path(path) if Path(path).is_absolute() or base_dir is None else base_dir / path
+            resolved = (
+                Path(path) if Path(path).is_absolute() or base_dir is None else base_dir / path
+            )
             try:
                 self.sources[name] = resolved.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:

@@ -1,0 +1,133 @@
+"""`syllabus run`: the whole recipe, its stage cache, kill and resume, and refusals before work."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from syllabus.pipeline.stages import StageLog, run_stage, stage_key
+from tests.conftest import REPO, run_cli
+
+RECIPE = REPO / "recipes" / "python-basics.toml"
+
+
+def test_stage_cache_skips_reruns_and_redoes_changed_stages(tmp_path):
+    calls = []
+
+    def work(out: Path) -> dict:
+        calls.append(out.name)
+        (out / "result.txt").write_text("x")
+        return {"n": len(calls)}
+
+    log = StageLog()
+    assert run_stage("a", tmp_path / "a", stage_key("a", 1), work, log) == {"n": 1}
+    assert run_stage("a", tmp_path / "a", stage_key("a", 1), work, log) == {"n": 1}
+    assert calls == ["a"] and log.skipped == ["a"]
+    # A changed config wipes the stage's directory and redoes it.
+    (tmp_path / "a" / "stale.txt").write_text("old")
+    assert run_stage("a", tmp_path / "a", stage_key("a", 2), work, log) == {"n": 2}
+    assert not (tmp_path / "a" / "stale.txt").exists()
+
+    # Killed mid-stage (key written, not done): the same key resumes in place.
+    def crash(out: Path) -> dict:
+        (out / "partial.txt").write_text("kept")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_stage("b", tmp_path / "b", stage_key("b"), crash, log)
+    seen = []
+    run_stage("b", tmp_path / "b", stage_key("b"), lambda out: seen.append((out / "partial.txt").read_text()), log)
+    assert seen == ["kept"]
+
+
+def report_rows(run_dir: Path) -> list:
+    report = json.loads((run_dir / "report.json").read_text())
+    return [(t["task"], r["arm"], r["mean"], r["diff"], r["lo"], r["hi"]) for t in report["tasks"] for r in t["rows"]]
+
+
+@pytest.mark.slow
+def test_quick_preset_killed_in_training_resumes_to_the_same_report(tmp_path):
+    env = {**os.environ, "COLUMNS": "200", "SYLLABUS_CACHE_DIR": str(tmp_path / "cache")}
+    command = [sys.executable, "-m", "syllabus.cli", "run", str(RECIPE), "--preset", "quick", "-q"]
+    start = time.monotonic()
+    whole = subprocess.run([*command, "--run-dir", str(tmp_path / "whole")], env=env, capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr
+    assert time.monotonic() - start < 180, "the quick preset should finish within 3 minutes"
+    html = (tmp_path / "whole" / "report.html").read_text()
+    assert "<svg" in html and "raw" in html and "textbook" in html
+    md = (tmp_path / "whole" / "report.md").read_text()
+    assert "| raw" in md or "raw |" in md
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([*command, "--run-dir", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = killed / "arms" / "filtered" / "seed-1" / "model" / "checkpoint.pt"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert checkpoint.exists(), "the run was killed during the filtered arm's training"
+    assert not (killed / "arms" / "filtered" / "seed-1" / "model" / ".done").exists()
+
+    resumed = subprocess.run([*command, "--run-dir", str(killed)], env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    stages = json.loads((killed / "manifest.json").read_text())["stages"]
+    for finished in ("synth", "raw", "quality", "filtered", "tokenizer", "pack raw", "train raw seed 1", "eval raw seed 1"):
+        assert finished in stages["skipped"], finished
+    assert "train filtered seed 1" in stages["ran"]
+    assert report_rows(killed) == report_rows(tmp_path / "whole")
+
+    # Re-running a finished run does nothing.
+    again = run_cli("run", str(RECIPE), "--preset", "quick", "--run-dir", str(killed), "-q", env=env)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((killed / "manifest.json").read_text())["stages"]["ran"] == []
+
+
+BAD = {
+    "missing dataset": (
+        'name = "x"\n[[arms]]\nname = "raw"\ndata = ["raw"]\n[[arms]]\nname = "t"\ndata = ["textbook"]\n'
+        '[[curate.sources]]\npath = "@stdlib"\n[train]\nmax_tokens = 1000\n',
+        "an arm uses ['textbook'] but the recipe makes no synthetic data",
+    ),
+    "unknown dataset": (
+        'name = "x"\n[[arms]]\nname = "raw"\ndata = ["webtext"]\n[train]\nmax_tokens = 1000\n',
+        "arm data 'webtext' is not a dataset this run makes",
+    ),
+    "zero budget": (
+        'name = "x"\n[[arms]]\nname = "raw"\ndata = ["raw"]\n[[curate.sources]]\npath = "@stdlib"\n[train]\nmax_tokens = 0\n',
+        "train.max_tokens: must be at least 1, got 0",
+    ),
+    "too big": (
+        'name = "x"\n[[arms]]\nname = "raw"\ndata = ["raw"]\n[[curate.sources]]\npath = "@stdlib"\n'
+        '[train]\nsize = "1b"\nbatch_size = 64\nseq_len = 2048\nmax_tokens = 1000\n',
+        "choose a smaller train.size or lower train.batch_size",
+    ),
+    "baseline not an arm": (
+        'name = "x"\nbaseline = "nope"\n[[arms]]\nname = "raw"\ndata = ["raw"]\n[[curate.sources]]\npath = "@stdlib"\n[train]\nmax_tokens = 10\n',
+        "baseline = 'nope' is not an arm",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_recipes_fail_before_any_work(tmp_path, case):
+    text, message = BAD[case]
+    recipe = tmp_path / "bad.toml"
+    recipe.write_text(text)
+    result = run_cli("run", str(recipe), "--run-dir", str(tmp_path / "run"), "-q")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_preset_is_named(tmp_path):
+    result = run_cli("run", str(RECIPE), "--preset", "fast", "--run-dir", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert "no preset 'fast' (presets in this recipe: quick)" in result.stderr
