@@ -68,7 +68,7 @@ def good_answer(prompt: str, seed: int) -> str:
         name = f"add_{_prose(key, 1).rstrip('.').lower()}_{k}"
         code = f'def {name}(a: int, b: int) -> int:\n    """Return a plus b plus {k}."""\n    return a + b + {k}\n'
         return f"Here it is:\n```python\n{code}```"
-    if "Write three assert statements" in prompt:
+    if "assert statements that call" in prompt:
         name = re.search(r"call `(\w+)`", prompt).group(1)
         k = int(re.search(r"plus b plus (\d+)", prompt).group(1))
         return (

@@ -1,6 +1,9 @@
+import re
+
 import pytest
 
 from syllabus.synth.parsing import (
+    FUNCTION_GRAMMAR,
     Rejected,
     asserts_grammar,
     code_blocks,
@@ -10,6 +13,7 @@ from syllabus.synth.parsing import (
     parse_function,
     parse_number,
     parse_reasoning,
+    signature_types,
 )
 
 GOOD = '''Here you go:
@@ -103,14 +107,36 @@ def test_code_blocks_without_fences_take_the_whole_answer():
     assert code_blocks("```text\nnot code\n```") == []
 
 
-def test_asserts_grammar_is_accepted_by_llama_cpp(smollm2):
-    grammar = asserts_grammar("add_numbers")
+def test_grammars_shape_a_weak_teachers_answers(smollm2):
+    """The embedded model, forced by the grammars: a typed function with a docstring, then
+    asserts whose arguments have the annotated types (literals only)."""
     answer = smollm2.chat(
-        [{"role": "user", "content": "Write three asserts for add_numbers(a, b)."}],
+        [{"role": "user", "content": "Write a Python function that sums a list of numbers."}],
+        grammar=FUNCTION_GRAMMAR,
+        max_tokens=120,
+        temperature=0,
+        seed=0,
+    )
+    function = parse_function(answer.text)
+    params, returns = signature_types(function.prompt, function.name)
+    assert params and all(
+        p in ("int", "float", "str", "bool", "list[int]", "list[str]", "dict[str, int]")
+        for p in params
+    )
+    grammar = asserts_grammar("add_all", 3, ["list[int]"], "int")
+    answer = smollm2.chat(
+        [
+            {
+                "role": "user",
+                "content": "Write three asserts for add_all(numbers: list[int]) -> int.",
+            }
+        ],
         grammar=grammar,
-        max_tokens=80,
+        max_tokens=120,
         temperature=0,
         seed=0,
     )
     lines = [line for line in answer.text.splitlines() if line]
-    assert len(lines) == 3 and all(line.startswith("assert add_numbers(") for line in lines)
+    assert len(lines) == 3
+    for line in lines:
+        assert re.fullmatch(r"assert add_all\(\[[-0-9, ]*\]\) == -?[0-9]+", line), line

@@ -29,6 +29,7 @@ from syllabus.synth.parsing import (
     parse_function,
     parse_number,
     parse_reasoning,
+    signature_types,
 )
 from syllabus.types import Provenance, Record
 
@@ -284,7 +285,11 @@ async def exercise(job: Job, ctx: Context) -> Outcome:
                     ctx.templates.render("exercise_tests", code=function.code, name=function.name),
                     seed=seed,
                     max_tokens=200,
-                    grammar=asserts_grammar(function.name) if constrain else None,
+                    grammar=asserts_grammar(
+                        function.name, 6, *signature_types(function.prompt, function.name)
+                    )
+                    if constrain
+                    else None,
                 )
                 if tests_answer is None:
                     raise Rejected("teacher error")

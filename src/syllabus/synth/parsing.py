@@ -237,27 +237,74 @@ def parse_dialogue(answer: str, min_turns: int) -> list[dict[str, str]]:
     return turns
 
 
-def asserts_grammar(name: str, count: int = 3) -> str:
-    """GBNF for `count` lines `assert name(...) == ...`: the call and the comparison are forced,
-    the arguments and expected values are the teacher's."""
-    line = f'"assert {name}(" args ") == " value "\\n"'
+_LITERALS = {
+    "int": "int",
+    "float": "float | int",
+    "str": "str",
+    "bool": "bool",
+    "list[int]": '"[" (int (", " int){0,6})? "]"',
+    "list[str]": '"[" (str (", " str){0,5})? "]"',
+    "list[float]": '"[" (float (", " float){0,5})? "]"',
+    "dict[str, int]": '"{" (str ": " int (", " str ": " int){0,4})? "}"',
+}
+_LITERAL_RULES = (
+    'int ::= "-"? [0-9]{1,4}\n'
+    'float ::= "-"? [0-9]{1,4} "." [0-9]{1,3}\n'
+    'str ::= "\'" [a-zA-Z0-9 ,.!?]{0,20} "\'"\n'
+    'bool ::= "True" | "False"\n'
+    'value ::= int | float | str | bool | "None" | list | dict\n'
+    'list ::= "[" (value (", " value){0,6})? "]"\n'
+    'dict ::= "{" (str ": " value (", " str ": " value){0,4})? "}"\n'
+)
+
+
+def asserts_grammar(
+    name: str, count: int = 6, params: list[str] | None = None, returns: str | None = None
+) -> str:
+    """GBNF for `count` lines `assert name(<literals>) == <literal>`: the call and comparison
+    are forced, and the arguments and expected value must be Python literals, of the annotated
+    types when the signature has plain ones, so a weak teacher can neither refer to variables
+    it never defined nor pass a number where a list is expected (its two commonest failures)."""
+    if params is not None and all(p in _LITERALS for p in params) and params:
+        args = ' ", " '.join(f"({_LITERALS[p]})" for p in params)
+    else:
+        args = 'value (", " value){0,3}'
+    expected = f"({_LITERALS[returns]})" if returns in _LITERALS else "value"
     return (
         f"root ::= {' '.join(['line'] * count)}\n"
-        f"line ::= {line}\n"
-        "args ::= [^\\n=]+\n"
-        "value ::= [^\\n]+\n"
+        f'line ::= "assert {name}(" {args} ") == " {expected} "\\n"\n' + _LITERAL_RULES
     )
+
+
+def signature_types(prompt: str, name: str) -> tuple[list[str] | None, str | None]:
+    """Annotations of `name`'s parameters and return, as source text (None where absent)."""
+    try:
+        tree = ast.parse(prompt + "    pass\n")
+    except SyntaxError:
+        return None, None
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            params = [
+                ast.unparse(a.annotation) if a.annotation is not None else "?"
+                for a in node.args.args
+            ]
+            returns = ast.unparse(node.returns) if node.returns is not None else None
+            return params, returns
+    return None, None
 
 
 # Small models wander into prose, fences and half-finished formats; these grammars (llama.cpp's
 # GBNF) make the shape of an answer impossible to get wrong and leave the content to the model.
-FUNCTION_GRAMMAR = r"""root ::= "def " name "(" params ")" ret ":\n    \"\"\"" doc "\"\"\"\n" body
+FUNCTION_GRAMMAR = r"""root ::= "def " name "(" params ") -> " type ":\n    \"\"\"" doc "\"\"\"\n" body
 name ::= [a-z] [a-z0-9_]*
-params ::= [^)\n]+
-ret ::= (" -> " [^:\n]+)?
+params ::= param (", " param){0,2}
+param ::= [a-z] [a-z0-9_]* ": " type
+type ::= "int" | "float" | "str" | "bool" | "list[int]" | "list[str]" | "dict[str, int]"
 doc ::= [^"\n]+
 body ::= ("    " [^\n]+ "\n"){1,8}
 """
+"""Plain types in the signature: the asserts writer then passes arguments of the right type,
+and the function stays small enough for a weak teacher to get right."""
 
 REASONING_GRAMMAR = r"""root ::= "Problem: " problem "\nSolution: " solution "\nAnswer: " number "\n"
 problem ::= [^\n]+
