@@ -207,7 +207,9 @@ def _results(result: ExecResult) -> list[str] | None:
 
 
 async def verify(function: Function, asserts: list[str], ctx: Context) -> Verdict:
-    """Run each assert against the solution and against an empty body, in the sandbox."""
+    """Run each assert against the solution and against stub bodies (empty; returning the first
+    argument), in the sandbox. An assert counts only if it passes on the solution and fails on
+    every stub."""
     config = ctx.config.exercise
     limits = Limits(
         cpu_seconds=config.time_limit_s,
@@ -215,9 +217,10 @@ async def verify(function: Function, asserts: list[str], ctx: Context) -> Verdic
         memory_mib=512,
         processes=8,
     )
-    solved, stubbed = await asyncio.gather(
-        ctx.execute(function.code + _HARNESS.format(asserts=asserts), limits),
-        ctx.execute(function.stub() + _HARNESS.format(asserts=asserts), limits),
+    harness = _HARNESS.format(asserts=asserts)
+    solved, *stubbed = await asyncio.gather(
+        ctx.execute(function.code + harness, limits),
+        *(ctx.execute(stub + harness, limits) for stub in function.stubs()),
     )
     if solved.status in ("timeout", "memory"):
         return Verdict(error=Rejected(solved.status, solved.summary()))
@@ -227,12 +230,14 @@ async def verify(function: Function, asserts: list[str], ctx: Context) -> Verdic
     if on_solution is None:
         # The function itself failed at definition time (e.g. a NameError in a default).
         return Verdict(error=Rejected("runtime error", solved.summary()))
-    on_stub = _results(stubbed) or ["fail"] * len(asserts)
+    # An assert that passes on some stub tests nothing the solution does.
+    on_stubs = [_results(result) or ["fail"] * len(asserts) for result in stubbed]
+    passes_a_stub = [any(r[i] == "pass" for r in on_stubs) for i in range(len(asserts))]
     passing = [a for a, r in zip(asserts, on_solution, strict=True) if r == "pass"]
     informative = [
         a
-        for a, r, s in zip(asserts, on_solution, on_stub, strict=True)
-        if r == "pass" and s != "pass"
+        for a, r, trivial in zip(asserts, on_solution, passes_a_stub, strict=True)
+        if r == "pass" and not trivial
     ]
     failures = [(a, r) for a, r in zip(asserts, on_solution, strict=True) if r != "pass"]
     first_failure = (
@@ -247,12 +252,16 @@ async def verify(function: Function, asserts: list[str], ctx: Context) -> Verdic
         if len(passing) < config.min_asserts:
             return Verdict(error=Rejected(failed_reason, first_failure))
         if len(informative) < config.min_asserts:
-            return Verdict(error=Rejected("trivial tests", "the tests pass on an empty body"))
+            return Verdict(
+                error=Rejected("trivial tests", "the tests pass on an empty or identity body")
+            )
         return Verdict(kept=informative, dropped=len(asserts) - len(informative))
     if failures:
         return Verdict(error=Rejected(failed_reason, first_failure))
     if not informative:
-        return Verdict(error=Rejected("trivial tests", "the tests pass on an empty body"))
+        return Verdict(
+            error=Rejected("trivial tests", "the tests pass on an empty or identity body")
+        )
     return Verdict(kept=asserts)
 
 

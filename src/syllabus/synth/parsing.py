@@ -64,6 +64,19 @@ class Function:
         """The same function with an empty body, to catch tests that pass without it."""
         return self.prompt + "    pass\n"
 
+    def stubs(self) -> list[str]:
+        """Bodies a real test must tell apart from the solution: empty, and handing back the
+        first argument unchanged (a weak teacher's favourite 'function' is the identity)."""
+        stubs = [self.stub()]
+        try:
+            tree = ast.parse(self.stub())
+        except SyntaxError:
+            return stubs
+        function = next((n for n in tree.body if isinstance(n, ast.FunctionDef)), None)
+        if function is not None and function.args.args:
+            stubs.append(self.prompt + f"    return {function.args.args[0].arg}\n")
+        return stubs
+
 
 def parse_function(
     answer: str, name: str | None = None, *, require_docstring: bool = True
