@@ -61,14 +61,11 @@ def _funnel(ctx, arm) -> list[dict]:
         summary = ctx.summaries.get(name) or {}
         stats = summary.get("stats") or {}
         for step, numbers in (stats.get("steps") or {}).items():
-            if step == "read":
-                rows.append(
-                    {
-                        "step": f"{name}: read",
-                        "records": numbers["records_in"],
-                        "tokens": numbers["tokens_in"],
-                    }
-                )
+            # A step that removed nothing (or was off, as in the raw arm) is not a funnel step.
+            if step != "read" and (
+                step == "write" or numbers["records_out"] == numbers["records_in"]
+            ):
+                continue
             rows.append(
                 {
                     "step": f"{name}: {step}",
@@ -94,7 +91,11 @@ def _funnel(ctx, arm) -> list[dict]:
     if pack:
         documents = sum(s.get("documents", 0) for s in pack.get("sources", []))
         rows.append(
-            {"step": "packed (train tokens)", "records": documents, "tokens": pack["train_tokens"]}
+            {
+                "step": "packed (tokenizer tokens, mixed)",
+                "records": documents,
+                "tokens": pack["train_tokens"],
+            }
         )
     train = ctx.recipe.train
     if train and train.max_tokens:
