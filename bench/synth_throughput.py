@@ -104,7 +104,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     build()
-    model = resolve_model("smollm2")
+    model, _ = resolve_model("smollm2")
     process, url = start(model, parallel=args.parallel)
     try:
         plain, ours = [], []
