@@ -19,17 +19,47 @@ from syllabus.backends import make_backend
 from syllabus.backends.config import EmbeddedConfig
 from syllabus.curate.dedup import NearDuplicateIndex
 from syllabus.store import open_dataset
-from syllabus.synth.config import DedupConfig, DiversityConfig, SynthConfig, TextbookConfig, TopicsConfig
+from syllabus.synth.config import (
+    DedupConfig,
+    DiversityConfig,
+    SynthConfig,
+    TextbookConfig,
+    TopicsConfig,
+)
 from syllabus.synth.engine import synthesize
 from syllabus.synth.stats import distinct_n, opening_histogram
 
-TOPICS = ["lists", "dictionaries", "for loops", "functions", "string methods", "tuples", "sets", "conditionals"]
+TOPICS = [
+    "lists",
+    "dictionaries",
+    "for loops",
+    "functions",
+    "string methods",
+    "tuples",
+    "sets",
+    "conditionals",
+]
 AUDIENCES = ["complete beginner", "high-school student", "university student", "expert"]
-WORDS = ["counter", "total", "even", "word", "price", "score", "maximum", "letter", "average", "table"]
+WORDS = [
+    "counter",
+    "total",
+    "even",
+    "word",
+    "price",
+    "score",
+    "maximum",
+    "letter",
+    "average",
+    "table",
+]
 
 SETTINGS = {
-    "audience only": DiversityConfig(audiences=AUDIENCES, styles=["textbook"], personas=["a patient teacher"]),
-    "audience + style + persona + words": DiversityConfig(audiences=AUDIENCES, concept_words=WORDS, words_per_prompt=2),
+    "audience only": DiversityConfig(
+        audiences=AUDIENCES, styles=["textbook"], personas=["a patient teacher"]
+    ),
+    "audience + style + persona + words": DiversityConfig(
+        audiences=AUDIENCES, concept_words=WORDS, words_per_prompt=2
+    ),
 }
 
 
@@ -43,7 +73,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--topics", type=int, default=8)
     parser.add_argument("--per-topic", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results-synth-diversity.json"))
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).with_name("results-synth-diversity.json")
+    )
     args = parser.parse_args()
     backend = make_backend(EmbeddedConfig(temperature=0.7, top_p=0.95))
     rows = []
@@ -76,7 +108,9 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
     finally:
         backend.close()
-    args.out.write_text(json.dumps({"topics": args.topics, "per_topic": args.per_topic, "rows": rows}, indent=2))
+    args.out.write_text(
+        json.dumps({"topics": args.topics, "per_topic": args.per_topic, "rows": rows}, indent=2)
+    )
     print(f"results in {args.out}")
 
 

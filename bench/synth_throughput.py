@@ -93,6 +93,17 @@ async def plain_round(url: str, requests, concurrency: int):
         return tokens, time.perf_counter() - start_time
 
 
+async def warm(url: str) -> None:
+    """Page the model in and set the slots up before anything is timed."""
+    async with httpx.AsyncClient(timeout=120) as client:
+        body = {
+            "model": "smollm2",
+            "messages": [{"role": "user", "content": "Hi"}],
+            "max_tokens": 8,
+        }
+        await asyncio.gather(*(client.post(url + "/chat/completions", json=body) for _ in range(4)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=16)
@@ -105,31 +116,45 @@ def main() -> None:
     args = parser.parse_args()
     build()
     model, _ = resolve_model("smollm2")
-    process, url = start(model, parallel=args.parallel)
-    try:
-        plain, ours = [], []
-        with TemporaryDirectory() as tmp:
-            # Warm-up: first requests pay for model paging and slot set-up.
-            synth_round(url, 4, args.parallel, 32, 999, Path(tmp))
-            for round_ in range(args.rounds):
+    plain, ours = [], []
+
+    def fresh_server():
+        # A new server per measurement: llama-server reuses a slot's cached prompt, which would
+        # hand whichever side runs second free prompt processing.
+        process, url = start(model, parallel=args.parallel)
+        asyncio.run(warm(url))
+        return process, url
+
+    with TemporaryDirectory() as tmp:
+        for round_ in range(args.rounds):
+            process, url = fresh_server()
+            try:
                 tokens, wall, sent = synth_round(
                     url, args.jobs, args.parallel, args.max_tokens, round_, Path(tmp)
                 )
-                ours.append(tokens / wall)
+            finally:
+                process.kill()
+                process.wait()
+            process, url = fresh_server()
+            try:
                 p_tokens, p_wall = asyncio.run(plain_round(url, sent, args.parallel))
-                plain.append(p_tokens / p_wall)
-                print(
-                    f"round {round_ + 1}: syllabus {tokens} tok in {wall:.1f} s = {tokens / wall:.1f} tok/s; "
-                    f"plain client {p_tokens} tok in {p_wall:.1f} s = {p_tokens / p_wall:.1f} tok/s",
-                    flush=True,
-                )
-        # One client alone, for the server's scaling figure.
-        single_tokens, single_wall = asyncio.run(
-            plain_round(url, sent[: max(4, args.jobs // 4)], 1)
-        )
-    finally:
-        process.kill()
-        process.wait()
+                if round_ == args.rounds - 1:  # one client alone, for the server's scaling
+                    process.kill()
+                    process.wait()
+                    process, url = fresh_server()
+                    single_tokens, single_wall = asyncio.run(
+                        plain_round(url, sent[: max(4, args.jobs // 4)], 1)
+                    )
+            finally:
+                process.kill()
+                process.wait()
+            ours.append(tokens / wall)
+            plain.append(p_tokens / p_wall)
+            print(
+                f"round {round_ + 1}: syllabus {tokens} tok in {wall:.1f} s = {tokens / wall:.1f} tok/s; "
+                f"plain client {p_tokens} tok in {p_wall:.1f} s = {p_tokens / p_wall:.1f} tok/s",
+                flush=True,
+            )
     ratio = statistics.median(ours) / statistics.median(plain)
     result = {
         "jobs": args.jobs,

@@ -91,7 +91,9 @@ def run(
     if result.summary:
         console.print(f"[bold]{result.summary}[/bold]")
     if result.report:
-        console.print(f"report: {result.report} (and report.md); wall time {result.wall_time_s:.0f} s")
+        console.print(
+            f"report: {result.report} (and report.md); wall time {result.wall_time_s:.0f} s"
+        )
 
 
 @app.command()

@@ -43,13 +43,23 @@ def test_stage_cache_skips_reruns_and_redoes_changed_stages(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_stage("b", tmp_path / "b", stage_key("b"), crash, log)
     seen = []
-    run_stage("b", tmp_path / "b", stage_key("b"), lambda out: seen.append((out / "partial.txt").read_text()), log)
+    run_stage(
+        "b",
+        tmp_path / "b",
+        stage_key("b"),
+        lambda out: seen.append((out / "partial.txt").read_text()),
+        log,
+    )
     assert seen == ["kept"]
 
 
 def report_rows(run_dir: Path) -> list:
     report = json.loads((run_dir / "report.json").read_text())
-    return [(t["task"], r["arm"], r["mean"], r["diff"], r["lo"], r["hi"]) for t in report["tasks"] for r in t["rows"]]
+    return [
+        (t["task"], r["arm"], r["mean"], r["diff"], r["lo"], r["hi"])
+        for t in report["tasks"]
+        for r in t["rows"]
+    ]
 
 
 @pytest.mark.slow
@@ -57,7 +67,13 @@ def test_quick_preset_killed_in_training_resumes_to_the_same_report(tmp_path):
     env = {**os.environ, "COLUMNS": "200", "SYLLABUS_CACHE_DIR": str(tmp_path / "cache")}
     command = [sys.executable, "-m", "syllabus.cli", "run", str(RECIPE), "--preset", "quick", "-q"]
     start = time.monotonic()
-    whole = subprocess.run([*command, "--run-dir", str(tmp_path / "whole")], env=env, capture_output=True, text=True, timeout=600)
+    whole = subprocess.run(
+        [*command, "--run-dir", str(tmp_path / "whole")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert whole.returncode == 0, whole.stderr
     assert time.monotonic() - start < 180, "the quick preset should finish within 3 minutes"
     html = (tmp_path / "whole" / "report.html").read_text()
@@ -66,7 +82,12 @@ def test_quick_preset_killed_in_training_resumes_to_the_same_report(tmp_path):
     assert "| raw" in md or "raw |" in md
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen([*command, "--run-dir", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [*command, "--run-dir", str(killed)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     checkpoint = killed / "arms" / "filtered" / "seed-1" / "model" / "checkpoint.pt"
     deadline = time.monotonic() + 300
     while not checkpoint.exists() and time.monotonic() < deadline and process.poll() is None:
@@ -76,16 +97,29 @@ def test_quick_preset_killed_in_training_resumes_to_the_same_report(tmp_path):
     assert checkpoint.exists(), "the run was killed during the filtered arm's training"
     assert not (killed / "arms" / "filtered" / "seed-1" / "model" / ".done").exists()
 
-    resumed = subprocess.run([*command, "--run-dir", str(killed)], env=env, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [*command, "--run-dir", str(killed)], env=env, capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr
     stages = json.loads((killed / "manifest.json").read_text())["stages"]
-    for finished in ("synth", "raw", "quality", "filtered", "tokenizer", "pack raw", "train raw seed 1", "eval raw seed 1"):
+    for finished in (
+        "synth",
+        "raw",
+        "quality",
+        "filtered",
+        "tokenizer",
+        "pack raw",
+        "train raw seed 1",
+        "eval raw seed 1",
+    ):
         assert finished in stages["skipped"], finished
     assert "train filtered seed 1" in stages["ran"]
     assert report_rows(killed) == report_rows(tmp_path / "whole")
 
     # Re-running a finished run does nothing.
-    again = run_cli("run", str(RECIPE), "--preset", "quick", "--run-dir", str(killed), "-q", env=env)
+    again = run_cli(
+        "run", str(RECIPE), "--preset", "quick", "--run-dir", str(killed), "-q", env=env
+    )
     assert again.returncode == 0, again.stderr
     assert json.loads((killed / "manifest.json").read_text())["stages"]["ran"] == []
 

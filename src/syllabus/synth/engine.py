@@ -235,41 +235,46 @@ async def _run_jobs(
     tokens = tokens_done
     accepted = sum(e["records"] for e in journal.entries.values())
     exhausted = False
+
+    def fill() -> None:
+        nonlocal exhausted
+        while not exhausted and len(pending) < limit and not (budget and tokens >= budget):
+            job = next(jobs, None)
+            if job is None:
+                exhausted = True
+            elif job.key not in journal.entries:
+                runner = GENERATORS[job.generator](job, ctx)
+                pending.add(asyncio.ensure_future(_tagged(job, runner)))
+
+    def persist(results: list[tuple[Job, Outcome, int]]) -> None:
+        for job, outcome, new_tokens in results:
+            for record in outcome.records:
+                record.meta["order"] = job.order
+                writer.write(record)
+            writer.flush()  # records before the journal line: a finished job is on disk
+            entry = _journal_entry(job, outcome, new_tokens)
+            if outcome.rejected.get("teacher error"):
+                # Not finished: the teacher failed (outage, rate limit), not the job. A re-run
+                # tries it again; its records so far are kept and deduplicated by id.
+                incomplete.append({**entry, "incomplete": True})
+            else:
+                journal.add(entry)
+
     try:
         while True:
-            while not exhausted and len(pending) < limit and not (budget and tokens >= budget):
-                job = next(jobs, None)
-                if job is None:
-                    exhausted = True
-                elif job.key not in journal.entries:
-                    runner = GENERATORS[job.generator](job, ctx)
-                    pending.add(asyncio.ensure_future(_tagged(job, runner)))
+            fill()
             if not pending:
                 break
             finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            results = []
             for future in finished:
                 job, outcome = future.result()
                 new_tokens = sum(r.meta.get("completion_tokens", 0) for r in outcome.records)
-                for record in outcome.records:
-                    record.meta["order"] = job.order
-                    writer.write(record)
-                writer.flush()
-                entry = _journal_entry(job, outcome, new_tokens)
-                if outcome.rejected.get("teacher error"):
-                    # Not finished: the teacher failed (outage, rate limit), not the job. A re-run
-                    # tries it again; its records so far are kept and deduplicated by id.
-                    incomplete.append({**entry, "incomplete": True})
-                else:
-                    journal.add(entry)
+                results.append((job, outcome, new_tokens))
                 tokens += new_tokens
                 accepted += len(outcome.records)
-                elapsed = max(time.time() - start, 1e-9)
-                progress.update(
-                    task,
-                    advance=new_tokens if budget else 1,
-                    info=f"{accepted} records, {ctx.completion_tokens / elapsed:.0f} tok/s",
-                )
             if ctx.consecutive_errors >= MAX_CONSECUTIVE_TEACHER_ERRORS:
+                persist(results)
                 for future in pending:
                     future.cancel()
                 raise UserError(
@@ -277,6 +282,16 @@ async def _run_jobs(
                     f"({ctx.last_error}); the work so far is saved: fix the teacher and run the "
                     "same command again to resume"
                 )
+            # Start the next jobs first, then write (Parquet, fsync) off the event loop, so the
+            # teacher's slots are not left idle while the disk works.
+            fill()
+            await asyncio.to_thread(persist, results)
+            elapsed = max(time.time() - start, 1e-9)
+            progress.update(
+                task,
+                advance=sum(r[2] for r in results) if budget else len(results),
+                info=f"{accepted} records, {ctx.completion_tokens / elapsed:.0f} tok/s",
+            )
     finally:
         await ctx.backend._close_async()
 
