@@ -20,8 +20,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.console import Console
-
 from syllabus.errors import UserError
 from syllabus.pipeline.stages import StageLog, run_stage, stage_key
 from syllabus.progress import progress_bar
@@ -56,16 +54,14 @@ def run_recipe(
     check_before_work(recipe)
     start = time.time()
     log = StageLog()
-    console = Console(stderr=True, quiet=not show_progress)
     inputs = {"recipe": recipe_path} if recipe_path else {}
-    base_dir = Path(recipe_path).parent if recipe_path else None
     with (
         RunDir(run_dir, stage="run", config=recipe, inputs=inputs) as run,
         progress_bar(show_progress, "{task.fields[stage]}") as progress,
     ):
         plan = _plan(recipe)
         task = progress.add_task("run", total=len(plan), stage="")
-        context = _Run(recipe, run_dir, base_dir, log, console, progress, task)
+        context = _Run(recipe, run_dir, recipe_path, log, progress, task)
         for name, step in plan:
             progress.update(task, stage=name)
             step(context)
@@ -130,12 +126,15 @@ def check_before_work(recipe: Recipe) -> None:
 
 
 def _check_memory(recipe: Recipe) -> None:
-    from syllabus.train.sizes import estimate_params
+    from syllabus.train.sizes import estimate_params, resolve_shape
 
     config = recipe.train
     params = estimate_params(config, recipe.tokenizer.vocab_size)
+    shape = resolve_shape(config)
     # fp32 weights, gradients and two AdamW moments, plus activations of one micro-batch.
-    activations = 34 * config.batch_size * config.seq_len * _dim(config) * _layers(config)
+    activations = (
+        34 * config.batch_size * config.seq_len * shape.get("dim", 0) * shape.get("n_layers", 0)
+    )
     need = 16 * params + activations
     available = _available_memory()
     if available and need > 0.8 * available:
@@ -144,18 +143,6 @@ def _check_memory(recipe: Recipe) -> None:
             f"(batch {config.batch_size} x {config.seq_len}), more than the {available / 2**30:.1f} GiB "
             "available: choose a smaller train.size or lower train.batch_size"
         )
-
-
-def _dim(config) -> int:
-    from syllabus.train.sizes import SIZES
-
-    return config.dim or SIZES.get(config.size or "", {}).get("dim", 0)
-
-
-def _layers(config) -> int:
-    from syllabus.train.sizes import SIZES
-
-    return config.n_layers or SIZES.get(config.size or "", {}).get("n_layers", 0)
 
 
 def _available_memory() -> int | None:
@@ -172,12 +159,11 @@ def _available_memory() -> int | None:
 
 
 class _Run:
-    def __init__(self, recipe, run_dir, base_dir, log, console, progress, task):
+    def __init__(self, recipe, run_dir, recipe_path, log, progress, task):
         self.recipe = recipe
         self.run_dir = run_dir
-        self.base_dir = base_dir
+        self.recipe_path = recipe_path
         self.log = log
-        self.console = console
         self.progress = progress
         self.task = task
         self.keys: dict[str, str] = {}
@@ -221,25 +207,14 @@ def _plan(recipe: Recipe) -> list[tuple[str, callable]]:
 
 
 def _synth(ctx: _Run) -> None:
-    from syllabus.backends import make_backend
-    from syllabus.synth import synthesize
+    from syllabus.synth import synth_recipe
 
     recipe = ctx.recipe
     key = stage_key("synth", recipe.synth, recipe.teacher, recipe.seed)
 
     def work(out: Path) -> dict:
-        backend = make_backend(recipe.teacher)
-        try:
-            result = synthesize(
-                recipe.synth,
-                backend,
-                out,
-                seed=recipe.seed,
-                base_dir=ctx.base_dir,
-                show_progress=False,
-            )
-        finally:
-            backend.close()
+        # The same call as `syllabus synth`: teacher prices, manifest and all.
+        result = synth_recipe(recipe, out, recipe_path=ctx.recipe_path, show_progress=False)
         return {"records": result.records, "by_kind": result.stats["records_by_kind"]}
 
     ctx.stage("synth", ctx.dataset("synth"), key, work)
@@ -345,6 +320,15 @@ def _curate_stats(out: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def _dataset_stage(name: str) -> str:
+    """The stage that makes dataset `name` (whose key a downstream stage's key must include)."""
+    if name == "docs":
+        return "quality"
+    if name in SYNTH_KINDS:
+        return f"synth {name}"
+    return name
+
+
 def _dataset_path(ctx: _Run, name: str) -> Path:
     if name == "docs":
         return ctx.run_dir / "quality" / "docs"
@@ -356,9 +340,7 @@ def _tokenizer(ctx: _Run) -> None:
 
     settings = ctx.recipe.tokenizer
     names = sorted(used_datasets(ctx.recipe))
-    key = stage_key(
-        "tokenizer", settings, [ctx.keys.get(n, ctx.keys.get("quality")) for n in names], names
-    )
+    key = stage_key("tokenizer", settings, [ctx.keys[_dataset_stage(n)] for n in names], names)
 
     def texts():
         # The same number of characters from every dataset, so no arm's data owns the vocabulary.
@@ -389,7 +371,7 @@ def _pack(ctx: _Run, arm) -> None:
         "pack",
         arm.data,
         ctx.keys["tokenizer"],
-        [ctx.keys.get(n, ctx.keys.get("quality")) for n, _ in sources],
+        [ctx.keys[_dataset_stage(n)] for n, _ in sources],
     )
 
     def work(out: Path) -> dict:

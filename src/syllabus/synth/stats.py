@@ -68,11 +68,11 @@ def summarize(
     for entry in journal:
         g = generators.setdefault(
             entry["generator"],
-            {"jobs": 0, "jobs_with_records": 0, "records": 0, "attempts": 0,
+            {"jobs": 0, "unfinished_jobs": 0, "jobs_with_records": 0, "records": 0, "attempts": 0,
              "rejected": Counter(), "techniques": Counter(), "examples_rejected": []},
         )  # fmt: skip
         g["jobs"] += 1
-        g["unfinished_jobs"] = g.get("unfinished_jobs", 0) + bool(entry.get("incomplete"))
+        g["unfinished_jobs"] += bool(entry.get("incomplete"))
         g["jobs_with_records"] += entry["records"] > 0
         g["records"] += entry["records"]
         g["attempts"] += entry["attempts"]

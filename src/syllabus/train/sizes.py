@@ -11,12 +11,18 @@ SIZES: dict[str, dict] = {
 }
 
 
-def estimate_params(config, vocab_size: int) -> int:
-    """Parameter count of a TrainConfig's model without building it (for memory checks)."""
+def resolve_shape(config) -> dict:
+    """A TrainConfig's named size with its explicit overrides applied (no torch needed)."""
     shape = dict(SIZES.get(config.size or "", {}))
     for key in ("dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim"):
         if getattr(config, key, None) is not None:
             shape[key] = getattr(config, key)
+    return shape
+
+
+def estimate_params(config, vocab_size: int) -> int:
+    """Parameter count of a TrainConfig's model without building it (for memory checks)."""
+    shape = resolve_shape(config)
     dim, layers = shape.get("dim", 0), shape.get("n_layers", 0)
     heads, kv_heads = shape.get("n_heads", 1), shape.get("n_kv_heads") or shape.get("n_heads", 1)
     ffn = shape.get("ffn_dim", 4 * dim)
