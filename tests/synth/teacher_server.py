@@ -11,7 +11,8 @@ import json
 import re
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.local_http import LocalJSONServer
 
 WORDS = [
     "apple",
@@ -93,7 +94,7 @@ def good_answer(prompt: str, seed: int) -> str:
     return _prose(key, 160)  # a textbook section
 
 
-class TeacherServer:
+class TeacherServer(LocalJSONServer):
     """`faults`: {call number (1-based): fault} with fault one of "500", "429", "empty",
     "truncated", "garbage", "bad code", "hang"; `delay` seconds per answer."""
 
@@ -106,74 +107,44 @@ class TeacherServer:
         self.calls = 0
         self.prompts: list[str] = []
         self._lock = threading.Lock()
-        server = self
+        super().__init__()
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                prompt = body["messages"][-1]["content"]
-                with server._lock:
-                    server.calls += 1
-                    fault = server.faults.get(server.calls)
-                    server.prompts.append(prompt)
-                if server.delay:
-                    time.sleep(server.delay)
-                text = server.answer(prompt, body.get("seed", 0))
-                finish = "stop"
-                if fault in ("500", "429"):
-                    return self._send(int(fault), b'{"error": {"message": "teacher overloaded"}}')
-                if fault == "garbage":
-                    return self._send(200, b"<html>proxy error</html>")
-                if fault == "hang":
-                    time.sleep(30)
-                if fault == "empty":
-                    text = ""
-                elif fault == "truncated":
-                    text, finish = text[: len(text) // 3], "length"
-                elif fault == "bad code":
-                    text = text.replace("return a + b", "return a +* b").replace(
-                        "Problem:", "Problme"
-                    )
-                payload = {
-                    "id": "x",
-                    "object": "chat.completion",
-                    "model": "scripted-teacher",
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": text},
-                            "finish_reason": finish,
-                        }
-                    ],
-                    "usage": {
-                        "prompt_tokens": len(prompt) // 4,
-                        "completion_tokens": max(1, len(text) // 4),
-                    },
+    def handle(self, body, headers):
+        prompt = body["messages"][-1]["content"]
+        with self._lock:
+            self.calls += 1
+            fault = self.faults.get(self.calls)
+            self.prompts.append(prompt)
+        if self.delay:
+            time.sleep(self.delay)
+        text = self.answer(prompt, body.get("seed", 0))
+        finish = "stop"
+        if fault in ("500", "429"):
+            return int(fault), b'{"error": {"message": "teacher overloaded"}}', {}
+        if fault == "garbage":
+            return 200, b"<html>proxy error</html>", {}
+        if fault == "hang":
+            time.sleep(30)
+        if fault == "empty":
+            text = ""
+        elif fault == "truncated":
+            text, finish = text[: len(text) // 3], "length"
+        elif fault == "bad code":
+            text = text.replace("return a + b", "return a +* b").replace("Problem:", "Problme")
+        payload = {
+            "id": "x",
+            "object": "chat.completion",
+            "model": "scripted-teacher",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": finish,
                 }
-                self._send(200, json.dumps(payload).encode())
-
-            def _send(self, code: int, payload: bytes):
-                try:
-                    self.send_response(code)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> TeacherServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+            ],
+            "usage": {
+                "prompt_tokens": len(prompt) // 4,
+                "completion_tokens": max(1, len(text) // 4),
+            },
+        }
+        return 200, json.dumps(payload).encode(), {}
