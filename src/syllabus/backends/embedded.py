@@ -40,6 +40,36 @@ def _quiet_stderr():
             os.close(saved)
 
 
+def avoid_amx_repack() -> None:
+    """Keep llama.cpp off its AMX weight repacking on CPUs that have AMX.
+
+    On this project's Xeon machines (amx_tile, amx_int8) llama.cpp 0.3.36 repacks quantized
+    weights into AMX buffers and then crashes with SIGSEGV in llama_decode on the first token
+    (SmolLM2 Q4_1, q8_0 exports). llama-cpp-python has no argument for `use_extra_bufts`, so the
+    default model parameters it starts from are wrapped to turn it off; plain CPU buffers run.
+    """
+    import llama_cpp.llama_cpp as bindings
+
+    if getattr(bindings.llama_model_default_params, "_syllabus_no_amx", False):
+        return
+    try:
+        with open("/proc/cpuinfo") as handle:
+            has_amx = "amx_tile" in handle.read()
+    except OSError:
+        has_amx = False
+    if not has_amx:
+        return
+    original = bindings.llama_model_default_params
+
+    def default_params():
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    default_params._syllabus_no_amx = True
+    bindings.llama_model_default_params = default_params
+
+
 class EmbeddedBackend(Backend):
     kind = "embedded"
 
@@ -84,6 +114,7 @@ class EmbeddedBackend(Backend):
     def _load(self, *, logits_all: bool) -> None:
         from llama_cpp import Llama
 
+        avoid_amx_repack()
         self._llm = None
         try:
             with _quiet_stderr():
