@@ -765,7 +765,10 @@ def score(
         Path, typer.Option("--model", "-m", help="Directory written by `syllabus fit`.")
     ],
     threshold: Annotated[
-        float | None, typer.Option(help="Keep scores at or above this (default: the model's).")
+        float | None,
+        typer.Option(
+            min=0, max=5, help="Keep scores (0-5) at or above this (default: the model's)."
+        ),
     ] = None,
     workers: WorkersOption = None,
     ray: RayOption = False,

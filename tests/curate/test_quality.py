@@ -8,13 +8,13 @@ import math
 import pytest
 
 from syllabus.backends.base import TokenLogprob
+from syllabus.curate.places import python_docs_dir
 from syllabus.curate.quality import (
     QualityModel,
     annotate,
     expected_score,
     fit,
     parse_score,
-    python_docs_dir,
     read_labels,
     reference_examples,
     render_rubric,
@@ -149,3 +149,33 @@ def test_minilm_features_from_the_packaged_model(tmp_path, monkeypatch):
         ["A function is a named block of code you can call.", "z=q^7|3"]
     )
     assert scores[0] > scores[1]
+
+
+def test_quality_threshold_is_on_the_0_to_5_score_scale(tmp_path):
+    """Scores are 0-5 everywhere (FineWeb-Edu's and the rubric's scale); so is every threshold."""
+    from pydantic import ValidationError
+
+    from syllabus.curate.config import QualityConfig
+    from syllabus.errors import UserError
+    from syllabus.pipeline.config import QualityStage
+
+    assert QualityStage(threshold=3).threshold == 3  # FineWeb-Edu's threshold
+    assert QualityConfig(threshold=2.5).threshold == 2.5
+    for bad in (-0.5, 5.5, 50):
+        with pytest.raises(ValidationError, match="must be between 0 and 5"):
+            QualityStage(threshold=bad)
+        with pytest.raises(ValidationError, match="must be between 0 and 5"):
+            QualityConfig(threshold=bad)
+    texts = [f"explain {i} " * 20 if i % 2 else f"x{i}=1;" * 20 for i in range(20)]
+    with pytest.raises(UserError, match="0-5 scale"):
+        fit(texts, [i % 2 for i in range(20)], tmp_path / "m", threshold=9)
+
+
+def test_score_cli_refuses_a_threshold_off_the_0_to_5_scale(tmp_path):
+    from tests.conftest import run_cli
+
+    result = run_cli(
+        "score", str(tmp_path), "-o", str(tmp_path / "o"), "-m", str(tmp_path), "--threshold", "7"
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "less than or equal to 5" in result.stderr

@@ -7,32 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from syllabus.config import StrictModel, at_least, between
-
-PLACES = {
-    "@stdlib": "the Python standard library's source on this machine",
-    "@python-docs": "the HTML Python documentation of Debian's python3-doc",
-}
-
-
-def expand_place(path: str) -> str:
-    """`@stdlib` and `@python-docs` name corpora every machine with Python (and python3-doc)
-    has; anything else is a path."""
-    if path == "@stdlib":
-        import sysconfig
-
-        return sysconfig.get_paths()["stdlib"]
-    if path == "@python-docs":
-        from syllabus.curate.quality import python_docs_dir
-
-        found = python_docs_dir()
-        if found is None:
-            raise ValueError(
-                "@python-docs: Debian's python3-doc is not installed (apt-get install python3-doc)"
-            )
-        return str(found)
-    if path.startswith("@"):
-        raise ValueError(f"unknown place {path!r}; known: {', '.join(PLACES)}")
-    return path
+from syllabus.curate.places import expand_place
 
 
 class SourceConfig(StrictModel):
@@ -107,8 +82,10 @@ class DecontamConfig(StrictModel):
 class QualityConfig(StrictModel):
     model: str | None = None
     """Directory written by `syllabus fit`; without it no scoring happens."""
-    threshold: float | None = None
-    """Keep records scoring at least this; default: the threshold the model was fitted at."""
+    threshold: Annotated[float, between(0, 5)] | None = None
+    """Keep records whose educational-value score is at least this. Scores are on the 0-5
+    scale of FineWeb-Edu and the judge rubric (a reference-mode model scores 5 x P(reads like
+    the known-good text)); default: the threshold the model was fitted at."""
 
 
 class CurriculumConfig(StrictModel):

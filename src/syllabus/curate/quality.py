@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from syllabus.curate.places import python_docs_dir
 from syllabus.curate.steps import Step
 from syllabus.errors import UserError
 from syllabus.types import Record
@@ -57,6 +58,9 @@ The extract:
 
 Justify your total in at most 100 words, then write the score on the last line exactly as \
 "Educational score: N" where N is 0 to 5."""
+
+SCORE_MAX = 5
+"""Every score and threshold is on 0-5: FineWeb-Edu's scale and the rubric's."""
 
 SCORE_PATTERN = re.compile(r"score\s*[:=]\s*\**\s*([0-5])(?:\s*/\s*5)?\b", re.IGNORECASE)
 
@@ -219,15 +223,6 @@ def annotate(
 
 
 # -- reference mode ------------------------------------------------------------------------------
-
-
-def python_docs_dir() -> Path | None:
-    """The HTML Python documentation from Debian's python3-doc, if installed."""
-    for pattern in ("/usr/share/doc/python3-doc/html", "/usr/share/doc/python3.*/html"):
-        for candidate in sorted(Path("/").glob(pattern.lstrip("/")), reverse=True):
-            if (candidate / "tutorial").is_dir():
-                return candidate
-    return None
 
 
 def chunk_text(text: str, size: int = 2000, min_size: int = 200) -> list[str]:
@@ -417,6 +412,11 @@ def fit(
     binary = set(np.unique(labels_array).tolist()) <= {0.0, 1.0}
     if threshold is None:
         threshold = 2.5 if binary else 3.0
+    if not 0 <= threshold <= SCORE_MAX:
+        raise UserError(
+            f"threshold {threshold:g} is outside the 0-{SCORE_MAX} scale of quality scores "
+            "(graded labels: the judge's points; binary labels: 5 x P(good)); give one in 0-5"
+        )
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(texts))
     n_test = max(2, int(round(len(texts) * test_fraction)))
@@ -471,8 +471,8 @@ class QualityModel:
     def predict_features(self, x) -> np.ndarray:
         raw = np.asarray(x @ self.coef).ravel() + self.intercept
         if self.binary:
-            return 5.0 / (1.0 + np.exp(-raw))
-        return np.clip(raw, 0.0, 5.0)
+            return SCORE_MAX / (1.0 + np.exp(-raw))
+        return np.clip(raw, 0.0, SCORE_MAX)
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:

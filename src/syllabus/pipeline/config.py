@@ -64,8 +64,10 @@ class QualityStage(StrictModel):
     positives: str = "@python-docs"
     """Known-good text: Debian's python3-doc (tutorial, library reference)."""
     negatives: str = "@stdlib"
-    threshold: Annotated[float, between(0, 1)] | None = None
-    """Keep records whose P(known-good-like) is at least this (default: the fitted threshold)."""
+    threshold: Annotated[float, between(0, 5)] | None = None
+    """Keep records whose educational-value score is at least this, on the 0-5 scale of
+    FineWeb-Edu and the judge rubric: the reference-mode model scores 5 x P(reads like the
+    known-good text), so 2.5 is an even chance (the default, the fitted threshold)."""
     max_samples: Annotated[int, at_least(10)] = 2000
 
 

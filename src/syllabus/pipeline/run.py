@@ -265,7 +265,7 @@ def _raw(ctx: _Run) -> None:
 
 
 def _quality(ctx: _Run) -> None:
-    from syllabus.curate.config import expand_place
+    from syllabus.curate.places import expand_place
     from syllabus.curate.quality import fit, reference_examples
 
     settings = ctx.recipe.quality
