@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -38,7 +39,9 @@ def run(
     ],
     run_dir: Annotated[
         Path | None,
-        typer.Option("--run-dir", help="Where to write (default: <output_dir>/<name>)."),
+        typer.Option(
+            "--out", "-o", "--run-dir", help="Where to write (default: <output_dir>/<name>)."
+        ),
     ] = None,
     preset: Annotated[
         str | None,
@@ -926,9 +929,41 @@ def _show_dataset(path: Path, samples: int) -> None:
         console.print(preview, markup=False, highlight=False)
 
 
+# Help texts quote recipe tables ("[presets.NAME]", "[[arms]]"), which rich would take as markup
+# tags and drop. Only these style tags are markup; every other bracket is shown as written.
+_STYLE_TAG = re.compile(r"\[/?(?:bold|dim|italic)\]")
+
+
+def _literal_brackets(text: str | None) -> str | None:
+    if not text:
+        return text
+    parts = _STYLE_TAG.split(text)
+    tags = _STYLE_TAG.findall(text)
+    escaped = [part.replace("[", "\\[") for part in parts]
+    return "".join(part + tag for part, tag in zip(escaped, [*tags, ""], strict=True))
+
+
+def _escape_help(command) -> None:
+    # Duck-typed: typer builds its commands on its own vendored copy of click.
+    command.help = _literal_brackets(command.help)
+    command.short_help = _literal_brackets(command.short_help)
+    for param in command.params:
+        if hasattr(param, "help"):
+            param.help = _literal_brackets(param.help)
+    for sub in getattr(command, "commands", {}).values():
+        _escape_help(sub)
+
+
+def cli_command():
+    """The click command behind `syllabus`, with its help texts made markup-safe."""
+    command = typer.main.get_command(app)
+    _escape_help(command)
+    return command
+
+
 def main() -> None:
     try:
-        app()
+        cli_command()(prog_name="syllabus")
     except UserError as exc:
         from rich.markup import escape
 
