@@ -1,6 +1,12 @@
-"""Training throughput: `syllabus train` against a minimal nanoGPT-style loop of the same shape.
+"""Training throughput: `syllabus train` against two peers of the same shape.
 
-Both train the same Llama shape (named sizes 1m and 5m) on the same packed tokens (part of the
+Peers: a minimal nanoGPT-style loop written here, and Hugging Face's `transformers.Trainer`
+(the most used real trainer that installs from the package registry) on `LlamaForCausalLM` built
+from the same shape by Syllabus's HF export config. The `nanochat` package on PyPI was checked
+and is not usable as a peer: it is a third party's repackaging that holds only the `rustbpe`
+tokenizer (no model or training code), and its sdist needs crates.io to build.
+
+All train the same Llama shape (named sizes 1m and 5m) on the same packed tokens (part of the
 Python standard library, BPE vocabulary 4096), batch 16 x 256 tokens, AdamW, grad clipping, in
 this process, one after the other, for several rounds. tokens/s is the median over steps after a
 warm-up. The baseline runs fp32, as nanoGPT does on CPU; Syllabus runs with `dtype = "auto"`
@@ -138,6 +144,54 @@ def syllabus_rates(packed: Path, size: str, steps: int, dtype: str) -> tuple[lis
     return [row["tokens_per_s"] for row in rows if "tokens_per_s" in row], result.dtype
 
 
+def hf_trainer_rates(tokens: np.ndarray, size: str, steps: int) -> list[float]:
+    """transformers.Trainer on LlamaForCausalLM of the same shape, fp32 on the CPU, same batch."""
+    from transformers import LlamaForCausalLM, Trainer, TrainerCallback, TrainingArguments
+
+    from syllabus.export.hf import hf_config
+    from syllabus.train.model import Llama, model_config
+
+    torch.manual_seed(0)
+    shape = model_config(size, vocab_size=VOCAB, max_seq_len=SEQ)
+    model = LlamaForCausalLM(hf_config(Llama(shape), eos_id=None, pad_id=None))
+    rng = np.random.default_rng(0)
+    starts = rng.integers(0, len(tokens) - SEQ - 1, BATCH * steps)
+    windows = [torch.from_numpy(tokens[s : s + SEQ].astype(np.int64)) for s in starts]
+    dataset = [{"input_ids": w, "labels": w} for w in windows]
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.rates, self.t0 = [], 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.rates.append(BATCH * SEQ / (time.perf_counter() - self.t0))
+
+    timer = StepTimer()
+    args = TrainingArguments(
+        output_dir=tempfile.mkdtemp(),
+        per_device_train_batch_size=BATCH,
+        max_steps=steps,
+        learning_rate=1e-3,
+        weight_decay=0.1,
+        adam_beta2=0.95,
+        max_grad_norm=1.0,
+        warmup_steps=5,
+        lr_scheduler_type="cosine",
+        logging_strategy="no",
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        seed=0,
+    )
+    Trainer(model=model, args=args, train_dataset=dataset, callbacks=[timer]).train()
+    return timer.rates
+
+
 def make_packed(workdir: Path) -> Path:
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     with DatasetWriter(workdir / "corpus") as writer:
@@ -172,6 +226,7 @@ def main() -> None:
     for size in args.sizes:
         runs: dict[str, list[float]] = {
             "baseline fp32": [],
+            "hf trainer fp32": [],
             "syllabus fp32": [],
             "syllabus auto": [],
         }
@@ -179,6 +234,9 @@ def main() -> None:
         for _ in range(args.rounds):
             runs["baseline fp32"].append(
                 statistics.median(baseline_rates(tokens, size, args.steps)[args.warmup :])
+            )
+            runs["hf trainer fp32"].append(
+                statistics.median(hf_trainer_rates(tokens, size, args.steps)[args.warmup :])
             )
             rates, _ = syllabus_rates(packed, size, args.steps, "float32")
             runs["syllabus fp32"].append(statistics.median(rates[args.warmup :]))
@@ -196,6 +254,9 @@ def main() -> None:
             print(f"  {name:<16} {value:9,.0f}")
         print(
             f"  ratio syllabus fp32 / baseline: {medians['syllabus fp32'] / medians['baseline fp32']:.2f}"
+        )
+        print(
+            f"  ratio syllabus fp32 / hf trainer: {medians['syllabus fp32'] / medians['hf trainer fp32']:.2f}"
         )
         print(
             f"  ratio syllabus auto ({'/'.join(chosen)} by round) / baseline: {medians['syllabus auto'] / medians['baseline fp32']:.2f}"
