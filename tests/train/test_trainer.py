@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -69,10 +70,95 @@ def test_same_seed_same_losses(packed, tmp_path):
 
 def test_resume_refuses_changed_settings(packed, tmp_path):
     train(tiny_config(packed, tmp_path / "run", max_steps=10), show_progress=False)
-    with pytest.raises(UserError, match="different settings.*batch_size"):
+    with pytest.raises(UserError, match="cannot resume.*batch_size 8 -> 4"):
         train(
-            tiny_config(packed, tmp_path / "run", max_steps=20, batch_size=4), show_progress=False
+            tiny_config(packed, tmp_path / "run", max_steps=10, batch_size=4), show_progress=False
         )
+
+
+def test_resume_refuses_heads_and_kv_heads_changed_together(packed, tmp_path):
+    # 4 -> 8 heads and 2 -> 4 KV heads keep every weight's shape (dim 64): only a check of the
+    # model's description catches that the old weights would run as another architecture.
+    train(tiny_config(packed, tmp_path / "run", max_steps=10), show_progress=False)
+    with pytest.raises(
+        UserError, match=r"n_heads 4 -> 8.*n_kv_heads 2 -> 4|n_kv_heads 2 -> 4.*n_heads 4 -> 8"
+    ):
+        train(
+            tiny_config(packed, tmp_path / "run", max_steps=10, n_heads=8, n_kv_heads=4),
+            show_progress=False,
+        )
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"ffn_dim": 192}, "ffn_dim 128 -> 192"),
+        ({"tie_embeddings": False}, "tie_embeddings True -> False"),
+    ],
+)
+def test_resume_other_shape_changes_are_a_message(packed, tmp_path, change, expected):
+    train(tiny_config(packed, tmp_path / "run", max_steps=10), show_progress=False)
+    with pytest.raises(UserError, match=f"cannot resume: what is trained changed.*{expected}"):
+        train(tiny_config(packed, tmp_path / "run", max_steps=10, **change), show_progress=False)
+
+
+def test_resume_refuses_new_optimizer_settings(packed, tmp_path):
+    # torch's optimizer.load_state_dict would put the old betas and weight decay back silently.
+    train(tiny_config(packed, tmp_path / "run", max_steps=10), show_progress=False)
+    with pytest.raises(UserError, match=r"beta2 0.95 -> 0.99.*weight_decay 0.1 -> 0.0"):
+        train(
+            tiny_config(packed, tmp_path / "run", max_steps=10, beta2=0.99, weight_decay=0.0),
+            show_progress=False,
+        )
+
+
+def test_resume_refuses_budget_change_that_moves_the_cosine_schedule(packed, tmp_path):
+    tokens_per_step = 8 * 64
+    first = tiny_config(packed, tmp_path / "run", max_steps=None, max_tokens=20 * tokens_per_step)
+    train(first, show_progress=False, stop_after_steps=10)  # checkpoint at step 10, past warmup
+    longer = first.model_copy(update={"max_tokens": 40 * tokens_per_step})
+    with pytest.raises(
+        UserError, match=r"budget changed \(max_tokens 10240 -> 20480\) after step 10"
+    ):
+        train(longer, show_progress=False)
+
+
+def test_resume_with_a_larger_wsd_budget_equals_a_run_given_it_from_the_start(packed, tmp_path):
+    # In wsd's stable phase the learning rate does not depend on the budget: extending is safe.
+    wsd = {"schedule": "wsd", "decay_fraction": 0.2, "checkpoint_every": 10}
+    train(tiny_config(packed, tmp_path / "whole", max_steps=30, **wsd), show_progress=False)
+    extended = tmp_path / "extended"
+    train(
+        tiny_config(packed, extended, max_steps=20, **wsd), show_progress=False, stop_after_steps=10
+    )
+    train(tiny_config(packed, extended, max_steps=30, **wsd), show_progress=False)
+    assert losses(extended) == losses(tmp_path / "whole")
+
+
+def test_resume_allows_safe_changes(packed, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_config(packed, out, max_steps=20), show_progress=False, stop_after_steps=10)
+    result = train(
+        tiny_config(packed, out, max_steps=20, eval_every=5, checkpoint_every=7, dtype="auto"),
+        show_progress=False,
+    )
+    assert result.steps == 20
+
+
+def test_resume_refuses_repacked_data_in_the_same_directory(packed, tmp_path):
+    import shutil
+
+    from syllabus.train.pack import PackSource, pack
+
+    data = tmp_path / "packed"
+    shutil.copytree(packed, data)
+    train(tiny_config(data, tmp_path / "run", max_steps=10), show_progress=False)
+    meta = json.loads((data / "meta.json").read_text())
+    dataset, tokenizer = meta["sources"][0]["path"], meta["tokenizer"]
+    shutil.rmtree(data)
+    pack([PackSource(Path(dataset))], Path(tokenizer), data, val_fraction=0.2)
+    with pytest.raises(UserError, match=r"what is trained changed \(data.fingerprint"):
+        train(tiny_config(data, tmp_path / "run", max_steps=10), show_progress=False)
 
 
 def write_recipe(tmp_path, packed, out, **extra) -> str:
@@ -184,3 +270,30 @@ def test_failed_save_keeps_previous_checkpoint(packed, tmp_path, monkeypatch):
     assert (out / "checkpoint.pt").read_bytes() == before
     assert not (out / "checkpoint.pt.tmp").exists()
     assert load_model(out).config.dim == 64
+
+
+@pytest.mark.slow
+def test_fsdp_two_processes_save_the_whole_model(packed, tmp_path):
+    # FSDP2 shards every parameter across ranks; a checkpoint must hold the gathered model, the
+    # same as one process training the same global batches saves.
+    one, two = tmp_path / "one", tmp_path / "two"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = write_recipe(tmp_path, packed, one, max_steps=6, grad_accum=2)
+    subprocess.run(
+        [sys.executable, "-m", "syllabus.cli", "train", single, "-q"], check=True, env=env, cwd=REPO
+    )
+    sharded = write_recipe(tmp_path, packed, two, max_steps=6, grad_accum=1, fsdp=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "syllabus.cli", "train", sharded, "-q"],
+        env=env, cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    a, b = losses(one), losses(two)
+    assert a.keys() == b.keys() == set(range(1, 7))
+    assert all(abs(a[s] - b[s]) < 1e-4 for s in a), (a, b)
+    whole, gathered = load_model(one).state_dict(), load_model(two).state_dict()
+    assert whole.keys() == gathered.keys()
+    for name in whole:
+        assert gathered[name].shape == whole[name].shape, name
+        assert torch.allclose(gathered[name], whole[name], atol=1e-4), name

@@ -1,7 +1,9 @@
 """Data parallelism, applied from outside the model (torchrun sets the environment).
 
 `syllabus train` under `torchrun --nproc_per_node N` trains with DDP (gloo on CPU, NCCL on
-CUDA); `fsdp = True` shards parameters with FSDP2 for models that do not fit one device.
+CUDA); `fsdp = True` shards parameters with FSDP2 for models that do not fit one device. A
+sharded model's state is gathered from every rank into full tensors before rank 0 saves it, so a
+checkpoint is the same file whichever way it was trained (tested with 2 CPU processes on gloo).
 """
 
 from __future__ import annotations
@@ -63,6 +65,39 @@ def parallelize(model: torch.nn.Module, world: World, *, fsdp: bool = False) -> 
 
     return DistributedDataParallel(
         model, device_ids=[world.local_rank] if world.device.type == "cuda" else None
+    )
+
+
+def full_state(model: torch.nn.Module, optimizer, sharded: bool) -> tuple[dict, dict]:
+    """Model and optimizer state dicts of full tensors; under FSDP every rank must call this
+    (the shards are gathered) and only rank 0 gets them, on the CPU."""
+    if not sharded:
+        return model.state_dict(), optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return (
+        get_model_state_dict(model, options=options),
+        get_optimizer_state_dict(model, optimizer, options=options),
+    )
+
+
+def load_optimizer_state(model: torch.nn.Module, optimizer, saved: dict, sharded: bool) -> None:
+    """Load a full optimizer state dict (as `full_state` gives) into a plain or sharded model's optimizer."""
+    if not sharded:
+        optimizer.load_state_dict(saved)
+        return
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_optimizer_state_dict,
+    )
+
+    set_optimizer_state_dict(
+        model, optimizer, saved, options=StateDictOptions(full_state_dict=True)
     )
 
 
