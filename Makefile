@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_CMAKE_ARGS := -DCMAKE_C_FLAGS="$(NO_AMX)" -DCMAKE_CXX_FLAGS="$(NO_AMX)"
 
 .PHONY: demo test docs lint bench clean
 
@@ -10,7 +12,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# llama-cpp-python compiles from source the first time (about 7 minutes on 2 cores).
-	$(BIN)/pip install --progress-bar off -e ".[dev]"
+	# Without AMX kernels: on the Xeon machines with AMX, llama.cpp 0.3.36 crashes (SIGSEGV in
+	# ggml_backend_amx_mul_mat) on any prompt of more than one token, in every process that loads
+	# a model (llama_cpp.server too); -march=native still uses AVX-512/VNNI where present.
+	CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' $(BIN)/pip install --progress-bar off -e ".[dev]"
 	touch $(STAMP)
 
 # Known-good text for the quality classifier (reference mode): Debian's python3-doc.
