@@ -115,12 +115,23 @@ def test_cache_serves_repeated_calls(llama_server, tmp_path):
 def test_429_honours_retry_after():
     with FaultServer() as server:
         server.script = [("status", 429, 1), ("ok", "after wait")]
-        backend = fast_backend(server.url)
+        backend = fast_backend(server.url, max_backoff_s=2.0)
         out = backend.chat([{"role": "user", "content": "hi"}])
         assert out.text == "after wait"
         (t0, _), (t1, _) = server.requests
         assert t1 - t0 >= 0.95  # waited what Retry-After asked, not the 0.05 s backoff
         assert backend.retries == 1
+
+
+def test_retry_after_is_capped_by_max_backoff():
+    # A server asking for a 30 s pause waits max_backoff_s (0.2 s), not 30 s.
+    with FaultServer() as server:
+        server.script = [("status", 429, 30), ("status", 503, 30), ("ok", "soon")]
+        backend = fast_backend(server.url)
+        start = time.monotonic()
+        out = backend.chat([{"role": "user", "content": "hi"}])
+        assert out.text == "soon" and backend.retries == 2
+        assert time.monotonic() - start < 5
 
 
 def test_500_then_success_retries():

@@ -9,8 +9,6 @@ cache, capability checks and bounded concurrency for batches.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -23,6 +21,7 @@ from pydantic import BaseModel, Field, model_validator
 from syllabus.backends.cache import ResponseCache
 from syllabus.config import StrictModel, at_least, between
 from syllabus.errors import BackendError
+from syllabus.fingerprint import digest
 
 Capability = Literal[
     "chat", "complete", "logprobs", "json_schema", "grammar", "seed", "loglikelihood"
@@ -123,7 +122,18 @@ class Backend(ABC):
     @property
     @abstractmethod
     def model_id(self) -> str:
-        """Identifies the weights (file hash, served model name) for cache keys and manifests."""
+        """Names the weights for people (file name and content hash, served model name)."""
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        """Everything about this backend that can change an answer, for cache keys and result
+        fingerprints: subclasses add the weights' content hash and their output-changing
+        settings (chat format, context size, dtype, endpoint...)."""
+        return {"kind": self.kind, "model": self.model_id}
+
+    @property
+    def fingerprint(self) -> str:
+        return digest(self.identity)
 
     @property
     def endpoint(self) -> str:
@@ -201,12 +211,7 @@ class Backend(ABC):
                 f"{self.kind} backend ({self.endpoint}) cannot give log-probabilities of given text; "
                 "use the embedded or hf backend, or a server that returns prompt log-probs (vLLM)"
             )
-        payload = {
-            "backend": self.kind,
-            "model": self.model_id,
-            "loglikelihood": [context, continuation],
-        }
-        key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        key = digest({"backend": self.fingerprint, "loglikelihood": [context, continuation]})
         if self.cache is not None and (value := self.cache.get(key)) is not None:
             return LogLikelihood.model_validate_json(value)
         if self.in_process:
@@ -313,12 +318,7 @@ class Backend(ABC):
         # Unseeded sampling is meant to differ between calls: caching it would freeze one answer.
         if request.params.seed is None and request.params.temperature > 0:
             return None
-        payload = {
-            "backend": self.kind,
-            "model": self.model_id,
-            "request": request.model_dump(mode="json"),
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        return digest({"backend": self.fingerprint, "request": request.model_dump(mode="json")})
 
     def _cached(self, key: str | None) -> Completion | None:
         if self.cache is None or key is None:

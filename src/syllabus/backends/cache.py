@@ -1,22 +1,24 @@
 """A persistent response cache in SQLite.
 
-Keys are hashes of (backend kind, model id, messages or prompt, sampling parameters, seed), so a
-re-run or a resumed run pays nothing for a call already made. Safe across threads and processes
-(WAL journal; each write is its own transaction).
+Keys are hashes of the backend's fingerprint (its kind, the weights' full content hash and every
+setting that changes an answer: chat format, context size, dtype, endpoint; see
+`Backend.identity`) and the request (messages or prompt, sampling parameters, seed), so a re-run
+or a resumed run pays nothing for a call already made and two models or settings never share an
+answer. Safe across threads and processes (WAL journal; each write is its own transaction).
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
 from pathlib import Path
 
+from syllabus.fingerprint import cache_dir
+
 
 def default_cache_path() -> Path:
-    root = os.environ.get("SYLLABUS_CACHE_DIR") or Path.home() / ".cache" / "syllabus"
-    return Path(root) / "responses.sqlite"
+    return cache_dir() / "responses.sqlite"
 
 
 class ResponseCache:

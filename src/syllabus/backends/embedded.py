@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import threading
+from importlib import metadata
 from typing import Any
 
 from syllabus.backends.base import (
@@ -17,10 +18,11 @@ from syllabus.backends.base import (
     Usage,
 )
 from syllabus.backends.cache import ResponseCache
-from syllabus.backends.models import file_fingerprint, resolve_model
+from syllabus.backends.models import resolve_model
 from syllabus.backends.oai_format import chat_logprobs, completion_logprobs
 from syllabus.backends.scoring import score_tokens
 from syllabus.errors import BackendError
+from syllabus.fingerprint import file_digest
 
 
 @contextlib.contextmanager
@@ -89,7 +91,9 @@ class EmbeddedBackend(Backend):
         self.n_ctx = n_ctx
         self.n_threads = n_threads or os.cpu_count() or 1
         self.chat_format = chat_format
-        self._fingerprint = file_fingerprint(self.path)
+        # The whole file is hashed (once per file version; the digest is cached): two GGUFs alike
+        # in size and in their first and last MiB are still two models.
+        self.weights = file_digest(self.path)
         self._llm: Any = None
         self._logits_all = False
         # A llama.cpp context is not thread-safe: one call at a time per backend.
@@ -105,7 +109,19 @@ class EmbeddedBackend(Backend):
 
     @property
     def model_id(self) -> str:
-        return self._fingerprint
+        return f"{self.path.name}:{self.weights[:16]}"
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        # n_ctx is also the scoring window for long inputs; chat_format turns messages into the
+        # prompt; llama.cpp's version changes kernels and chat-template handling.
+        return {
+            "kind": self.kind,
+            "weights": self.weights,
+            "n_ctx": self.n_ctx,
+            "chat_format": self.chat_format,
+            "llama_cpp": metadata.version("llama_cpp_python"),
+        }
 
     @property
     def endpoint(self) -> str:

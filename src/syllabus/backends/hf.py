@@ -19,9 +19,9 @@ from syllabus.backends.base import (
     Usage,
 )
 from syllabus.backends.cache import ResponseCache
-from syllabus.backends.models import file_fingerprint
 from syllabus.backends.scoring import score_tokens
 from syllabus.errors import BackendError, UserError
+from syllabus.fingerprint import path_digest
 
 
 class HFBackend(Backend):
@@ -56,8 +56,8 @@ class HFBackend(Backend):
             ) from None
         self.model.eval()
         self.device = device
-        weights = sorted(self.path.glob("*.safetensors")) or sorted(self.path.glob("*.bin"))
-        self._fingerprint = file_fingerprint(weights[0]) if weights else self.path.name
+        self.dtype = dtype
+        self.files = path_digest(self.path)  # weights, config and tokenizer, hashed in full
         caps = {"complete", "logprobs", "seed", "loglikelihood"}
         if getattr(self.tokenizer, "chat_template", None):
             caps.add("chat")
@@ -66,7 +66,21 @@ class HFBackend(Backend):
 
     @property
     def model_id(self) -> str:
-        return f"{self.path.name}/{self._fingerprint}"
+        return f"{self.path.name}/{self.files[:16]}"
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        import torch
+        import transformers
+
+        return {
+            "kind": self.kind,
+            "files": self.files,
+            "dtype": self.dtype,
+            "device": self.device,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+        }
 
     @property
     def endpoint(self) -> str:

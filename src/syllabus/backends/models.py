@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from importlib import metadata
@@ -84,14 +83,3 @@ def resolve_model(spec: str) -> tuple[Path, PackagedModel | None]:
                 f"model '{spec}': not a GGUF file (bad magic bytes); is the download complete?"
             )
     return path, None
-
-
-def file_fingerprint(path: Path) -> str:
-    """Cheap identity of a weights file: size plus a hash of its first and last MiB."""
-    size = path.stat().st_size
-    digest = hashlib.sha256(str(size).encode())
-    with path.open("rb") as handle:
-        digest.update(handle.read(1 << 20))
-        handle.seek(max(0, size - (1 << 20)))
-        digest.update(handle.read(1 << 20))
-    return f"{path.name}:{digest.hexdigest()[:16]}"

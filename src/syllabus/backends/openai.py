@@ -86,6 +86,17 @@ class OpenAIBackend(Backend):
         return f"{self.base_url}#{self.model}"
 
     @property
+    def identity(self) -> dict[str, Any]:
+        # What the server does with a model name is out of sight: the name and the endpoint are
+        # the model's identity, and json_mode changes how constrained output is asked for.
+        return {
+            "kind": self.kind,
+            "base_url": self.base_url,
+            "model": self.model,
+            "json_mode": self.json_mode,
+        }
+
+    @property
     def endpoint(self) -> str:
         return self.base_url
 
@@ -168,10 +179,10 @@ class OpenAIBackend(Backend):
                 self.retries += 1
                 delay = exc.retry_after
                 if delay is None:
-                    delay = min(self.max_backoff_s, self.backoff_s * 2**attempt) * random.uniform(
-                        0.5, 1.5
-                    )
-                await asyncio.sleep(delay)
+                    delay = self.backoff_s * 2**attempt * random.uniform(0.5, 1.5)
+                # Retry-After is honoured up to max_backoff_s: a server asking for an hour must
+                # not stall the whole run for an hour.
+                await asyncio.sleep(min(delay, self.max_backoff_s))
         raise BackendError(
             f"{url}: gave up after {self.max_retries + 1} attempts; last error: {last}"
         )

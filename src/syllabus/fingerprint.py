@@ -1,0 +1,171 @@
+"""Fingerprints: what made a result, so a cached or resumed result is never reused for others.
+
+A fingerprint is the sha256 of a JSON description of everything that can change a result: the
+model (from its backend: weights' content hash, chat format, context size, dtype, endpoint),
+sampling, template and prompt contents, task versions, execution semantics, input contents.
+
+Resumable stages keep the description they were made with in a small `fingerprint.json` beside
+their results (`check_fingerprint`): a re-run with the same description resumes, one with
+another is refused with a message that names what changed and how to start fresh.
+
+File contents are hashed in full, once: the digest is cached by (path, size, mtime, inode) in
+`$SYLLABUS_CACHE_DIR/digests.sqlite`, so a 4 GB teacher GGUF costs its hash once, not per run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from syllabus.errors import UserError
+
+START_FRESH = (
+    "to keep them, write to a new output directory; to discard them and start again, add --fresh"
+)
+
+
+def cache_dir() -> Path:
+    """Where Syllabus keeps its caches (responses, digests): $SYLLABUS_CACHE_DIR or ~/.cache."""
+    return Path(os.environ.get("SYLLABUS_CACHE_DIR") or Path.home() / ".cache" / "syllabus")
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "model_dump"):  # pydantic models (configs, sampling parameters)
+        return value.model_dump(mode="json")
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    return str(value)
+
+
+def canonical(value: Any) -> Any:
+    """`value` as plain JSON types (what `digest` hashes and fingerprint.json stores)."""
+    return json.loads(json.dumps(value, sort_keys=True, default=_plain))
+
+
+def digest(value: Any) -> str:
+    """sha256 of the canonical JSON form of `value`."""
+    payload = json.dumps(value, sort_keys=True, default=_plain, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+# -- file contents ------------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_memo: dict[tuple, str] = {}
+
+
+def _stat_key(path: Path) -> tuple:
+    stat = path.stat()
+    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_dev)
+
+
+def _hash_file(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def file_digest(path: Path | str) -> str:
+    """sha256 of a file's bytes; recomputed only when its size, mtime or inode changes."""
+    path = Path(path)
+    key = _stat_key(path)
+    with _lock:
+        value = _memo.get(key)
+    if value is None:
+        value = _through_disk_cache(json.dumps(key), lambda: _hash_file(path))
+        with _lock:
+            _memo[key] = value
+    return value
+
+
+def _through_disk_cache(stat: str, compute) -> str:
+    try:
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(sqlite3.connect(cache_dir() / "digests.sqlite", timeout=30)) as db:
+            db.execute("CREATE TABLE IF NOT EXISTS digests (stat TEXT PRIMARY KEY, sha256 TEXT)")
+            row = db.execute("SELECT sha256 FROM digests WHERE stat = ?", (stat,)).fetchone()
+            if row is not None:
+                return row[0]
+            value = compute()
+            db.execute("INSERT OR REPLACE INTO digests VALUES (?, ?)", (stat, value))
+            db.commit()
+            return value
+    except (OSError, sqlite3.Error):
+        return compute()  # a read-only home: hash every time rather than fail
+
+
+def path_digest(path: Path | str) -> str:
+    """Content hash of a file, or of a directory's files (relative names and contents)."""
+    path = Path(path)
+    if path.is_file():
+        return file_digest(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    return digest([[str(p.relative_to(path)), file_digest(p)] for p in files])
+
+
+# -- resumable results --------------------------------------------------------------------------
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: value}
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def differences(old: dict, new: dict, limit: int = 3) -> str:
+    """'key: old -> new' for the first `limit` settings that differ, for error messages."""
+    before, after = _flatten(old), _flatten(new)
+    changed = [k for k in sorted(before.keys() | after.keys()) if before.get(k) != after.get(k)]
+    shown = [
+        f"{k}: {_short(before.get(k, '(none)'))} -> {_short(after.get(k, '(none)'))}"
+        for k in changed[:limit]
+    ]
+    more = f" and {len(changed) - limit} more" if len(changed) > limit else ""
+    return "; ".join(shown) + more
+
+
+def check_fingerprint(
+    sidecar: Path, made_by: dict, *, has_results: bool, what: str, fresh: str = START_FRESH
+) -> None:
+    """Refuse to add to results made by other settings; otherwise record `made_by` in `sidecar`.
+
+    `made_by` describes everything that can change one result (not how many results are asked
+    for); `has_results` says whether there is anything beside `sidecar` to protect. Results with
+    no fingerprint at all (an older Syllabus) are refused too: nothing says what made them.
+    """
+    made_by = canonical(made_by)
+    current = digest(made_by)
+    if has_results:
+        if not sidecar.exists():
+            raise UserError(
+                f"{what}: {sidecar.parent} holds results without a fingerprint ({sidecar.name}), "
+                f"so what made them is unknown; {fresh}"
+            )
+        try:
+            stored = json.loads(sidecar.read_text())
+        except (OSError, ValueError):
+            stored = {}
+        if stored.get("fingerprint") != current:
+            changed = differences(stored.get("made_by") or {}, made_by)
+            raise UserError(
+                f"{what}: {sidecar.parent} holds results made with other settings "
+                f"({changed or 'unreadable ' + sidecar.name}); {fresh}"
+            )
+        return
+    sidecar.parent.mkdir(parents=True, exist_ok=True)
+    tmp = sidecar.with_name(sidecar.name + ".tmp")
+    tmp.write_text(json.dumps({"fingerprint": current, "made_by": made_by}, indent=2) + "\n")
+    os.replace(tmp, sidecar)
