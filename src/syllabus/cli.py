@@ -877,8 +877,11 @@ def fit(
     from syllabus.curate.quality import fit as run_fit
     from syllabus.curate.quality import read_labels, reference_examples
 
+    groups, chunk_chars = None, None
     if reference:
-        texts, values = reference_examples(positive, negative, per_class=per_class)
+        examples = reference_examples(positive, negative, per_class=per_class)
+        texts, values, groups = examples.texts, examples.labels, examples.groups
+        chunk_chars = examples.chunk_chars
         source = "reference"
     elif labels is not None:
         rows = read_labels(labels)
@@ -898,7 +901,16 @@ def fit(
         source = str(labels)
     else:
         raise UserError("give a labels JSONL from `syllabus annotate`, or --reference")
-    result = run_fit(texts, values, out, features=features, threshold=threshold, source=source)
+    result = run_fit(
+        texts,
+        values,
+        out,
+        groups=groups,
+        chunk_chars=chunk_chars,
+        features=features,
+        threshold=threshold,
+        source=source,
+    )
     m = result.metrics
     console.print(
         f"held out {m['n_test']} (trained on {m['n_train']}): F1 {m['f1']:.3f} at threshold "

@@ -12,6 +12,7 @@ from syllabus.curate.places import python_docs_dir
 from syllabus.curate.quality import (
     QualityModel,
     annotate,
+    chunk_text,
     expected_score,
     fit,
     parse_score,
@@ -112,15 +113,22 @@ def test_fit_graded_labels_ridge(tmp_path):
 def test_reference_mode_python_docs_against_stdlib(tmp_path):
     if python_docs_dir() is None:
         pytest.skip("Debian's python3-doc is not installed (apt-get install python3-doc)")
-    texts, labels = reference_examples(
+    examples = reference_examples(
         positive_globs=("tutorial/*.html", "howto/*.html"),
         negative_dir=STDLIB,
         negative_globs=("*.py", "email/*.py", "json/*.py"),
         per_class=250,
     )
-    result = fit(texts, labels, tmp_path / "edu")
-    # Measured: F1 0.97 at 600 per class (all docs), about 0.95 at this size.
-    assert result.metrics["f1"] >= 0.9
+    result = fit(
+        examples.texts,
+        examples.labels,
+        tmp_path / "edu",
+        groups=examples.groups,
+        chunk_chars=examples.chunk_chars,
+    )
+    # Measured with whole files held out (26 of 145): chunk F1 0.76-0.82 over seeds 0-4 (0.94
+    # when chunks of one file could land on both sides).
+    assert result.metrics["f1"] >= 0.7 and result.metrics["split"].startswith("by file")
     assert result.metrics["spearman"] > 0.7
     model = QualityModel.load(tmp_path / "edu")
     prose, code = model.predict(
@@ -179,3 +187,69 @@ def test_score_cli_refuses_a_threshold_off_the_0_to_5_scale(tmp_path):
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "less than or equal to 5" in result.stderr
+
+
+def files_with_random_labels(tmp_path, count=40):
+    """Known-good and raw directories whose files differ only by label, chosen by a coin, and
+    by a few words unique to each file that recur in every one of its chunks."""
+    import random
+
+    rng = random.Random(7)
+    vocabulary = [f"word{i}" for i in range(300)]
+    positive, negative = tmp_path / "good", tmp_path / "raw"
+    positive.mkdir(), negative.mkdir()
+    for i in range(count):
+        marks = [f"file{i}mark{j}" for j in range(4)]
+        paragraphs = [
+            " ".join(rng.choice(vocabulary) for _ in range(40)) + " " + " ".join(marks * 3)
+            for _ in range(40)
+        ]
+        folder = positive if rng.random() < 0.5 else negative
+        (folder / f"f{i}.txt").write_text("\n\n".join(paragraphs))
+    return positive, negative
+
+
+def test_held_out_f1_is_measured_on_files_the_model_never_saw(tmp_path):
+    positive, negative = files_with_random_labels(tmp_path)
+    examples = reference_examples(
+        positive, negative, positive_globs=("*.txt",), negative_globs=("*.txt",), per_class=200
+    )
+    assert len(set(examples.groups)) == 40
+    leaky = fit(examples.texts, examples.labels, tmp_path / "leaky")
+    honest = fit(
+        examples.texts,
+        examples.labels,
+        tmp_path / "honest",
+        groups=examples.groups,
+        chunk_chars=examples.chunk_chars,
+    )
+    # The labels carry no signal beyond which file a chunk came from: a split that puts a
+    # file's chunks on both sides scores the memorised file, a split by file scores chance.
+    assert leaky.metrics["f1"] > 0.9
+    assert honest.metrics["f1"] < 0.75
+    assert honest.metrics["split"].startswith("by file: 8 files held out")
+
+
+def test_documents_are_scored_the_way_the_model_was_fitted(tmp_path):
+    """Fitted on 2,000-character chunks, the model scores a whole file chunk by chunk, not its
+    first 4,000 characters."""
+    prose = (
+        "In this lesson we explain how a loop repeats a block of code for each item in a "
+        "list, and why a function returns a value to the code that called it."
+    )
+    terse = "x=[k^3 for k in r];y=z|q;"
+    texts = [f"{prose} {i}\n\n" * 12 for i in range(30)] + [
+        f"{terse}{i}\n\n" * 60 for i in range(30)
+    ]
+    fit(texts, [1] * 30 + [0] * 30, tmp_path / "m", chunk_chars=2000)
+    model = QualityModel.load(tmp_path / "m")
+    head = f"{terse}\n\n" * 200  # about 5,000 characters of terse code first
+    document = head + f"{prose}\n\n" * 200  # then 34,000 of explanation
+    whole, first = model.predict([document, document[:4000]])
+    assert first < 1 and whole > 3.5
+    chunks = chunk_text(document)
+    scores = model.predict(chunks)
+    sizes = [len(c) for c in chunks]
+    assert whole == pytest.approx(
+        sum(s * n for s, n in zip(scores, sizes, strict=True)) / sum(sizes)
+    )

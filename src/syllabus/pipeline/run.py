@@ -272,18 +272,26 @@ def _quality(ctx: _Run) -> None:
     key = stage_key("quality", settings, ctx.recipe.seed)
 
     def work(out: Path) -> dict:
-        texts, labels = reference_examples(
+        examples = reference_examples(
             expand_place(settings.positives),
             expand_place(settings.negatives),
             per_class=settings.max_samples // 2,
             seed=ctx.recipe.seed,
         )
-        result = fit(texts, labels, out / "model", seed=ctx.recipe.seed, source="reference mode")
+        result = fit(
+            examples.texts,
+            examples.labels,
+            out / "model",
+            groups=examples.groups,
+            chunk_chars=examples.chunk_chars,
+            seed=ctx.recipe.seed,
+            source="reference mode",
+        )
         # The known-good text itself, as a dataset an arm may train on ("docs").
         with DatasetWriter(out / "docs") as writer:
             writer.write_all(
                 _record(text, "doc", "quality/positives")
-                for text, label in zip(texts, labels, strict=True)
+                for text, label in zip(examples.texts, examples.labels, strict=True)
                 if label == 1
             )
         return {"metrics": result.metrics}
