@@ -204,6 +204,37 @@ class Backend(ABC):
             completion = self._generate(request)
         return self._finish(key, completion, start)
 
+    streams: bool = False
+    """`stream` delivers text as it is generated (else in one piece at the end)."""
+
+    def stream(self, request: Request, on_text: Callable[[str], None]) -> Completion:
+        """Generate, calling `on_text(piece)` as text arrives; returns the whole Completion.
+
+        Never cached: a stream is measured (time to first token) or served live. `latency_s` is
+        the time the model spent on this request, without the wait for a busy worker thread.
+        Safe to call from many threads at once (in-process models queue on their worker).
+        """
+        self._check(request)
+
+        def timed() -> Completion:
+            start = time.perf_counter()
+            completion = self._stream(request, on_text)
+            completion.latency_s = time.perf_counter() - start
+            return completion
+
+        completion = self._worker_thread().submit(timed).result() if self.in_process else timed()
+        with self._usage_lock:
+            self.calls += 1
+            self.usage.prompt_tokens += completion.usage.prompt_tokens
+            self.usage.completion_tokens += completion.usage.completion_tokens
+        return completion
+
+    def _stream(self, request: Request, on_text: Callable[[str], None]) -> Completion:
+        """Backends that can stream override this; the fallback sends the text in one piece."""
+        completion = self._generate(request)
+        on_text(completion.text)
+        return completion
+
     def loglikelihood(self, context: str, continuation: str) -> LogLikelihood:
         """log P(continuation | context); long inputs are scored in overlapping windows."""
         if "loglikelihood" not in self.capabilities:

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import threading
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
@@ -72,8 +73,48 @@ def avoid_amx_repack() -> None:
     bindings.llama_model_default_params = default_params
 
 
+def _gathered(
+    chunks, on_text: Callable[[str], None], llm, *, chat: bool, prompt: str | None = None
+) -> dict:
+    """A streamed llama.cpp answer put back in the shape of a non-streamed one, calling
+    `on_text` with each piece on the way. Streams carry no usage: llama.cpp yields one chunk
+    per generated token; a prompt is tokenized as llama.cpp does, and a chat prompt (formatted
+    inside llama.cpp) is what its context holds besides the answer (the last token of an answer
+    cut by max_tokens or a stop string is never evaluated: +-1 for stop strings)."""
+    pieces: list[str] = []
+    logprobs: dict = (
+        {"content": []} if chat else {"tokens": [], "token_logprobs": [], "top_logprobs": []}
+    )
+    finish, generated = "stop", 0
+    for chunk in chunks:
+        choice = chunk["choices"][0]
+        if choice.get("finish_reason"):
+            finish = choice["finish_reason"]
+        delta = choice.get("delta") or {}
+        if (chat and "content" not in delta) or (not chat and choice.get("finish_reason")):
+            continue
+        generated += 1
+        piece = delta.get("content") if chat else choice.get("text")
+        if piece:
+            pieces.append(piece)
+            on_text(piece)
+        for key, values in (choice.get("logprobs") or {}).items():
+            if key in logprobs and values:
+                logprobs[key].extend(values)
+    text = "".join(pieces)
+    choice = {"finish_reason": finish, "logprobs": logprobs}
+    choice.update({"message": {"content": text}} if chat else {"text": text})
+    if prompt is not None:
+        prompt_tokens = len(llm.tokenize(prompt.encode("utf-8"), special=True))
+    else:
+        prompt_tokens = max(0, llm.n_tokens - generated + (finish == "length"))
+    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": generated}
+    return {"choices": [choice], "usage": usage}
+
+
 class EmbeddedBackend(Backend):
     kind = "embedded"
+    streams = True
 
     def __init__(
         self,
@@ -154,7 +195,12 @@ class EmbeddedBackend(Backend):
             )
         super()._check(request)
 
-    def _generate(self, request: Request) -> Completion:
+    def _stream(self, request: Request, on_text: Callable[[str], None]) -> Completion:
+        return self._generate(request, on_text)
+
+    def _generate(
+        self, request: Request, on_text: Callable[[str], None] | None = None
+    ) -> Completion:
         from llama_cpp import LlamaGrammar
 
         params = request.params
@@ -187,15 +233,23 @@ class EmbeddedBackend(Backend):
                     if params.logprobs:
                         kwargs.update(logprobs=True, top_logprobs=params.logprobs)
                     out = self._llm.create_chat_completion(
-                        messages=[m.model_dump() for m in request.messages], **kwargs
+                        messages=[m.model_dump() for m in request.messages],
+                        stream=on_text is not None,
+                        **kwargs,
                     )
+                    if on_text is not None:
+                        out = _gathered(out, on_text, self._llm, chat=True)
                     choice = out["choices"][0]
                     text = choice["message"].get("content") or ""
                     logprobs = chat_logprobs(choice.get("logprobs"))
                 else:
                     if params.logprobs:
                         kwargs["logprobs"] = params.logprobs
-                    out = self._llm.create_completion(prompt=request.prompt, **kwargs)
+                    out = self._llm.create_completion(
+                        prompt=request.prompt, stream=on_text is not None, **kwargs
+                    )
+                    if on_text is not None:
+                        out = _gathered(out, on_text, self._llm, chat=False, prompt=request.prompt)
                     choice = out["choices"][0]
                     text = choice["text"]
                     logprobs = completion_logprobs(choice.get("logprobs"))

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import os
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -155,6 +157,101 @@ class OpenAIBackend(Backend):
             else:  # llama-cpp-python's server and llama-server
                 body["response_format"] = {"type": "json_object", "schema": params.json_schema}
         return path, body
+
+    streams = True
+
+    def _stream(self, request: Request, on_text: Callable[[str], None]) -> Completion:
+        """Server-sent events with `stream_options.include_usage`. Failures before the first
+        piece of text are retried like any call; after it, text already delivered cannot be
+        taken back, so the failure is a BackendError at once. Its own client per call, so many
+        threads may stream at the same time."""
+        path, body = self._payload(request)
+        body.update(stream=True, stream_options={"include_usage": True})
+        url = self.base_url + path
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            pieces: list[str] = []
+            try:
+                return self._stream_once(url, body, request.mode, pieces, on_text)
+            except _Retryable as exc:
+                if pieces:
+                    raise BackendError(
+                        f"{url}: stream broke after {len(pieces)} pieces: {exc}"
+                    ) from None
+                last = str(exc)
+                if attempt == self.max_retries:
+                    break
+                self.retries += 1
+                time.sleep(self.retry_delay(exc.retry_after, attempt))
+        raise BackendError(
+            f"{url}: gave up after {self.max_retries + 1} attempts; last error: {last}"
+        )
+
+    def _stream_once(self, url, body, mode, pieces: list[str], on_text) -> Completion:
+        logprob_chunks: list[dict] = []
+        usage: dict = {}
+        finish, model = "stop", self.model
+        try:
+            with (
+                httpx.Client(timeout=self.timeout_s, headers=self._headers) as client,
+                client.stream("POST", url, json=body) as response,
+            ):
+                if response.status_code in RETRYABLE_STATUS:
+                    response.read()
+                    raise _Retryable(
+                        f"HTTP {response.status_code} {response.text[:200]!r}",
+                        _retry_after(response),
+                    )
+                if response.status_code >= 400:
+                    response.read()
+                    raise BackendError(f"{url}: HTTP {response.status_code}: {response.text[:300]}")
+                for line in response.iter_lines():
+                    if not line.startswith("data:"):
+                        continue  # blank separators and SSE comments (keep-alive pings)
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    try:
+                        chunk = json.loads(data)
+                    except json.JSONDecodeError:
+                        raise _Retryable(f"malformed stream chunk: {data[:200]!r}") from None
+                    usage = chunk.get("usage") or usage
+                    model = chunk.get("model") or model
+                    for choice in chunk.get("choices") or []:
+                        piece = (
+                            (choice.get("delta") or {}).get("content")
+                            if mode == "chat"
+                            else choice.get("text")
+                        )
+                        if piece:
+                            pieces.append(piece)
+                            on_text(piece)
+                        if choice.get("logprobs"):
+                            logprob_chunks.append(choice["logprobs"])
+                        finish = choice.get("finish_reason") or finish
+        except httpx.TimeoutException:
+            raise _Retryable(f"timed out after {self.timeout_s:g} s") from None
+        except httpx.TransportError as exc:
+            raise _Retryable(f"connection failed ({type(exc).__name__}: {exc})") from None
+        if mode == "chat":
+            merged = {"content": [item for c in logprob_chunks for item in c.get("content") or []]}
+            logprobs = chat_logprobs(merged)
+        else:
+            merged = {
+                key: [item for c in logprob_chunks for item in c.get(key) or []]
+                for key in ("tokens", "token_logprobs", "top_logprobs")
+            }
+            logprobs = completion_logprobs(merged)
+        return Completion(
+            text="".join(pieces),
+            finish_reason=finish,
+            usage=Usage(
+                prompt_tokens=usage.get("prompt_tokens") or 0,
+                completion_tokens=usage.get("completion_tokens") or 0,
+            ),
+            logprobs=logprobs,
+            model=model,
+        )
 
     async def _agenerate(self, request: Request) -> Completion:
         if self._client is None:  # a single call outside `generate_many`

@@ -9,11 +9,16 @@ from syllabus.errors import UserError
 
 
 def backend_for(
-    spec: str, *, api_model: str = "default", api_key_env: str | None = None
+    spec: str,
+    *,
+    api_model: str = "default",
+    api_key_env: str | None = None,
+    cache: bool = True,
 ) -> Backend:
     """The backend for `spec`, with the response cache on: an interrupted evaluation's
-    generations come back from it when the run is resumed."""
-    cache = ResponseCache()
+    generations come back from it when the run is resumed. `cache=False` for measurements of
+    latency and cost, which a cached answer would fake."""
+    cache = ResponseCache() if cache else None
     if spec.startswith(("http://", "https://")):
         from syllabus.backends.openai import OpenAIBackend
 
