@@ -1,0 +1,258 @@
+"""PORTFOLIO.toml: candidates (models and configurations of them), their prices, the team's
+tasks with a quality bar, a latency objective and a volume each, cascades, and what to serve.
+
+Paths (task data, retrieval corpora, the route log) are relative to the TOML file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from syllabus.config import StrictModel, at_least, between, format_validation_error, load_toml
+from syllabus.errors import UserError
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
+
+
+class PriceConfig(StrictModel):
+    """What a call costs. Hosted APIs: USD per million prompt and completion tokens.
+    Self-hosted: USD per hour of the hardware and the share of that hour it serves traffic;
+    the USD per token then comes from the throughput measured in this run, never $0."""
+
+    usd_per_mtok_in: Annotated[float, at_least(0)] | None = None
+    usd_per_mtok_out: Annotated[float, at_least(0)] | None = None
+    usd_per_hour: Annotated[float, at_least(0)] | None = None
+    utilisation: Annotated[float, between(0.01, 1)] = 0.5
+    """Share of each paid hour the hardware spends answering (idle time is paid too)."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> PriceConfig:
+        api = self.usd_per_mtok_in is not None or self.usd_per_mtok_out is not None
+        hourly = self.usd_per_hour is not None
+        if api == hourly:
+            raise ValueError(
+                "give either usd_per_mtok_in and usd_per_mtok_out (an API) or usd_per_hour "
+                "(self-hosted hardware, priced from the measured throughput)"
+            )
+        if api and (self.usd_per_mtok_in is None or self.usd_per_mtok_out is None):
+            raise ValueError("an API price needs both usd_per_mtok_in and usd_per_mtok_out")
+        return self
+
+    @property
+    def self_hosted(self) -> bool:
+        return self.usd_per_hour is not None
+
+
+class AssumedTokens(StrictModel):
+    """Token counts to price a candidate that could not be measured (no API key): an
+    assumption, and labelled as one wherever it is shown."""
+
+    prompt_tokens: Annotated[int, at_least(0)]
+    completion_tokens: Annotated[int, at_least(0)]
+
+
+class RetrievalConfig(StrictModel):
+    """RAG instead of fine-tuning: BM25 top-k passages of a local corpus in the prompt."""
+
+    corpus: str
+    """A Syllabus dataset, a JSONL file (`text` field) or a directory of .txt/.md/.rst/.py."""
+    passages: Annotated[int, between(1, 10)] = 2
+    max_chars: Annotated[int, at_least(100)] = 600
+    template: str = "Context:\n{passages}\n\n{prompt}"
+    """How the passages join the prompt; needs {passages} and {prompt}."""
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> RetrievalConfig:
+        if "{passages}" not in self.template or "{prompt}" not in self.template:
+            raise ValueError("retrieval.template needs both {passages} and {prompt}")
+        return self
+
+
+class CandidateConfig(StrictModel):
+    """A model spec as `syllabus eval --model` takes it, and how it is prompted."""
+
+    name: Name
+    model: str
+    """Packaged model (smollm2, gemma3-270m), a .gguf, a HF or `syllabus train` directory (a
+    fine-tuned model is just another of these), or an OpenAI-compatible base URL."""
+    api_model: str = "default"
+    api_key_env: str | None = None
+    skip_without_key: bool = False
+    """When api_key_env is unset: report this candidate's cost from `assume` instead of failing."""
+    prompt_style: Literal["completion", "chat"] = "completion"
+    system_prompt: str | None = None
+    retrieval: RetrievalConfig | None = None
+    json_schema: dict[str, Any] | None = None
+    """Constrained output (the backend must support it: embedded GGUF and most servers do)."""
+    grammar: str | None = None
+    """A GBNF grammar (llama.cpp backends)."""
+    price: PriceConfig
+    assume: AssumedTokens | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CandidateConfig:
+        if self.system_prompt is not None and self.prompt_style != "chat":
+            raise ValueError("system_prompt needs prompt_style = 'chat'")
+        if self.json_schema is not None and self.grammar is not None:
+            raise ValueError("give json_schema or grammar, not both")
+        if self.skip_without_key and not self.api_key_env:
+            raise ValueError("skip_without_key needs api_key_env")
+        if self.skip_without_key and self.assume is None:
+            raise ValueError(
+                "skip_without_key needs an `assume` table (prompt_tokens, completion_tokens) "
+                "to price the candidate when it cannot be measured"
+            )
+        return self
+
+    @property
+    def measurable(self) -> bool:
+        """False when its API key is absent and it may be skipped."""
+        return not (self.skip_without_key and not os.environ.get(self.api_key_env or ""))
+
+
+class FormatConfig(StrictModel):
+    """An output format the task requires: JSON matching a schema. Compliance is measured on
+    its own, and a non-compliant answer does not pass."""
+
+    json_schema: dict[str, Any]
+    answer_field: str | None = None
+    """Score the value of this field (else the whole JSON text)."""
+
+
+class TaskConfig(StrictModel):
+    name: Name
+    kind: Literal["custom", "exact", "log"] = "custom"
+    """custom: JSONL with prompt + tests or reference (as `syllabus eval`); exact: numeric
+    answers; log: a `syllabus route` log (the answers served become the references)."""
+    data: str
+    limit: Annotated[int, at_least(1)] | None = None
+    shots: Annotated[int, at_least(0)] = 0
+    """exact: k-shot examples from the start of the file."""
+    quality_threshold: Annotated[float, between(0, 1)]
+    """Pass rate the team needs; met only when the confidence interval's lower bound reaches it."""
+    p95_latency_s: Annotated[float, at_least(0.001)]
+    daily_volume: Annotated[int, at_least(0)]
+    max_tokens: Annotated[int, at_least(1)] = 32
+    format: FormatConfig | None = None
+
+
+class CascadeConfig(StrictModel):
+    """`first` answers; the call goes to `then` when the check fails."""
+
+    name: Name
+    first: str
+    then: str
+    check: Literal["tests", "format", "agreement", "logprob"]
+    """tests: the item's unit tests (evaluation only); format: the task's JSON format;
+    agreement: share of `samples` extra samples that agree with the answer; logprob: mean
+    log-probability of the answer's tokens."""
+    samples: Annotated[int, between(2, 20)] = 4
+    temperature: Annotated[float, between(0.05, 2)] = 0.8
+    threshold: float | None = None
+    """Escalate when the score is below this. Unset: calibrated by `syllabus portfolio`."""
+    tasks: list[str] | None = None
+    """Tasks to evaluate it on (default: every task the check applies to)."""
+
+
+class RouteConfig(StrictModel):
+    serve: str
+    """A candidate or a cascade."""
+    task: str | None = None
+    """The task whose format and calibrated threshold apply (a cascade's check needs it)."""
+    fallbacks: list[str] = Field(default_factory=list)
+    """Candidates tried in order when the served model fails (errors, not answers)."""
+    api_key_env: str | None = None
+    """Clients must send `Authorization: Bearer <this variable's value>`."""
+    log: str = "route-log.jsonl"
+    max_request_bytes: Annotated[int, at_least(256)] = 1_000_000
+    max_tokens: Annotated[int, at_least(1)] = 512
+    default_max_tokens: Annotated[int, at_least(1)] = 128
+
+
+class PortfolioConfig(StrictModel):
+    name: Name
+    seed: Annotated[int, at_least(0)] = 0
+    temperature: Annotated[float, between(0, 2)] = 0.0
+    confidence: Annotated[float, between(0.5, 0.999)] = 0.95
+    days_per_month: Annotated[float, at_least(1)] = 30.0
+    calibration_share: Annotated[float, between(0.1, 0.9)] = 0.5
+    """Share of each task's items that calibrates cascade thresholds; the rest reports them."""
+    workers: Annotated[int, between(1, 64)] = 2
+    """Sandbox processes that run unit tests."""
+    candidates: list[CandidateConfig] = Field(min_length=1)
+    tasks: list[TaskConfig] = Field(min_length=1)
+    cascades: list[CascadeConfig] = Field(default_factory=list)
+    route: RouteConfig | None = None
+
+    @model_validator(mode="after")
+    def _references(self) -> PortfolioConfig:
+        candidates = {c.name for c in self.candidates}
+        cascades = {c.name for c in self.cascades}
+        tasks = {t.name for t in self.tasks}
+        for kind, names in (
+            ("candidate", [c.name for c in self.candidates]),
+            ("task", [t.name for t in self.tasks]),
+            ("cascade", [c.name for c in self.cascades]),
+        ):
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"{kind} names must be unique: {', '.join(duplicates)}")
+        if clash := candidates & cascades:
+            raise ValueError(f"a cascade has a candidate's name: {', '.join(sorted(clash))}")
+        for cascade in self.cascades:
+            for stage in (cascade.first, cascade.then):
+                if stage not in candidates:
+                    raise ValueError(f"cascade {cascade.name}: no candidate named {stage!r}")
+            if cascade.first == cascade.then:
+                raise ValueError(f"cascade {cascade.name}: first and then are the same candidate")
+            for task in cascade.tasks or []:
+                if task not in tasks:
+                    raise ValueError(f"cascade {cascade.name}: no task named {task!r}")
+        if self.route is not None:
+            if self.route.serve not in candidates | cascades:
+                raise ValueError(f"route.serve: no candidate or cascade named {self.route.serve!r}")
+            for name in self.route.fallbacks:
+                if name not in candidates:
+                    raise ValueError(f"route.fallbacks: no candidate named {name!r}")
+            if self.route.task is not None and self.route.task not in tasks:
+                raise ValueError(f"route.task: no task named {self.route.task!r}")
+        return self
+
+    def candidate(self, name: str) -> CandidateConfig:
+        return next(c for c in self.candidates if c.name == name)
+
+    def task(self, name: str) -> TaskConfig:
+        return next(t for t in self.tasks if t.name == name)
+
+    def cascade(self, name: str) -> CascadeConfig | None:
+        return next((c for c in self.cascades if c.name == name), None)
+
+
+def load_portfolio(path: Path | str) -> tuple[PortfolioConfig, Path]:
+    """The validated portfolio and the directory its relative paths start from."""
+    path = Path(path)
+    data, text = load_toml(path)
+    try:
+        config = PortfolioConfig.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(format_validation_error(path, text, exc)) from None
+    base = path.resolve().parent
+    for task in config.tasks:
+        if task.kind != "log" and not resolve(base, task.data).exists():
+            raise UserError(f"{path}: task {task.name}: data file {task.data} does not exist")
+    for candidate in config.candidates:
+        if candidate.retrieval and not resolve(base, candidate.retrieval.corpus).exists():
+            raise UserError(
+                f"{path}: candidate {candidate.name}: retrieval corpus "
+                f"{candidate.retrieval.corpus} does not exist"
+            )
+    return config, base
+
+
+def resolve(base: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path

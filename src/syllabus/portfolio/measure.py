@@ -1,0 +1,233 @@
+"""Run every candidate on every task and keep one record per item: the answer, whether it
+passed, latency, time to first token (streamed), tokens, and what cascade checks need (extra
+samples for agreement, log-probs for confidence).
+
+Calls run one at a time, so latency is the model's own, not a queue's; each candidate gets one
+unrecorded warm-up call first. Records go to `samples/<task>/<candidate>.jsonl` as they are
+made, each with a fingerprint of what made it (candidate, model weights, task settings, item),
+so a re-run resumes and anything whose fingerprint changed is measured again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+
+from syllabus.backends import Completion
+from syllabus.errors import BackendError
+from syllabus.eval import humaneval
+from syllabus.eval import tasks as eval_tasks
+from syllabus.portfolio.candidates import Candidate
+from syllabus.portfolio.config import PortfolioConfig, TaskConfig
+from syllabus.portfolio.tasks import Item, check_format, load_items, normalise, score, stop_for
+from syllabus.progress import progress_bar
+
+# Task settings that change what is generated or how it is scored (not the bar or volume).
+_TASK_FIELDS = {"kind", "data", "limit", "shots", "max_tokens", "format"}
+
+
+def needs(config: PortfolioConfig, candidate: str, task: str) -> tuple[int, float, bool]:
+    """(extra agreement samples, their temperature, log-probs) the cascades need from it."""
+    samples, temperature, logprobs = 0, 0.8, False
+    for cascade in config.cascades:
+        if cascade.first != candidate or (cascade.tasks and task not in cascade.tasks):
+            continue
+        if cascade.check == "agreement" and cascade.samples > samples:
+            samples, temperature = cascade.samples, cascade.temperature
+        logprobs |= cascade.check == "logprob"
+    return samples, temperature, logprobs
+
+
+def fingerprint(description: dict) -> str:
+    return hashlib.sha256(json.dumps(description, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _read_rows(path: Path) -> dict[str, dict]:
+    rows = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill: measured again
+            rows[row["key"]] = row
+    return rows
+
+
+def _call(candidate: Candidate, request) -> tuple[Completion | None, float, float | None, str]:
+    """(completion or None, wall seconds, seconds to first text, error)."""
+    first: list[float] = []
+    start = time.perf_counter()
+
+    def on_text(piece: str) -> None:
+        if not first and piece:
+            first.append(time.perf_counter() - start)
+
+    try:
+        completion = candidate.backend.stream(request, on_text)
+    except BackendError as exc:
+        return None, time.perf_counter() - start, None, str(exc)
+    return completion, time.perf_counter() - start, first[0] if first else None, ""
+
+
+def mean_logprob(completion: Completion | None) -> float | None:
+    values = (
+        [t.logprob for t in (completion.logprobs or []) if math.isfinite(t.logprob)]
+        if completion
+        else []
+    )
+    return sum(values) / len(values) if values else None
+
+
+def measure_task(
+    config: PortfolioConfig,
+    candidate: Candidate,
+    task: TaskConfig,
+    items: list[Item],
+    out: Path,
+    progress=None,
+) -> list[dict]:
+    """Records for one candidate on one task (resumed from `out` where fingerprints match)."""
+    samples, sample_temperature, logprobs = needs(config, candidate.name, task.name)
+    style = candidate.config.prompt_style
+    common = {
+        "candidate": candidate.config.model_dump(mode="json", exclude={"price", "assume"}),
+        "model_id": candidate.backend.model_id,
+        "task": task.model_dump(mode="json", include=_TASK_FIELDS),
+        "temperature": config.temperature,
+        "seed": config.seed,
+        "agreement": [samples, sample_temperature],
+        "logprobs": logprobs,
+        "version": 1,
+    }
+    path = out / "samples" / task.name / f"{candidate.name}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = _read_rows(path)
+    prints = {item.key: fingerprint({**common, "item": item.content}) for item in items}
+    todo = [item for item in items if done.get(item.key, {}).get("fingerprint") != prints[item.key]]
+    bar = (
+        progress.add_task(f"{task.name} · {candidate.name}", total=len(items)) if progress else None
+    )
+    if progress:
+        progress.advance(bar, len(items) - len(todo))
+
+    def request(item: Item, **params):
+        return candidate.request(
+            prompt=item.prompt,
+            messages=item.messages,
+            max_tokens=task.max_tokens,
+            stop=stop_for(task, item, style),
+            **params,
+        )
+
+    if todo:  # warm-up: the first call pays one-off costs (buffers, caches) no user sees again
+        _call(candidate, request(todo[0], temperature=config.temperature, seed=config.seed))
+    fresh: list[dict] = []
+    texts: list[str | None] = []
+    for item in todo:
+        completion, wall, ttft, error = _call(
+            candidate,
+            request(
+                item,
+                temperature=config.temperature,
+                seed=config.seed,
+                logprobs=1 if logprobs else 0,
+            ),
+        )
+        extra = []
+        extra_tokens = [0, 0]
+        extra_latency = 0.0
+        for index in range(samples):
+            sample, sample_wall, _, _ = _call(
+                candidate,
+                request(item, temperature=sample_temperature, seed=config.seed + 1 + index),
+            )
+            extra_latency += sample_wall
+            if sample is not None:
+                extra.append(sample.text)
+                extra_tokens[0] += sample.usage.prompt_tokens
+                extra_tokens[1] += sample.usage.completion_tokens
+            else:
+                extra.append(None)
+        texts.append(completion.text if completion else None)
+        fresh.append(
+            {
+                "key": item.key,
+                "fingerprint": prints[item.key],
+                "task": task.name,
+                "candidate": candidate.name,
+                "text": completion.text if completion else None,
+                "error": error,
+                "latency_s": round(wall, 5),
+                "ttft_s": round(ttft, 5) if ttft is not None else None,
+                "streamed": candidate.backend.streams,
+                "prompt_tokens": completion.usage.prompt_tokens if completion else 0,
+                "completion_tokens": completion.usage.completion_tokens if completion else 0,
+                "finish_reason": completion.finish_reason if completion else "error",
+                "mean_logprob": mean_logprob(completion) if logprobs else None,
+                "samples": extra,
+                "samples_prompt_tokens": extra_tokens[0],
+                "samples_completion_tokens": extra_tokens[1],
+                "samples_latency_s": round(extra_latency, 5),
+            }
+        )
+        if progress:
+            progress.advance(bar)
+    if fresh:
+        scored = score(task, todo, texts, style, config.workers)
+        with path.open("a", encoding="utf-8") as sink:
+            for row, verdict, item in zip(fresh, scored, todo, strict=True):
+                row.update(verdict)
+                # Agreement: how many extra samples give the same scored answer as this one.
+                if row["samples"]:
+                    mine = normalise(answer_of(row["text"] or "", task, item))
+                    same = [
+                        normalise(answer_of(sample, task, item)) == mine
+                        for sample in row["samples"]
+                        if sample is not None
+                    ]
+                    row["agreement"] = sum(same) / len(row["samples"])
+                else:
+                    row["agreement"] = None
+                done[row["key"]] = row
+                sink.write(json.dumps(row) + "\n")
+    rows = [done[item.key] for item in items]
+    # Rewrite without the superseded records, so the file holds exactly what is reported.
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    tmp.replace(path)
+    return rows
+
+
+def answer_of(text: str, task: TaskConfig, item: Item) -> str:
+    """The part of an answer that agreement compares: the format's answer field, the first
+    line of a reference answer, the code up to its stop sequence, the number of an exact one."""
+    if task.format is not None:
+        return check_format(text, task)[1]
+    if task.kind == "exact":
+        return str(eval_tasks.extract_flexible(text))
+    if task.kind == "custom":
+        default = humaneval.STOP if "tests" in item.spec else ["\n"]
+        return humaneval.truncate(text, item.spec.get("stop") or default)
+    return text
+
+
+def measure(
+    config: PortfolioConfig, base: Path, out: Path, *, show_progress: bool = True
+) -> tuple[dict[str, list[Item]], dict[tuple[str, str], list[dict]]]:
+    """Items per task and records per (task, candidate) for every measurable candidate."""
+    items = {task.name: load_items(task, base) for task in config.tasks}
+    records: dict[tuple[str, str], list[dict]] = {}
+    with progress_bar(show_progress) as progress:
+        for candidate_config in config.candidates:
+            if not candidate_config.measurable:
+                continue
+            with Candidate(candidate_config, base) as candidate:
+                for task in config.tasks:
+                    records[task.name, candidate.name] = measure_task(
+                        config, candidate, task, items[task.name], out, progress
+                    )
+    return items, records

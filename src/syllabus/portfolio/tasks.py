@@ -1,0 +1,182 @@
+"""The team's tasks as items to prompt and answers to score, on `syllabus eval`'s own task code.
+
+- custom: prompts with unit tests (run in the sandbox) or a reference answer (eval.tasks);
+- exact: numeric answers, scored by the last number in the answer (eval.tasks, "flexible");
+- log: a `syllabus route` log; each answer served becomes the reference, so production
+  traffic is the next evaluation set (quality there means agreement with what was served).
+
+A task with a `format` also measures compliance (JSON that validates against its schema); a
+non-compliant answer fails, and with `answer_field` only that field is scored.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from syllabus.backends import Completion
+from syllabus.errors import UserError
+from syllabus.eval import humaneval
+from syllabus.eval import tasks as eval_tasks
+from syllabus.portfolio.config import TaskConfig, resolve
+
+EXACT_STOP = ["\n\nQuestion:", "\nQuestion:"]
+
+
+@dataclass
+class Item:
+    key: str
+    prompt: str | None = None
+    messages: list[dict[str, str]] | None = None
+    spec: dict = field(default_factory=dict)
+    """What scoring needs: a custom item (tests or reference), {gold} or {reference}."""
+
+    @property
+    def content(self) -> dict:
+        """Everything that decides what is asked and how it is scored (for fingerprints)."""
+        return {"prompt": self.prompt, "messages": self.messages, "spec": self.spec}
+
+
+def read_route_log(path: Path) -> list[dict]:
+    """Calls logged by `syllabus route`; a last line cut short by a kill is skipped."""
+    try:
+        lines = path.read_bytes().splitlines()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the route log ({exc.strerror})") from None
+    calls = []
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            call = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            if number == len(lines):
+                continue  # torn by a kill while it was being written
+            raise UserError(f"{path}:{number}: not a JSON line of a route log") from None
+        if not isinstance(call, dict) or "status" not in call:
+            raise UserError(f"{path}:{number}: not a route log record (no 'status')")
+        call["_line"] = number
+        calls.append(call)
+    return calls
+
+
+def load_items(task: TaskConfig, base: Path) -> list[Item]:
+    path = resolve(base, task.data)
+    if task.kind == "custom":
+        return [
+            Item(key, prompt=item["prompt"], spec=item)
+            for key, item in eval_tasks.custom_items(path, task.limit)
+        ]
+    if task.kind == "exact":
+        return [
+            Item(key, prompt=prompt, spec={"gold": gold})
+            for key, prompt, (_, gold) in eval_tasks.exact_items(path, task.shots, task.limit)
+        ]
+    if not path.exists():
+        raise UserError(
+            f"task {task.name}: route log {path} does not exist (serve some calls first)"
+        )
+    served = [c for c in read_route_log(path) if c["status"] == "ok"]
+    items = [
+        Item(
+            f"{path.name}:{call['_line']}",
+            prompt=call.get("prompt"),
+            messages=call.get("messages"),
+            spec={"reference": call.get("completion", "")},
+        )
+        for call in served[: task.limit]
+    ]
+    if not items:
+        raise UserError(f"task {task.name}: {path} has no answered calls")
+    return items
+
+
+def stop_for(task: TaskConfig, item: Item, prompt_style: str) -> list[str]:
+    """Where generation may stop early (the scorer cuts at the same places anyway)."""
+    if task.kind == "exact":
+        return EXACT_STOP
+    if task.kind == "log" or task.format is not None:
+        return []
+    if "tests" in item.spec:
+        return [] if prompt_style == "chat" else item.spec.get("stop") or humaneval.STOP
+    return item.spec.get("stop") or ["\n"]
+
+
+def check_format(text: str, task: TaskConfig) -> tuple[bool, str]:
+    """(complies, the answer to score) under the task's JSON format."""
+    import jsonschema
+
+    try:
+        value = json.loads(text)
+        jsonschema.validate(value, task.format.json_schema)
+    except (json.JSONDecodeError, jsonschema.ValidationError, jsonschema.SchemaError):
+        return False, ""
+    if task.format.answer_field is None:
+        return True, text.strip()
+    answer = value.get(task.format.answer_field) if isinstance(value, dict) else None
+    if answer is None:
+        return False, ""
+    return True, str(answer)
+
+
+def _entry_point(item: dict) -> str:
+    names = re.findall(r"^def (\w+)\(", item["prompt"], flags=re.M)
+    return item.get("entry_point") or (names[-1] if names else "")
+
+
+def normalise(text: str) -> str:
+    """Answers compared for agreement and against logged references: case and spacing aside."""
+    return " ".join(text.split()).lower()
+
+
+def score(
+    task: TaskConfig,
+    items: list[Item],
+    texts: list[str | None],
+    prompt_style: str,
+    workers: int,
+) -> list[dict]:
+    """One row per item: passed, compliant (None without a format), the scored answer and,
+    for tests, the sandbox's status. `None` texts (failed calls) fail."""
+    rows = []
+    answers = []
+    for text in texts:
+        compliant = None
+        answer = text or ""
+        if task.format is not None and text is not None:
+            compliant, answer = check_format(text, task)
+        rows.append({"compliant": compliant, "answer": answer, "error_call": text is None})
+        answers.append(answer)
+    if task.kind == "custom":
+        keyed, completions = [], []
+        for item, answer in zip(items, answers, strict=True):
+            spec = item.spec
+            if "tests" in spec and prompt_style == "chat":
+                # A chat model answers with the whole function; chat_solution takes it out of
+                # its code block, and no stop sequence may cut it again.
+                answer = humaneval.chat_solution(answer, _entry_point(spec))
+                spec = {**spec, "stop": ["\n```"]}
+            keyed.append((item.key, spec))
+            completions.append(Completion(text=answer))
+        scored = eval_tasks.custom_records(keyed, completions, workers)
+        for row, result in zip(rows, scored, strict=True):
+            row.update(passed=bool(result["passed"]), status=result["status"])
+            if result.get("error"):
+                row["exec_error"] = result["error"][:300]
+    elif task.kind == "exact":
+        for row, item, answer in zip(rows, items, answers, strict=True):
+            record = eval_tasks.exact_record(
+                item.key, item.prompt, Completion(text=answer), item.spec["gold"]
+            )
+            row.update(passed=bool(record["flexible_correct"]), status="scored")
+    else:
+        for row, item, answer in zip(rows, items, answers, strict=True):
+            same = normalise(answer) == normalise(item.spec["reference"])
+            row.update(passed=same, status="match" if same else "mismatch")
+    for row in rows:
+        row["passed"] = bool(
+            row["passed"] and row["compliant"] is not False and not row["error_call"]
+        )
+    return rows
