@@ -617,6 +617,61 @@ def eval_compare(
     console.print(table)
 
 
+# -- portfolio ------------------------------------------------------------------------------------
+
+
+@app.command()
+def portfolio(
+    config: Annotated[Path, typer.Argument(help="PORTFOLIO.toml: candidates, prices, tasks.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output directory (re-running resumes).")
+    ],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Decide per task when a small model is enough: measure every candidate's quality (with
+    its interval), latency, time to first token, tokens and cost, evaluate cascades, and
+    recommend the cheapest option that meets the bar. Writes report.html, report.md and
+    recommendation.json.
+
+    Example: [bold]syllabus portfolio recipes/portfolio-example.toml -o runs/portfolio[/bold]
+    """
+    from syllabus.portfolio.run import run_portfolio
+
+    result = run_portfolio(config, out, show_progress=not quiet)
+    for task in result["tasks"]:
+        console.print(task["sentence"], markup=False, highlight=False)
+    console.print(
+        f"wrote {out / 'report.html'}, {out / 'report.md'}, {out / 'recommendation.json'}"
+    )
+
+
+@app.command()
+def route(
+    config: Annotated[Path, typer.Argument(help="PORTFOLIO.toml with a [route] table.")],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8080,
+    from_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--from", help="A `syllabus portfolio` output: calibrated thresholds and prices."
+        ),
+    ] = None,
+) -> None:
+    """Serve the portfolio's [route] (a model or a cascade) as an OpenAI-compatible endpoint
+    on 127.0.0.1; every call is logged to route.log, which a `kind = "log"` task reads back.
+
+    Example: [bold]syllabus route recipes/portfolio-example.toml --from runs/portfolio[/bold]
+    """
+    from syllabus.portfolio.server import serve
+
+    def ready(router) -> None:
+        err_console.print(
+            f"serving {router.name} ({' -> '.join(router.chain)}) on http://127.0.0.1:{port}/v1; "
+            f"log {router.log_path}"
+        )
+
+    serve(config, port=port, recommendation_dir=from_dir, on_ready=ready)
+
+
 # -- curation -------------------------------------------------------------------------------------
 
 
