@@ -488,6 +488,75 @@ def export_model(
     console.print(f"wrote {export(checkpoint, format, out, quant=quant)}")
 
 
+@app.command()
+def finetune(
+    recipe: Annotated[Path, typer.Argument(help="Recipe TOML with a [finetune] table.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory (re-running resumes).")],
+    merge: Annotated[
+        bool | None,
+        typer.Option(
+            "--merge/--no-merge", help="LoRA: write merged weights (default: the recipe's)."
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Fine-tune an existing small model on Syllabus data and prove the gain on what is served.
+
+    The base (a packaged GGUF such as smollm2, a .gguf, a Hugging Face or `syllabus train`
+    directory) learns from verified exercises, dialogues, reasoning or a chat log, rendered with
+    its chat template, with the loss on assistant tokens only. Before training: decontamination
+    against every evaluated task and a mask audit (tokens trained per role, an example with the
+    trained tokens marked; refused when nothing would be trained). Training is `syllabus
+    train`'s loop (full or LoRA; QLoRA on CUDA). Then merged weights (checked against base +
+    adapter), GGUF exports of the fine-tuned model and of the base (and the adapter for
+    llama.cpp --lora), and both GGUFs evaluated side by side into report.html and report.md.
+
+    Example: [bold]syllabus finetune recipes/finetune-smollm2-lora.toml -o runs/finetune-smollm2[/bold]
+    """
+    from syllabus.finetune.run import finetune_recipe
+    from syllabus.recipe import load_recipe
+
+    loaded = load_recipe(recipe)
+    if loaded.finetune is not None and merge is not None:
+        loaded.finetune.merge = merge
+    result = finetune_recipe(loaded, out, recipe_path=recipe, show_progress=not quiet)
+    audit = result.audit
+    console.print(
+        f"mask audit: {audit['trained_tokens']:,} of {sum(audit['tokens_by_role'].values()):,} tokens "
+        f"trained (assistant only) in {audit['usable']} conversations; decontamination removed "
+        f"{result.decontam.get('removed', 0)}; example in {out / 'data' / 'example.txt'}"
+    )
+    train = result.train
+    console.print(
+        f"trained {train['steps']} steps: loss {train['final_loss']:.3f}, val loss "
+        f"{train['val_loss']:.3f}, {train['tokens_per_s']:,.0f} tok/s -> {train['saved']}"
+    )
+    if result.merge:
+        console.print(
+            f"merged weights vs base + adapter: max logit difference {result.merge['max_abs_logit_diff']:.1e}"
+        )
+    for name, path in result.exports.items():
+        console.print(f"[dim]{name}: {path}")
+    if result.results:
+        for task in result.results["tasks"]:
+            table = Table(title=task["label"])
+            for column in ("model", "score", "vs base [95% CI]"):
+                table.add_column(column)
+            for row in task["rows"]:
+                mean = "-" if row["mean"] is None else f"{row['mean']:.4f}"
+                diff = (
+                    "base"
+                    if row["is_baseline"]
+                    else "-"
+                    if row["diff"] is None
+                    else f"{row['diff']:+.4f} [{row['lo']:+.4f}, {row['hi']:+.4f}]"
+                )
+                table.add_row(row["arm"], mean, diff)
+            console.print(table)
+        console.print(f"[bold]{result.results['summary']}[/bold]")
+    console.print(f"report: {result.report}; wall time {result.wall_time_s:.0f} s")
+
+
 eval_app = typer.Typer(help="Evaluate models; `syllabus eval compare` puts results side by side.")
 app.add_typer(eval_app, name="eval")
 

@@ -17,6 +17,7 @@ from syllabus.backends.config import BackendConfig, EmbeddedConfig
 from syllabus.config import StrictModel, at_least, format_validation_error, load_toml
 from syllabus.curate.config import CurateConfig
 from syllabus.errors import UserError
+from syllabus.finetune.config import FinetuneConfig
 from syllabus.pipeline.config import ArmConfig, EvalStage, QualityStage, TokenizerStage
 from syllabus.synth.config import SynthConfig
 from syllabus.train.config import TrainConfig
@@ -35,6 +36,8 @@ class Recipe(StrictModel):
     """The arm every other is compared with."""
     tokenizer: TokenizerStage = Field(default_factory=TokenizerStage)
     train: TrainConfig | None = None
+    finetune: FinetuneConfig | None = None
+    """`syllabus finetune`: specialise an existing model (base, data, method, export, eval)."""
     seeds: list[Annotated[int, at_least(0)]] = Field(default_factory=lambda: [1], min_length=1)
     """Each arm trains once per seed; differences get confidence intervals over seeds and problems."""
     eval: EvalStage = Field(default_factory=EvalStage)

@@ -1,0 +1,204 @@
+"""Training conversations: Syllabus records and chat logs -> role/content messages, the held-out
+exercises, and decontamination against everything the run evaluates on.
+
+An exercise becomes the same exchange HumanEval's chat prompting makes (the instruction and the
+signature with its docstring; the whole function in a code block), so the format trained is the
+format evaluated; reasoning becomes problem -> worked solution and answer; a dialogue keeps its
+turns. A chat log line is an OpenAI-style `{"messages": [...]}` record, optionally with the
+answer apart (`response` as a chat completion object or text).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import textwrap
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from syllabus.errors import UserError
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass
+class Conversation:
+    id: str
+    kind: str
+    source: str
+    messages: list[dict[str, str]]
+
+    def text(self) -> str:
+        return "\n".join(m["content"] for m in self.messages)
+
+
+@dataclass
+class Collected:
+    conversations: list[Conversation]
+    heldout: list[dict]
+    """HumanEval-style problems (task_id, prompt, canonical_solution, test, entry_point)."""
+    skipped: Counter = field(default_factory=Counter)
+
+
+def exercise_messages(meta: dict, code: str) -> list[dict[str, str]]:
+    from syllabus.eval.humaneval import CHAT_INSTRUCTION
+
+    return [
+        {"role": "user", "content": CHAT_INSTRUCTION.format(prompt=meta["prompt"])},
+        {"role": "assistant", "content": f"```python\n{code.rstrip()}\n```"},
+    ]
+
+
+def heldout_problem(index: int, meta: dict) -> dict:
+    """A verified exercise as a HumanEval problem: its asserts run inside `check`."""
+    return {
+        "task_id": f"heldout/{index}",
+        "prompt": meta["prompt"],
+        "canonical_solution": meta["solution"],
+        "test": "def check(candidate):\n" + textwrap.indent(meta["tests"].strip(), "    ") + "\n",
+        "entry_point": meta["entry_point"],
+    }
+
+
+def _record_messages(record) -> list[dict[str, str]] | str:
+    """A record's conversation, or the reason it has none."""
+    meta = record.meta
+    if record.kind == "exercise":
+        if not all(isinstance(meta.get(k), str) for k in ("prompt", "solution")):
+            return "exercise without prompt/solution"
+        return exercise_messages(meta, record.text)
+    if record.kind == "reasoning":
+        if not isinstance(meta.get("problem"), str) or not isinstance(meta.get("solution"), str):
+            return "reasoning without problem/solution"
+        answer = meta.get("answer")
+        answer = f"{answer:g}" if isinstance(answer, float) else str(answer)
+        return [
+            {"role": "user", "content": meta["problem"]},
+            {"role": "assistant", "content": f"{meta['solution'].strip()}\n\nAnswer: {answer}"},
+        ]
+    if record.kind == "dialogue":
+        turns = meta.get("messages")
+        if not isinstance(turns, list) or not turns:
+            return "dialogue without messages"
+        return [{"role": t["role"], "content": t["content"]} for t in turns]
+    return f"kind {record.kind}"
+
+
+def log_messages(item: dict, where: str) -> list[dict[str, str]]:
+    """The conversation of one chat-log line: `messages`, plus `response` when the answer is apart."""
+    messages = item.get("messages")
+    if not isinstance(messages, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("content"), str) for m in messages
+    ):
+        raise UserError(f"{where}: a chat log line needs 'messages': a list of {{role, content}}")
+    messages = [{"role": m.get("role", ""), "content": m["content"]} for m in messages]
+    response = item.get("response")
+    if isinstance(response, dict):  # an OpenAI chat completion object
+        choices = response.get("choices") or [{}]
+        response = (choices[0].get("message") or {}).get("content")
+    if isinstance(response, str):
+        messages.append({"role": "assistant", "content": response})
+    bad = [m["role"] for m in messages if m["role"] not in ROLES]
+    if bad:
+        raise UserError(f"{where}: unknown role {bad[0]!r}; roles are {', '.join(ROLES)}")
+    return messages
+
+
+def collect(
+    paths: list[str], kinds: list[str], heldout_share: float, seed: int, system: str | None
+) -> Collected:
+    """Every conversation of the datasets and logs, less the held-out exercises."""
+    from syllabus.eval.tasks import read_jsonl_items
+    from syllabus.store import open_dataset
+
+    conversations: list[Conversation] = []
+    exercises: list[tuple[Conversation, dict]] = []
+    skipped: Counter = Counter()
+    for spec in paths:
+        path = Path(spec)
+        if not path.exists():
+            raise UserError(f"finetune.data.datasets: {path}: no such dataset or file")
+        if path.is_file() and path.suffix in {".jsonl", ".json"}:
+            for item in read_jsonl_items(path):
+                where = f"{path}:{item['_line']}"
+                messages = log_messages(item, where)
+                conversations.append(Conversation(where, "chat", str(path), messages))
+            continue
+        for record in open_dataset(path):
+            if record.kind not in kinds:
+                skipped[f"kind {record.kind} not in data.kinds"] += 1
+                continue
+            messages = _record_messages(record)
+            if isinstance(messages, str):
+                skipped[messages] += 1
+                continue
+            conversation = Conversation(record.id, record.kind, record.source, messages)
+            if record.kind == "exercise" and isinstance(record.meta.get("tests"), str):
+                exercises.append((conversation, record.meta))
+            else:
+                conversations.append(conversation)
+    # Held-out exercises: a seeded sample, chosen before anything is trained.
+    order = list(range(len(exercises)))
+    random.Random(seed).shuffle(order)
+    count = round(heldout_share * len(exercises))
+    if heldout_share and len(exercises) >= 2:
+        count = max(1, min(count, len(exercises) - 1))
+    kept = set(order[count:])
+    heldout = [heldout_problem(i, exercises[j][1]) for i, j in enumerate(sorted(order[:count]))]
+    conversations += [c for i, (c, _) in enumerate(exercises) if i in kept]
+    if system:
+        for conversation in conversations:
+            if conversation.messages[0]["role"] != "system":
+                conversation.messages.insert(0, {"role": "system", "content": system})
+    return Collected(conversations, heldout, skipped)
+
+
+def decontaminate(
+    conversations: list[Conversation],
+    config,
+    eval_files: list[Path],
+    heldout: list[dict],
+    out: Path,
+) -> tuple[list[Conversation], dict]:
+    """Drop conversations sharing an n-gram with any evaluated item; one report per benchmark."""
+    from syllabus.curate.decontam import (
+        BenchmarkItem,
+        NgramIndex,
+        humaneval_items,
+        jsonl_items,
+        write_reports,
+    )
+    from syllabus.types import Record
+
+    if not config.enabled:
+        return conversations, {"enabled": False}
+    items = humaneval_items() if config.humaneval else []
+    for path in [*map(Path, config.benchmarks), *eval_files]:
+        items += jsonl_items(path)
+    items += [
+        BenchmarkItem("heldout", p["task_id"], p["prompt"] + p["canonical_solution"])
+        for p in heldout
+    ]
+    index = NgramIndex(items, config.ngram)
+    kept, hits = [], []
+    for conversation in conversations:
+        found = index.match(
+            Record(text=conversation.text(), id=conversation.id, source=conversation.source)
+        )
+        if found:
+            hits += found
+        else:
+            kept.append(conversation)
+    reports = write_reports(hits, index, out)
+    summary = {
+        "enabled": True,
+        "ngram": index.n,
+        "benchmarks": index.benchmarks(),
+        "removed": len(conversations) - len(kept),
+        "removed_ids": sorted({hit.record_id for hit in hits}),
+        "by_benchmark": dict(Counter(hit.benchmark for hit in hits)),
+        "reports": {name: str(path) for name, path in reports.items()},
+    }
+    (out / "decontam.json").write_text(json.dumps(summary, indent=2))
+    return kept, summary

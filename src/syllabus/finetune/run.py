@@ -1,0 +1,545 @@
+"""`syllabus finetune RECIPE -o OUT`: base -> data (decontaminated, rendered, audited) -> the
+shared trainer -> merged weights -> exported GGUF -> base and fine-tuned evaluated side by side
+on the files that would be served -> report.
+
+Stages live in OUT/<stage> with the key of their config and inputs (pipeline/stages.py): a
+re-run skips what is done, resumes what was killed (training resumes exactly, evaluation from
+its samples), and redoes a stage whose inputs changed. Training itself refuses to resume with
+settings other than the checkpoint's (the trainer's own check), naming what changed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from syllabus.errors import UserError
+from syllabus.finetune.config import FinetuneConfig
+from syllabus.fingerprint import path_digest as hash_path
+from syllabus.pipeline.stages import StageLog, run_stage, stage_key
+from syllabus.store.manifest import RunDir
+
+ARMS = ("base", "finetuned")
+
+
+@dataclass
+class FinetuneResult:
+    out: Path
+    audit: dict
+    decontam: dict
+    train: dict
+    merge: dict | None = None
+    exports: dict = field(default_factory=dict)
+    results: dict | None = None
+    report: Path | None = None
+    log: StageLog = field(default_factory=StageLog)
+    wall_time_s: float = 0.0
+    finished: bool = True
+
+
+def _eval_files(config: FinetuneConfig) -> list[Path]:
+    """Data files named by the evaluation tasks (custom=, choice=, exact=...): decontaminated against."""
+    if not config.eval.enabled:
+        return []
+    return [Path(spec.partition("=")[2]) for spec in config.eval.tasks if "=" in spec]
+
+
+def _source_key(spec: str) -> str:
+    from syllabus.backends.models import PACKAGED_MODELS, resolve_model
+    from syllabus.fingerprint import file_digest, path_digest
+
+    if spec in PACKAGED_MODELS or spec.endswith(".gguf"):
+        return file_digest(resolve_model(spec)[0])
+    path = Path(spec)
+    return path_digest(path) if path.exists() else spec
+
+
+# -- data --------------------------------------------------------------------------------------
+
+
+def _split(items: list, fraction: float, seed: int) -> tuple[list, list]:
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    count = 0 if len(items) < 2 or not fraction else max(1, round(fraction * len(items)))
+    held = set(order[:count])
+    return [x for i, x in enumerate(items) if i not in held], [
+        x for i, x in enumerate(items) if i in held
+    ]
+
+
+def check_packing(model, rows) -> dict:
+    """The last conversation of a packed row must get the logits it gets alone: proof that the
+    model's attention stops at the position reset (no leak from the conversations before it)."""
+    row = next((r for r in rows if (r.positions[1:] == 0).any()), None)
+    if row is None:
+        return {"checked": False, "reason": "no row holds two conversations"}
+    start = int((row.positions == 0).nonzero()[0][-1])
+    ids = torch.from_numpy(row.ids)[None]
+    positions = torch.from_numpy(row.positions)[None]
+    with torch.no_grad():
+        packed = model(input_ids=ids, position_ids=positions, use_cache=False).logits[0, start:]
+        alone = model(input_ids=ids[:, start:], use_cache=False).logits[0]
+    diff = float((packed - alone).abs().max())
+    if not diff < 1e-3:
+        raise UserError(
+            f"finetune: with packing, this model's logits for a conversation change with the "
+            f"conversations packed before it (max difference {diff:.2e}): its attention does not "
+            "stop at the position reset. Set finetune.packing = false"
+        )
+    return {"checked": True, "max_abs_logit_diff": diff}
+
+
+def prepare_data(config: FinetuneConfig, seed: int, base_dir: Path, out: Path) -> dict:
+    from transformers import AutoTokenizer
+
+    from syllabus.finetune.base import load_hf
+    from syllabus.finetune.data import collect, decontaminate
+    from syllabus.finetune.render import audit, build_rows, render, trainable
+
+    collected = collect(
+        config.data.datasets, config.data.kinds, config.data.heldout, seed, config.data.system
+    )
+    if collected.heldout:
+        with (out / "heldout.jsonl").open("w") as sink:
+            for problem in collected.heldout:
+                sink.write(json.dumps(problem) + "\n")
+    conversations = collected.conversations[: config.data.limit]
+    kept, decontam = decontaminate(
+        conversations, config.decontam, _eval_files(config), collected.heldout, out / "decontam"
+    )
+    train_convs, val_convs = _split(kept, config.data.val_fraction, seed)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir, local_files_only=True)
+    rendered = render(tokenizer, train_convs, config.seq_len)
+    report = audit(tokenizer, rendered, config.seq_len)
+    examples = [e for e in rendered.examples if trainable(e)]
+    val_examples = [
+        e for e in render(tokenizer, val_convs, config.seq_len).examples if trainable(e)
+    ]
+    train_rows = build_rows(examples, config.seq_len, config.packing, seed)
+    val_rows = build_rows(val_examples, config.seq_len, config.packing, seed + 1)
+    packing = {"checked": False, "reason": "packing off"}
+    if config.packing:
+        model, _ = load_hf(base_dir)
+        packing = check_packing(model.eval(), train_rows)
+        del model
+    torch.save(
+        {"train": [vars(r) for r in train_rows], "val": [vars(r) for r in val_rows]},
+        out / "rows.pt",
+    )
+    summary = {
+        "skipped_records": dict(collected.skipped),
+        "conversations": len(conversations),
+        "heldout_problems": len(collected.heldout),
+        "after_decontam": len(kept),
+        "train_conversations": len(train_convs),
+        "val_conversations": len(val_convs),
+        "train_rows": len(train_rows),
+        "val_rows": len(val_rows),
+        "train_tokens": int(sum(len(r.ids) for r in train_rows)),
+        "trained_tokens": int(sum(r.n_targets for r in train_rows)),
+        "packing": packing,
+        "audit": report,
+        "decontam": decontam,
+    }
+    (out / "audit.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False))
+    (out / "example.txt").write_text(report["example"] + "\n")
+    return summary
+
+
+def _load_rows(data_dir: Path):
+    from syllabus.finetune.render import Row
+
+    saved = torch.load(data_dir / "rows.pt", weights_only=False)
+    return [Row(**r) for r in saved["train"]], [Row(**r) for r in saved["val"]]
+
+
+# -- training ----------------------------------------------------------------------------------
+
+
+def train_model(
+    config: FinetuneConfig,
+    base: dict,
+    data_dir: Path,
+    out: Path,
+    show_progress: bool,
+    stop_after_steps: int | None,
+) -> dict | None:
+    """Train with the shared loop into out/train; write out/adapter (LoRA) or out/model (full).
+    None when stopped early (`stop_after_steps`, for tests)."""
+    from transformers import AutoTokenizer
+
+    from syllabus.finetune.task import FinetuneTask, load_trainable
+    from syllabus.train import parallel
+    from syllabus.train.config import LoopConfig
+    from syllabus.train.trainer import run
+
+    train_rows, val_rows = _load_rows(data_dir)
+    world = parallel.init_world()
+    try:
+        settings = config.train
+        rows_per_step = settings.batch_size * settings.grad_accum * world.size
+        steps = settings.max_steps or (
+            math.ceil(settings.epochs * len(train_rows) / rows_per_step)
+            if settings.epochs
+            else None
+        )
+        loop = LoopConfig(**settings.model_dump(exclude={"epochs", "max_steps"}), max_steps=steps)
+        torch.manual_seed(settings.seed)
+        model = load_trainable(Path(base["hf_dir"]), config, world.device)
+        tokenizer = AutoTokenizer.from_pretrained(base["hf_dir"], local_files_only=True)
+        task = FinetuneTask(
+            model,
+            train_rows,
+            val_rows,
+            config,
+            tokenizer.pad_token_id,
+            {"source": base["source"], "fingerprint": base["fingerprint"]},
+            world,
+        )
+        result = run(
+            task,
+            loop,
+            out / "train",
+            world,
+            show_progress=show_progress,
+            stop_after_steps=stop_after_steps,
+        )
+        if steps is not None and result.steps < steps and not loop.max_time_s:
+            return None
+        target = out / ("model" if config.method == "full" else "adapter")
+        if world.is_main:
+            model.save_pretrained(target, safe_serialization=True)
+            tokenizer.save_pretrained(target)
+        summary = {
+            "steps": result.steps,
+            "tokens": result.tokens,
+            "final_loss": result.final_loss,
+            "val_loss": result.val_loss,
+            "tokens_per_s": result.tokens_per_s,
+            "dtype": result.dtype,
+            "parameters": task.parameters,
+            "saved": str(target),
+        }
+        (out / "train" / "train.json").write_text(json.dumps(summary, indent=2))
+        return summary
+    finally:
+        parallel.shutdown(world)
+
+
+# -- evaluation -------------------------------------------------------------------------------
+
+
+def _task_groups(config: FinetuneConfig, data_dir: Path) -> dict[str, list[str]]:
+    """Evaluation output name -> task specs; `heldout` becomes humaneval on its own problems."""
+    groups: dict[str, list[str]] = {}
+    for spec in config.eval.tasks:
+        if spec == "heldout":
+            groups["heldout"] = [f"humaneval={data_dir / 'heldout.jsonl'}"]
+        else:
+            groups.setdefault("tasks", []).append(spec)
+    return groups
+
+
+def evaluate_gguf(
+    gguf: Path, config: FinetuneConfig, data_dir: Path, out: Path, show: bool
+) -> dict:
+    from syllabus.eval.humaneval import ExecutionSettings
+    from syllabus.eval.models import backend_for
+    from syllabus.eval.run import EvalSettings, evaluate
+
+    settings = EvalSettings(
+        max_tokens=config.eval.max_tokens,
+        limit=config.eval.limit,
+        prompt_style=config.eval.prompt_style,
+        execution=ExecutionSettings(workers=config.eval.workers),
+    )
+    summaries = {}
+    with backend_for(str(gguf)) as backend:
+        for name, specs in _task_groups(config, data_dir).items():
+            summaries[name] = evaluate(backend, specs, out / name, settings, show_progress=show)
+    return summaries
+
+
+def _per_problem(out: Path, group: str, task: str) -> tuple[list[str], list[float]]:
+    """Per-problem scores (pass or not) in a fixed order, from an evaluation's samples."""
+    rows = [
+        json.loads(line)
+        for line in (out / group / task / "samples.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    scores: dict[str, float] = {}
+    for row in rows:
+        key = row.get("task_id") or row.get("key")
+        if "passed" in row:
+            scores[key] = float(row["passed"])
+        elif "bpb" in row:
+            scores[key] = float(row["bpb"])
+    keys = sorted(scores, key=lambda k: (len(k), k))
+    return keys, [scores[k] for k in keys]
+
+
+# -- the whole run -----------------------------------------------------------------------------
+
+
+def finetune_recipe(
+    recipe,
+    out: Path,
+    *,
+    recipe_path: Path | None = None,
+    show_progress: bool = True,
+    stop_after_steps: int | None = None,
+) -> FinetuneResult:
+    from syllabus.finetune.base import prepare_base, read_base
+
+    config: FinetuneConfig | None = recipe.finetune
+    if config is None:
+        raise UserError(f"{recipe_path or recipe.name}: no [finetune] table")
+    out = Path(out)
+    started = time.time()
+    log = StageLog()
+    inputs = {f"data:{p}": Path(p) for p in config.data.datasets}
+    inputs.update({f"eval:{p}": p for p in _eval_files(config)})
+    if recipe_path is not None:
+        inputs["recipe"] = Path(recipe_path)
+    with RunDir(out, stage="finetune", config=config, inputs=inputs) as manifest:
+        template = Path(config.chat_template) if config.chat_template else None
+        base_key = stage_key(
+            "base", config.base, _source_key(config.base), hash_path(template) if template else None
+        )
+        run_stage(
+            "base",
+            out / "base",
+            base_key,
+            lambda d: prepare_base(config.base, d, template).to_json(),
+            log,
+        )
+        base = read_base(out / "base").to_json()
+        data_key = stage_key(
+            "data",
+            base_key,
+            config.data,
+            config.decontam,
+            config.seq_len,
+            config.packing,
+            recipe.seed,
+            [hash_path(Path(p)) for p in config.data.datasets],
+            [hash_path(p) for p in _eval_files(config)],
+        )
+        data = run_stage(
+            "data",
+            out / "data",
+            data_key,
+            lambda d: prepare_data(config, recipe.seed, Path(base["hf_dir"]), d),
+            log,
+        )
+        result = FinetuneResult(out, data["audit"], data["decontam"], {}, log=log)
+        start = time.time()
+        train = train_model(config, base, out / "data", out, show_progress, stop_after_steps)
+        log.times["train"] = round(time.time() - start, 2)
+        if train is None:
+            result.finished = False
+            return result
+        result.train = train
+        trained_dir = out / ("model" if config.method == "full" else "adapter")
+        weights = hash_path(trained_dir)
+        served = trained_dir
+        if config.method != "full" and config.merge:
+            train_rows, _ = _load_rows(out / "data")
+            check = [r.ids.tolist() for r in train_rows[:2]]
+            result.merge = run_stage(
+                "merge",
+                out / "merged",
+                stage_key("merge", weights),
+                lambda d: _merge(Path(base["hf_dir"]), trained_dir, d, check),
+                log,
+            )
+            served = out / "merged"
+        quant = config.eval.quant
+        export_key = stage_key("export", weights, config.export, quant, base["fingerprint"])
+        result.exports = run_stage(
+            "export",
+            out / "export",
+            export_key,
+            lambda d: _export(config, base, served, trained_dir, quant, d),
+            log,
+        )
+        manifest.extra["exports"] = result.exports
+        if config.eval.enabled:
+            evaluations = {}
+            for arm in ARMS:
+                gguf = Path(result.exports[f"{arm}_gguf"])
+                key = stage_key("eval", export_key, arm, config.eval, data_key)
+                evaluations[arm] = run_stage(
+                    f"eval {arm}",
+                    out / "eval" / arm,
+                    key,
+                    lambda d, g=gguf: evaluate_gguf(g, config, out / "data", d, show_progress),
+                    log,
+                )
+            result.results, result.report = _report(recipe, config, result, evaluations)
+        result.wall_time_s = round(time.time() - started, 1)
+        manifest.extra["result"] = {
+            "train": result.train,
+            "merge": result.merge,
+            "stage_times_s": log.times,
+            "wall_time_s": result.wall_time_s,
+        }
+    return result
+
+
+def _merge(base_dir: Path, adapter: Path, out: Path, check: list[list[int]]) -> dict:
+    from syllabus.finetune.export import merge_adapter
+
+    return merge_adapter(base_dir, adapter, out, check)
+
+
+def _export(config, base: dict, served: Path, trained: Path, quant: str, out: Path) -> dict:
+    """GGUF of the served model and of the base (same converter, same type), and what the
+    recipe asks for: HF (already written), ONNX, the LoRA adapter for llama.cpp."""
+    from syllabus.finetune.export import export_adapter_gguf, export_model_gguf
+
+    gguf_source = Path(base["gguf"]) if base.get("gguf") else None
+    exports = {"hf": str(served)}
+    exports["finetuned_gguf"] = str(
+        export_model_gguf(served, out / f"finetuned-{quant}.gguf", quant, gguf_source)
+    )
+    exports["base_gguf"] = str(
+        export_model_gguf(Path(base["hf_dir"]), out / f"base-{quant}.gguf", quant, gguf_source)
+    )
+    if config.method != "full":
+        exports["adapter_gguf"] = str(
+            export_adapter_gguf(trained, Path(base["hf_dir"]), out / "adapter-f32.gguf")
+        )
+    if "onnx" in config.export:
+        exports["onnx"] = str(_export_onnx(served, out))
+    return exports
+
+
+def _export_onnx(served: Path, out: Path) -> Path:
+    """ONNX through Syllabus's exporter, then the served model's own tokenizer and special ids
+    (the exporter's defaults are a Syllabus tokenizer's)."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from syllabus.export.onnx import export_onnx
+    from syllabus.finetune.export import write_syllabus_checkpoint
+
+    checkpoint = write_syllabus_checkpoint(served, out / "syllabus").parent
+    shutil.copy(served / "tokenizer.json", checkpoint / "tokenizer.json")
+    onnx_dir = export_onnx(checkpoint, out / "onnx")
+    tokenizer = AutoTokenizer.from_pretrained(served, local_files_only=True)
+    tokenizer.save_pretrained(onnx_dir)
+    config = json.loads((onnx_dir / "config.json").read_text())
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        config[key] = getattr(tokenizer, key)
+    (onnx_dir / "config.json").write_text(json.dumps(config, indent=2))
+    return onnx_dir
+
+
+def _curve(train_dir: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (train_dir / "log.jsonl").read_text().splitlines()]
+    by_step: dict[int, dict] = {}
+    for row in rows:
+        point = by_step.setdefault(row["step"], {"step": row["step"], "tokens": row["tokens"]})
+        if "loss" in row:
+            point["train_loss"] = row["loss"]
+        if "val_loss" in row:
+            point["val_loss"] = row["val_loss"]
+    return [by_step[s] for s in sorted(by_step)]
+
+
+def _report(recipe, config: FinetuneConfig, result: FinetuneResult, evaluations: dict):
+    from syllabus.report.render import compute_results, write_report
+
+    out = result.out
+    groups = _task_groups(config, out / "data")
+    tasks, arms = {}, []
+    for arm in ARMS:
+        scores = {}
+        for group, specs in groups.items():
+            for spec in specs:
+                name = spec.partition("=")[0]
+                label = "heldout" if group == "heldout" else name
+                keys, values = _per_problem(out / "eval" / arm, group, name)
+                scores[label] = {"0": values}
+                lower = name in {"humaneval-bpb", "bpb"}
+                tasks[label] = {
+                    "label": f"held-out exercises pass@1 ({len(keys)} problems)"
+                    if label == "heldout"
+                    else f"{name} ({len(keys)} problems)",
+                    "lower_is_better": lower,
+                }
+        arms.append(
+            {
+                "name": arm,
+                "description": f"{config.base} as GGUF {config.eval.quant}"
+                if arm == "base"
+                else f"{config.method} fine-tune, as GGUF {config.eval.quant}",
+                "funnel": _funnel(result) if arm == "finetuned" else [],
+                "model": {"gguf": result.exports[f"{arm}_gguf"]},
+                "curves": {"0": _curve(out / "train")} if arm == "finetuned" else {},
+                "eval": scores,
+                "samples": [],
+            }
+        )
+    primary = "humaneval" if "humaneval" in tasks else next(iter(tasks), None)
+    data = {
+        "name": recipe.name,
+        "created_at": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "baseline": "base",
+        "primary": primary,
+        "tasks": tasks,
+        "arms": arms,
+        "score_histogram": None,
+        "manifest": {
+            "base": config.base,
+            "method": config.method,
+            "train": result.train,
+            "mask_audit": {k: v for k, v in result.audit.items() if k != "example"},
+            "decontamination": result.decontam,
+            "merge_check": result.merge,
+            "exports": result.exports,
+            "stage_times_s": result.log.times,
+        },
+    }
+    write_report(data, out)
+    with (out / "report.md").open("a") as report:
+        report.write("\n## Fine-tuning\n\n")
+        report.write(
+            f"Mask audit: {json.dumps({k: v for k, v in result.audit.items() if k != 'example'})}\n\n"
+        )
+        report.write("Rendered training example (trained tokens inside ⟦ ⟧):\n\n```\n")
+        report.write(result.audit["example"] + "\n```\n\n")
+        removed = result.decontam.get("removed_ids") or []
+        report.write(f"Decontamination removed {len(removed)} conversations: {removed}\n\n")
+        if result.merge:
+            report.write(f"Merge check: {json.dumps(result.merge)}\n")
+    return compute_results(data), out / "report.html"
+
+
+def _funnel(result: FinetuneResult) -> list[dict]:
+    audit, decontam = result.audit, result.decontam
+    return [
+        {
+            "step": "conversations",
+            "records": audit["conversations"] + decontam.get("removed", 0),
+            "tokens": None,
+        },
+        {
+            "step": "after decontamination",
+            "records": audit["conversations"],
+            "tokens": sum(audit["tokens_by_role"].values()),
+        },
+        {
+            "step": "trained (assistant tokens)",
+            "records": audit["usable"],
+            "tokens": audit["trained_tokens"],
+        },
+    ]
