@@ -104,6 +104,9 @@ def synth(
     recipe: Annotated[Path, typer.Argument(help="Recipe TOML file with a [synth] table.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output dataset directory.")],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Discard what OUT holds and start again.")
+    ] = False,
 ) -> None:
     """Write synthetic training data with the recipe's teacher model.
 
@@ -118,6 +121,7 @@ def synth(
     OUT is a dataset (Parquet shards) with stats.json (acceptance, rejection reasons,
     duplicates, distinct-n, openings, coverage, cost) and manifest.json beside it. Killed runs
     resume with the same command: finished jobs are kept and repeated calls come from the cache.
+    A changed teacher, template or setting is refused (fingerprint.json): use a new OUT or --fresh.
 
     Example: [bold]syllabus synth recipes/synth-python-small.toml -o data/synth[/bold]
     """
@@ -125,7 +129,7 @@ def synth(
     from syllabus.synth import synth_recipe
 
     loaded = load_recipe(recipe)
-    result = synth_recipe(loaded, out, recipe_path=recipe, show_progress=not quiet)
+    result = synth_recipe(loaded, out, recipe_path=recipe, show_progress=not quiet, fresh=fresh)
     stats = result.stats
     table = Table(title=f"synth {loaded.name}: {result.out}")
     for column in ("generator", "jobs", "records", "attempts", "accepted/attempt", "rejected"):
@@ -145,6 +149,8 @@ def synth(
         f"{teacher['calls']} ({teacher['served_from_cache']} from cache); wall time "
         f"{result.wall_time_s:.1f} s; stats in {result.out / 'stats.json'}"
     )
+    if stats.get("stopped"):
+        console.print(f"[yellow]synth {stats['stopped']}[/yellow]")
 
 
 @app.command()

@@ -102,3 +102,43 @@ def test_read_jsonl_streams(tmp_path):
     write_lines(src, [json.dumps({"text": str(i)}).encode() for i in range(1000)])
     stream = read_jsonl(src)
     assert next(stream).text == "0"
+
+
+# -- row files (samples, journals, labels): one torn-line reader ------------------------------------
+
+
+def test_read_rows_drops_only_a_torn_last_line(tmp_path):
+    from syllabus.store import read_rows
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2}\n{"a": 3, "b": "cut sh')
+    assert read_rows(path) == [{"a": 1}, {"a": 2}]
+    assert read_rows(tmp_path / "missing.jsonl") == []
+
+
+def test_read_rows_refuses_a_damaged_line_before_the_last(tmp_path):
+    from syllabus.store import read_rows
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2, \n{"a": 3}\n')
+    with pytest.raises(UserError, match=r"rows.jsonl:2: not a JSON object"):
+        read_rows(path)
+
+
+def test_appending_after_a_torn_line_starts_a_fresh_line(tmp_path):
+    from syllabus.store import RowAppender, read_rows
+
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2, "b": "cut sh')
+    with RowAppender(path) as sink:
+        assert sink.rows == [{"a": 1}]
+        sink.write({"a": 2})
+    with RowAppender(path, durable=True) as sink:
+        sink.write({"a": 3})
+    assert read_rows(path) == [{"a": 1}, {"a": 2}, {"a": 3}]
+    assert all(json.loads(line) for line in path.read_text().splitlines())
+    # An intact last row that lacks its newline is kept, and the next row goes on its own line.
+    path.write_text('{"a": 1}')
+    with RowAppender(path) as sink:
+        sink.write({"a": 2})
+    assert read_rows(path) == [{"a": 1}, {"a": 2}]

@@ -1,18 +1,24 @@
-"""JSONL import and export.
+"""JSONL: record import and export, and the append-only row files long stages write.
 
-Each input line is a JSON object with at least `text`; `id`, `kind`, `source`, `meta` and
-`provenance` are used when present and any other key lands in `meta`. A bad line (not UTF-8,
+Import: each input line is a JSON object with at least `text`; `id`, `kind`, `source`, `meta`
+and `provenance` are used when present and any other key lands in `meta`. A bad line (not UTF-8,
 truncated, not an object, no text) is an error naming the file and line, or, with `skip_bad`,
 is counted and skipped.
+
+Row files (eval samples, the synth journal, judge labels, training logs) are appended to as
+work finishes, so a kill can leave a torn last line. `read_rows` drops it (that work is redone)
+and `RowAppender` cuts it before appending, so the next row starts on a line of its own.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -146,3 +152,73 @@ def export_jsonl(dataset: Dataset, out: Path) -> int:
             count += 1
     tmp.replace(out)
     return count
+
+
+# -- row files ----------------------------------------------------------------------------------
+
+
+def _rows_and_torn_tail(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """The rows of `path` and the byte offset where its intact lines end."""
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    rows: list[dict[str, Any]] = []
+    end = 0
+    for number, raw in enumerate(lines, start=1):
+        last = number == len(lines) or (number == len(lines) - 1 and not lines[-1])
+        if raw.strip():
+            try:
+                row = json.loads(raw.decode("utf-8"))
+                if not isinstance(row, dict):
+                    raise ValueError("not an object")
+            except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                if last:  # a kill mid-write: drop it, its work is redone
+                    break
+                raise UserError(
+                    f"{path}:{number}: not a JSON object ({exc}); only a last line cut short by "
+                    "a kill is skipped: this file was damaged, remove or repair that line"
+                ) from None
+            rows.append(row)
+        end = min(len(data), end + len(raw) + 1)
+    return rows, end
+
+
+def read_rows(path: Path | str) -> list[dict[str, Any]]:
+    """Rows of an append-only JSONL file (none when it does not exist); a torn last line is
+    dropped, a bad line anywhere else is an error naming file and line."""
+    path = Path(path)
+    return _rows_and_torn_tail(path)[0] if path.exists() else []
+
+
+class RowAppender:
+    """Appends rows to a JSONL file after cutting a torn last line; `rows` holds those already
+    there. `durable` fsyncs each row (a journal whose line marks work as done)."""
+
+    def __init__(self, path: Path | str, *, durable: bool = False):
+        self.path = Path(path)
+        self.durable = durable
+        self.rows: list[dict[str, Any]] = []
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            self.rows, end = _rows_and_torn_tail(self.path)
+            with self.path.open("r+b") as handle:
+                handle.truncate(end)
+                if end:
+                    handle.seek(end - 1)
+                    if handle.read(1) != b"\n":
+                        handle.write(b"\n")  # an intact last row written without its newline
+        self._handle = self.path.open("a", encoding="utf-8")
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._handle.flush()
+        if self.durable:
+            os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> RowAppender:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -7,11 +7,15 @@ Layout of an output directory (OUT is itself a dataset):
     OUT/jobs.jsonl                one line per finished job: its counts and rejection reasons
     OUT/stats.json, manifest.json
 
+    OUT/fingerprint.json          what made it: teacher, sampling, templates, grounding, settings
+
 A job is finished once its line is in jobs.jsonl (written after its records), so a run killed
 at any point re-runs only unfinished jobs; their teacher calls come back from the response
 cache and the dataset writer drops ids it already holds, so nothing is lost or duplicated. The
 final dataset is rebuilt from `generated/` in plan order, which makes near-duplicate removal
-independent of the order in which concurrent jobs happened to finish.
+independent of the order in which concurrent jobs happened to finish. A directory is resumed
+only by the settings that made it (fingerprint.json); other settings are refused (or, with
+`fresh`, its results are removed first).
 """
 
 from __future__ import annotations
@@ -27,38 +31,21 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from syllabus.backends import Backend, Completion
-from syllabus.errors import BackendError, UserError
+from syllabus.backends import Backend
+from syllabus.errors import UserError
+from syllabus.fingerprint import check_fingerprint, digest
 from syllabus.progress import progress_bar
-from syllabus.sandbox import ExecResult, Limits, Sandbox
-from syllabus.store import DatasetWriter, open_dataset
+from syllabus.sandbox import Sandbox, isolation_level
+from syllabus.store import DatasetWriter, RowAppender, open_dataset
 from syllabus.synth import stats as synth_stats
 from syllabus.synth.config import SynthConfig
-from syllabus.synth.generators import GENERATORS, Outcome
-from syllabus.synth.prompts import Templates, Voice, choose_voice, job_seed
+from syllabus.synth.generators import GENERATORS
+from syllabus.synth.jobs import Context, Job, Outcome
+from syllabus.synth.prompts import Templates, choose_voice, job_seed
 from syllabus.synth.topics import Topic, build_tree
 from syllabus.types import Record
 
 MAX_CONSECUTIVE_TEACHER_ERRORS = 8
-
-
-@dataclass(frozen=True)
-class Job:
-    generator: str
-    topic: Topic
-    index: int
-    cycle: int
-    seed: int
-    voice: Voice
-    passages: tuple[str, ...] = ()
-    order: int = 0
-
-    @property
-    def key(self) -> str:
-        return f"{self.generator}|{self.topic.name}|{self.cycle}|{self.index}"
-
-    def attempt_seed(self, attempt: int) -> int:
-        return job_seed(self.seed, attempt)
 
 
 def plan(config: SynthConfig, topics: list[Topic], seed: int, retriever=None) -> Iterator[Job]:
@@ -84,51 +71,6 @@ def plan(config: SynthConfig, topics: list[Topic], seed: int, retriever=None) ->
 
 
 @dataclass
-class Context:
-    """What a generator needs: the teacher, the sandbox, templates, and shared counters."""
-
-    backend: Backend
-    sandbox: Sandbox
-    templates: Templates
-    config: SynthConfig
-    use_grammar: bool = False
-    calls: Counter = field(default_factory=Counter)
-    cached_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    teacher_errors: Counter = field(default_factory=Counter)
-    consecutive_errors: int = 0
-    last_error: str = ""
-
-    async def ask(
-        self, step: str, prompt: str, *, seed: int, max_tokens: int, grammar: str | None = None
-    ) -> Completion | None:
-        """One chat call; None (counted) when the teacher fails after its retries."""
-        request = self.backend.request(
-            messages=[{"role": "user", "content": prompt}],
-            seed=seed,
-            max_tokens=max_tokens,
-            grammar=grammar,
-        )
-        try:
-            answer = await self.backend.agenerate(request)
-        except BackendError as exc:
-            self.teacher_errors[str(exc)[:160]] += 1
-            self.consecutive_errors += 1
-            self.last_error = str(exc)
-            return None
-        self.consecutive_errors = 0
-        self.calls[step] += 1
-        self.cached_calls += answer.cached
-        self.prompt_tokens += answer.usage.prompt_tokens
-        self.completion_tokens += answer.usage.completion_tokens
-        return answer
-
-    async def execute(self, program: str, limits: Limits) -> ExecResult:
-        return await asyncio.to_thread(self.sandbox.run, program, limits=limits)
-
-
-@dataclass
 class SynthResult:
     out: Path
     records: int
@@ -137,33 +79,22 @@ class SynthResult:
 
 
 class _Journal:
-    """jobs.jsonl: append-only, one fsync'd line per finished job; a torn last line is ignored."""
+    """jobs.jsonl: one fsync'd line per finished job (a torn last line is dropped and redone)."""
 
     def __init__(self, path: Path):
-        self.path = path
-        self.entries: dict[str, dict] = {}
-        if path.exists():
-            with path.open(encoding="utf-8") as handle:
-                for line in handle:
-                    try:
-                        entry = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue
-                    self.entries[entry["job"]] = entry
-            # Rewrite without a torn tail so later appends start on a fresh line.
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text("".join(json.dumps(e) + "\n" for e in self.entries.values()))
-            os.replace(tmp, path)
-        self._handle = path.open("a", encoding="utf-8")
+        self._rows = RowAppender(path, durable=True)
+        self.entries: dict[str, dict] = {row["job"]: row for row in self._rows.rows}
 
     def add(self, entry: dict) -> None:
         self.entries[entry["job"]] = entry
-        self._handle.write(json.dumps(entry) + "\n")
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        self._rows.write(entry)
 
     def close(self) -> None:
-        self._handle.close()
+        self._rows.close()
+
+
+RESULTS = ("jobs.jsonl", "generated", "data", "index.json", "stats.json", "fingerprint.json")
+"""What a synth run writes into OUT (besides manifest.json); `fresh` removes exactly these."""
 
 
 def synthesize(
@@ -175,8 +106,12 @@ def synthesize(
     base_dir: Path | None = None,
     show_progress: bool = True,
     prices: tuple[float, float] = (0.0, 0.0),
+    fresh: bool = False,
 ) -> SynthResult:
-    """Generate `config`'s data with `backend` as the teacher into the dataset `out`."""
+    """Generate `config`'s data with `backend` as the teacher into the dataset `out`.
+
+    Resumes what `out` holds when the same settings made it; refuses other settings (or, with
+    `fresh`, removes the old results first)."""
     if not config.generators:
         raise UserError(
             "the recipe's [synth] enables no generator: add [synth.textbook], [synth.exercise], "
@@ -191,58 +126,133 @@ def synthesize(
         from syllabus.synth.grounding import Retriever
 
         retriever = Retriever(config.grounding, base_dir)
+    use_grammar = "grammar" in backend.capabilities and (
+        config.constrained == "on" or (config.constrained == "auto" and backend.kind == "embedded")
+    )
+    if fresh:
+        for name in RESULTS:
+            if (out / name).is_dir():
+                shutil.rmtree(out / name)
+            else:
+                (out / name).unlink(missing_ok=True)
+    check_fingerprint(
+        out / "fingerprint.json",
+        _made_by(config, backend, templates, retriever, seed, use_grammar),
+        has_results=any((out / name).exists() for name in RESULTS[:4]),
+        what="synth",
+    )
     topics, expanded = build_tree(config.topics, backend, templates, seed)
     journal = _Journal(out / "jobs.jsonl")
     generated = out / "generated"
     resume = (generated / "index.json").exists()
     writer = DatasetWriter(generated, shard_rows=8, append=resume)
-    tokens_done = sum(e.get("tokens", 0) for e in journal.entries.values())
     sandbox = Sandbox(workers=max(1, min(2, os.cpu_count() or 1)))
-    use_grammar = "grammar" in backend.capabilities and (
-        config.constrained == "on" or (config.constrained == "auto" and backend.kind == "embedded")
-    )
     ctx = Context(backend, sandbox, templates, config, use_grammar=use_grammar)
-    limit = config.concurrency or max(2, backend.concurrency)
-    incomplete: list[dict] = []
+    run = _Run(
+        journal, writer, ctx,
+        limit=config.concurrency or max(2, backend.concurrency),
+        per_cycle=len(topics) * sum(getattr(config, g).per_topic for g in config.generators),
+        tokens=sum(e.get("tokens", 0) for e in journal.entries.values()),
+        start=start,
+    )  # fmt: skip
     try:
         with progress_bar(show_progress, "{task.fields[info]}") as progress:
-            total = config.budget_tokens or sum(
-                len(topics) * getattr(config, g).per_topic for g in config.generators
-            )
-            done = tokens_done if config.budget_tokens else len(journal.entries)
+            total = config.budget_tokens or run.per_cycle
+            done = run.tokens if config.budget_tokens else len(journal.entries)
             task = progress.add_task("synth", total=total, completed=done, info="")
-            asyncio.run(
-                _run_jobs(
-                    plan(config, topics, seed, retriever), journal, writer, ctx, limit,
-                    progress, task, tokens_done, start, incomplete,
-                )
-            )  # fmt: skip
+            asyncio.run(_run_jobs(plan(config, topics, seed, retriever), run, progress, task))
     finally:
         writer.close()
         journal.close()
         sandbox.close()
-    entries = [*journal.entries.values(), *incomplete]
-    finished = _finalize(config, out, entries, topics, ctx, expanded, prices, start)
+    entries = [*journal.entries.values(), *run.incomplete]
+    finished = _finalize(config, out, entries, topics, ctx, expanded, prices, start, run.stopped)
     return finished
 
 
-async def _run_jobs(
-    jobs, journal, writer, ctx, limit, progress, task, tokens_done, start, incomplete
-):
+def _made_by(config, backend, templates, retriever, seed, use_grammar) -> dict:
+    """Everything that can change what a job writes, for fingerprint.json. Not what only sizes
+    the run: a larger token budget resumes and adds cycles; concurrency and the final
+    near-duplicate pass (redone on every run) change no record."""
+    return {
+        "teacher": backend.identity,
+        "sampling": backend.defaults,
+        "seed": seed,
+        "templates": templates.hashes,
+        "grounding": digest(retriever.passages) if retriever is not None else None,
+        "constrained": use_grammar,
+        "sandbox": isolation_level(),
+        "synth": config.model_dump(
+            mode="json", exclude={"templates", "budget_tokens", "concurrency", "dedup"}
+        ),
+    }
+
+
+@dataclass
+class _Cycle:
+    """One pass of the plan: how many of its jobs have finished and what they kept."""
+
+    finished: int = 0
+    accepted: int = 0
+    rejected: Counter = field(default_factory=Counter)
+
+
+@dataclass
+class _Run:
+    """The state of a run's job loop."""
+
+    journal: _Journal
+    writer: DatasetWriter
+    ctx: Context
+    limit: int
+    per_cycle: int
+    tokens: int
+    start: float
+    cycles: dict[int, _Cycle] = field(default_factory=dict)
+    incomplete: list[dict] = field(default_factory=list)
+    stopped: str = ""
+    """Why a token-budget run ended before its budget (a cycle that accepted nothing)."""
+
+    def count(self, cycle: int, records: int, rejected: dict) -> None:
+        """Tally a finished job; a budget run stops once a whole cycle has kept nothing, since
+        repeating the plan would only repeat the failure (forever)."""
+        tally = self.cycles.setdefault(cycle, _Cycle())
+        tally.finished += 1
+        tally.accepted += records
+        tally.rejected.update(rejected)
+        budget = self.ctx.config.budget_tokens
+        if budget and not self.stopped and tally.finished == self.per_cycle and not tally.accepted:
+            reasons = ", ".join(f"{r} {n}" for r, n in tally.rejected.most_common(3)) or "none"
+            self.stopped = (
+                f"stopped at {self.tokens:,} of the {budget:,} budget tokens: cycle {cycle} "
+                f"accepted no record (rejected: {reasons}), so repeating the plan would not "
+                "either; fix the teacher or templates (see stats.json) and run again"
+            )
+
+
+async def _run_jobs(jobs: Iterator[Job], run: _Run, progress, task) -> None:
+    ctx, journal, writer = run.ctx, run.journal, run.writer
     await ctx.backend._open()
     pending: set[asyncio.Task] = set()
     budget = ctx.config.budget_tokens
-    tokens = tokens_done
     accepted = sum(e["records"] for e in journal.entries.values())
     exhausted = False
 
     def fill() -> None:
         nonlocal exhausted
-        while not exhausted and len(pending) < limit and not (budget and tokens >= budget):
+        while (
+            not exhausted
+            and not run.stopped
+            and len(pending) < run.limit
+            and not (budget and run.tokens >= budget)
+        ):
             job = next(jobs, None)
             if job is None:
                 exhausted = True
-            elif job.key not in journal.entries:
+            elif job.key in journal.entries:
+                entry = journal.entries[job.key]
+                run.count(job.cycle, entry["records"], entry.get("rejected", {}))
+            else:
                 runner = GENERATORS[job.generator](job, ctx)
                 pending.add(asyncio.ensure_future(_tagged(job, runner)))
 
@@ -253,10 +263,12 @@ async def _run_jobs(
                 writer.write(record)
             writer.flush()  # records before the journal line: a finished job is on disk
             entry = _journal_entry(job, outcome, new_tokens)
-            if outcome.rejected.get("teacher error"):
-                # Not finished: the teacher failed (outage, rate limit), not the job. A re-run
-                # tries it again; its records so far are kept and deduplicated by id.
-                incomplete.append({**entry, "incomplete": True})
+            if outcome.rejected.get("teacher error") and not outcome.records:
+                # Not finished: the teacher failed (outage, rate limit), not the job, and kept
+                # nothing; a re-run tries it again. A job that kept records is finished even if
+                # some calls failed: run again, a failed attempt could now succeed and write a
+                # second, different record into the same slot.
+                run.incomplete.append({**entry, "incomplete": True})
             else:
                 journal.add(entry)
 
@@ -271,8 +283,9 @@ async def _run_jobs(
                 job, outcome = future.result()
                 new_tokens = sum(r.meta.get("completion_tokens", 0) for r in outcome.records)
                 results.append((job, outcome, new_tokens))
-                tokens += new_tokens
+                run.tokens += new_tokens
                 accepted += len(outcome.records)
+                run.count(job.cycle, len(outcome.records), outcome.rejected)
             if ctx.consecutive_errors >= MAX_CONSECUTIVE_TEACHER_ERRORS:
                 persist(results)
                 for future in pending:
@@ -286,7 +299,7 @@ async def _run_jobs(
             # teacher's slots are not left idle while the disk works.
             fill()
             await asyncio.to_thread(persist, results)
-            elapsed = max(time.time() - start, 1e-9)
+            elapsed = max(time.time() - run.start, 1e-9)
             progress.update(
                 task,
                 advance=sum(r[2] for r in results) if budget else len(results),
@@ -304,6 +317,7 @@ def _journal_entry(job: Job, outcome: Outcome, tokens: int) -> dict:
     return {
         "job": job.key,
         "order": job.order,
+        "cycle": job.cycle,
         "generator": job.generator,
         "topic": job.topic.name,
         "audience": job.voice.audience,
@@ -316,7 +330,9 @@ def _journal_entry(job: Job, outcome: Outcome, tokens: int) -> dict:
     }
 
 
-def _finalize(config, out, entries, topics, ctx, expanded, prices, start) -> SynthResult:
+def _finalize(
+    config, out, entries, topics, ctx, expanded, prices, start, stopped=""
+) -> SynthResult:
     """Rebuild the final dataset in plan order without near-duplicates; write stats.json."""
     records = sorted(
         open_dataset(out / "generated"),
@@ -347,6 +363,8 @@ def _finalize(config, out, entries, topics, ctx, expanded, prices, start) -> Syn
         prices=prices,
         wall_time_s=wall,
     )
+    if stopped:
+        stats["stopped"] = stopped
     (out / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False))
     return SynthResult(out, len(kept), stats, wall)
 
@@ -374,10 +392,15 @@ def _drop_near_duplicates(records: list[Record], config: SynthConfig):
 
 
 def synth_recipe(
-    recipe, out: Path | str, *, recipe_path: Path | None = None, show_progress: bool = True
+    recipe,
+    out: Path | str,
+    *,
+    recipe_path: Path | None = None,
+    show_progress: bool = True,
+    fresh: bool = False,
 ) -> SynthResult:
     """`syllabus synth`: the recipe's teacher writes its `[synth]` data into `out`, with a
-    manifest (config, versions, input hashes) beside it."""
+    manifest (config, versions, input hashes) beside it. `fresh` discards what `out` holds."""
     from syllabus.backends import make_backend
     from syllabus.store.manifest import RunDir
 
@@ -394,7 +417,7 @@ def synth_recipe(
         try:
             result = synthesize(
                 recipe.synth, backend, out, seed=recipe.seed, base_dir=base_dir,
-                show_progress=show_progress, prices=prices,
+                show_progress=show_progress, prices=prices, fresh=fresh,
             )  # fmt: skip
         finally:
             backend.close()

@@ -8,11 +8,10 @@ import ast
 import asyncio
 import json
 import re
-from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from syllabus.sandbox import ExecResult, Limits
+from syllabus.synth.jobs import Context, Job, Outcome
 from syllabus.synth.parsing import (
     DIALOGUE_GRAMMAR,
     FUNCTION_GRAMMAR,
@@ -32,26 +31,6 @@ from syllabus.synth.parsing import (
     signature_types,
 )
 from syllabus.types import Provenance, Record
-
-if TYPE_CHECKING:
-    from syllabus.synth.engine import Context, Job
-
-
-@dataclass
-class Outcome:
-    records: list[Record] = field(default_factory=list)
-    rejected: Counter = field(default_factory=Counter)
-    """Reason -> count, one per failed attempt (or per dropped section)."""
-    attempts: int = 0
-    techniques: Counter = field(default_factory=Counter)
-    """What got an accepted record through (exercise: first try, repair, best-of-n...)."""
-    samples: list[dict] = field(default_factory=list)
-    """A few raw rejected answers with their reason, kept for inspection (distilabel style)."""
-
-    def reject(self, error: Rejected, raw: str = "") -> None:
-        self.rejected[error.reason] += 1
-        if len(self.samples) < 3:
-            self.samples.append({"reason": error.reason, "detail": error.detail, "raw": raw[:2000]})
 
 
 def _record(job: Job, ctx: Context, kind: str, text: str, template: str, meta: dict) -> Record:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from syllabus.types import Record
 
 if TYPE_CHECKING:
-    from syllabus.synth.engine import Context
+    from syllabus.synth.jobs import Context
 
 _WORD = re.compile(r"\w+")
 
