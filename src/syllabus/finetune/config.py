@@ -120,6 +120,8 @@ class FinetuneConfig(StrictModel):
         heldout_task = self.eval.enabled and "heldout" in self.eval.tasks
         if heldout_task and not self.data.heldout:
             raise ValueError("eval task heldout needs data.heldout > 0 (e.g. 0.2)")
+        if "onnx" in self.export and self.method != "full" and not self.merge:
+            raise ValueError("ONNX export of a LoRA run needs merged weights (set merge = true)")
         if self.eval.enabled and self.method != "full" and not self.merge:
             raise ValueError(
                 "evaluating a LoRA run needs merged weights to export (set merge = true)"

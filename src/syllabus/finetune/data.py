@@ -197,7 +197,7 @@ def decontaminate(
         "benchmarks": index.benchmarks(),
         "removed": len(conversations) - len(kept),
         "removed_ids": sorted({hit.record_id for hit in hits}),
-        "by_benchmark": dict(Counter(hit.benchmark for hit in hits)),
+        "by_benchmark": dict(Counter(b for b, _ in {(h.benchmark, h.record_id) for h in hits})),
         "reports": {name: str(path) for name, path in reports.items()},
     }
     (out / "decontam.json").write_text(json.dumps(summary, indent=2))

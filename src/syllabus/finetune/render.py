@@ -31,6 +31,8 @@ class Example:
     """Whether token i is a target (the model learns to predict it)."""
     roles: list[str]
     truncated: bool = False
+    answer_tokens: int = 0
+    """Assistant tokens the template rendered, before truncation."""
 
 
 @dataclass
@@ -47,8 +49,10 @@ def _render(tokenizer, messages, generation: bool = False) -> str:
 
 
 def spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int, str]], bool]:
-    """The full rendering and each message's character span (start, end, role); assistant
-    spans exclude the generation prompt. The flag says the template renders consistently."""
+    """The full rendering and each message's character span (start, end, role): an assistant
+    turn's span is all it adds after the generation prompt (its text and end-of-turn token),
+    another message's only its own text (what the template adds around it counts as template).
+    The flag says the template renders consistently."""
     full = _render(tokenizer, messages)
     out, consistent = [], True
     for i, message in enumerate(messages):
@@ -56,7 +60,11 @@ def spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int, st
         before = _render(tokenizer, messages[:i], generation=assistant)
         upto = _render(tokenizer, messages[: i + 1])
         if full.startswith(upto) and upto.startswith(before):
-            out.append((len(before), len(upto), message["role"]))
+            start, end = len(before), len(upto)
+            if not assistant:  # only the message's own text is its role's; the rest is template
+                at = full.find(message["content"], start, end)
+                start, end = (at, at + len(message["content"])) if at != -1 else (start, start)
+            out.append((start, end, message["role"]))
             continue
         # Templates that rewrite earlier turns (e.g. drop old reasoning): find the text itself.
         consistent = False
@@ -83,10 +91,15 @@ def render(tokenizer, conversations: list[Conversation], seq_len: int) -> Render
             result.dropped["no assistant tokens in the rendered template"] += 1
             result.examples.append(Example(conversation.id, ids, trained, roles))
             continue
-        example = Example(conversation.id, ids, trained, roles)
+        example = Example(conversation.id, ids, trained, roles, answer_tokens=sum(trained))
         if len(ids) > seq_len:
             example = Example(
-                conversation.id, ids[:seq_len], trained[:seq_len], roles[:seq_len], True
+                conversation.id,
+                ids[:seq_len],
+                trained[:seq_len],
+                roles[:seq_len],
+                truncated=True,
+                answer_tokens=example.answer_tokens,
             )
             if not any(example.trained[1:]):
                 result.dropped[f"every answer token beyond seq_len {seq_len}"] += 1
@@ -139,7 +152,7 @@ def audit(tokenizer, rendered: Rendered, seq_len: int) -> dict:
     }
     if not rendered.examples:
         raise UserError("finetune: no conversations to train on (check finetune.data)")
-    if not trained_by_role["assistant"]:
+    if not any(e.answer_tokens for e in rendered.examples):
         raise UserError(
             "finetune mask audit: no token would be trained: the chat template renders no "
             f"assistant text ({rendered.dropped.get('no assistant tokens in the rendered template', 0)} "

@@ -34,6 +34,7 @@ class FinetuneResult:
     audit: dict
     decontam: dict
     train: dict
+    data: dict = field(default_factory=dict)
     merge: dict | None = None
     exports: dict = field(default_factory=dict)
     results: dict | None = None
@@ -300,6 +301,10 @@ def finetune_recipe(
     config: FinetuneConfig | None = recipe.finetune
     if config is None:
         raise UserError(f"{recipe_path or recipe.name}: no [finetune] table")
+    if config.method == "qlora":  # before any work: say at once that this machine cannot
+        from syllabus.finetune.task import qlora_available
+
+        qlora_available(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     out = Path(out)
     started = time.time()
     log = StageLog()
@@ -338,7 +343,7 @@ def finetune_recipe(
             lambda d: prepare_data(config, recipe.seed, Path(base["hf_dir"]), d),
             log,
         )
-        result = FinetuneResult(out, data["audit"], data["decontam"], {}, log=log)
+        result = FinetuneResult(out, data["audit"], data["decontam"], {}, data=data, log=log)
         start = time.time()
         train = train_model(config, base, out / "data", out, show_progress, stop_after_steps)
         log.times["train"] = round(time.time() - start, 2)
@@ -405,18 +410,23 @@ def _export(config, base: dict, served: Path, trained: Path, quant: str, out: Pa
     from syllabus.finetune.export import export_adapter_gguf, export_model_gguf
 
     gguf_source = Path(base["gguf"]) if base.get("gguf") else None
+    plain = config.method == "full" or served != trained  # whole weights, not only an adapter
     exports = {"hf": str(served)}
-    exports["finetuned_gguf"] = str(
-        export_model_gguf(served, out / f"finetuned-{quant}.gguf", quant, gguf_source)
-    )
-    exports["base_gguf"] = str(
-        export_model_gguf(Path(base["hf_dir"]), out / f"base-{quant}.gguf", quant, gguf_source)
-    )
-    if config.method != "full":
-        exports["adapter_gguf"] = str(
-            export_adapter_gguf(trained, Path(base["hf_dir"]), out / "adapter-f32.gguf")
+    if "gguf" in config.export or config.eval.enabled:
+        exports["base_gguf"] = str(
+            export_model_gguf(Path(base["hf_dir"]), out / f"base-{quant}.gguf", quant, gguf_source)
         )
+        if plain:
+            exports["finetuned_gguf"] = str(
+                export_model_gguf(served, out / f"finetuned-{quant}.gguf", quant, gguf_source)
+            )
+        if config.method != "full":
+            exports["adapter_gguf"] = str(
+                export_adapter_gguf(trained, Path(base["hf_dir"]), out / "adapter-f32.gguf")
+            )
     if "onnx" in config.export:
+        if not plain:
+            raise UserError("finetune.export onnx needs merged weights: set finetune.merge = true")
         exports["onnx"] = str(_export_onnx(served, out))
     return exports
 
@@ -525,20 +535,17 @@ def _report(recipe, config: FinetuneConfig, result: FinetuneResult, evaluations:
 
 
 def _funnel(result: FinetuneResult) -> list[dict]:
-    audit, decontam = result.audit, result.decontam
+    data, audit = result.data, result.audit
     return [
+        {"step": "conversations", "records": data["conversations"], "tokens": None},
+        {"step": "after decontamination", "records": data["after_decontam"], "tokens": None},
         {
-            "step": "conversations",
-            "records": audit["conversations"] + decontam.get("removed", 0),
-            "tokens": None,
-        },
-        {
-            "step": "after decontamination",
-            "records": audit["conversations"],
+            "step": "training (less validation)",
+            "records": data["train_conversations"],
             "tokens": sum(audit["tokens_by_role"].values()),
         },
         {
-            "step": "trained (assistant tokens)",
+            "step": "trained tokens (assistant)",
             "records": audit["usable"],
             "tokens": audit["trained_tokens"],
         },

@@ -121,6 +121,7 @@ class FinetuneTask(TrainTask):
             raise UserError("finetune: qlora runs on one GPU; start it without torchrun")
         self.model = model
         self.train_rows, self.val_rows = train_rows, val_rows
+        self._orders: dict[int, np.ndarray] = {}
         self.settings = config.train
         self.method = config.method
         self.pad_id = pad_id
@@ -143,7 +144,10 @@ class FinetuneTask(TrainTask):
         self.parameters = {"trainable": trainable, "frozen": frozen}
 
     def _order(self, epoch: int) -> np.ndarray:
-        return np.random.default_rng([self.settings.seed, epoch]).permutation(len(self.train_rows))
+        if epoch not in self._orders:
+            rng = np.random.default_rng([self.settings.seed, epoch])
+            self._orders[epoch] = rng.permutation(len(self.train_rows))
+        return self._orders[epoch]
 
     def _global_rows(self, step: int) -> list[Row]:
         """Rows start * G ... of the endless sequence of per-epoch permutations."""
