@@ -94,6 +94,9 @@ class Completion(BaseModel):
     model: str = ""
     latency_s: float = 0.0
     cached: bool = False
+    usage_unreported: bool = False
+    """The server reported no usage (a stream without it): completion tokens were counted as
+    chunks and prompt tokens are unknown (0)."""
 
 
 class Backend(ABC):

@@ -242,6 +242,17 @@ class OpenAIBackend(Backend):
                 for key in ("tokens", "token_logprobs", "top_logprobs")
             }
             logprobs = completion_logprobs(merged)
+        if not usage:
+            # Servers that ignore stream_options.include_usage (llama-cpp-python's) send one
+            # chunk per token: count them; the prompt's tokens stay unknown (0, flagged).
+            return Completion(
+                text="".join(pieces),
+                finish_reason=finish,
+                usage=Usage(completion_tokens=len(pieces)),
+                logprobs=logprobs,
+                model=model,
+                usage_unreported=True,
+            )
         return Completion(
             text="".join(pieces),
             finish_reason=finish,

@@ -40,6 +40,9 @@ class Candidate:
                 api_key_env=self.config.api_key_env,
                 cache=False,
             )
+            if hasattr(self.backend, "max_retries"):  # an HTTP endpoint
+                self.backend.max_retries = self.config.max_retries
+                self.backend.timeout_s = self.config.timeout_s
         if self.config.retrieval is not None and self._retriever is None:
             # The BM25 retriever synth grounds its textbooks with, over the candidate's corpus.
             from syllabus.synth.config import GroundingConfig

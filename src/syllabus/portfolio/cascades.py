@@ -167,7 +167,10 @@ def evaluate_cascade(
     )
     calibration = [i for i in items if i["key"] in calibration_keys]
     report = [i for i in items if i["key"] in report_keys]
-    finite = sorted({i["score"] for i in calibration if math.isfinite(i["score"])})
+    if cascade.check in ("tests", "format"):  # pass/fail: escalate on a failed check, or not
+        finite = [1.0]
+    else:
+        finite = sorted({i["score"] for i in calibration if math.isfinite(i["score"])})
     thresholds = [-math.inf, *finite, math.inf]
     if cascade.threshold is not None and cascade.threshold not in thresholds:
         thresholds = sorted([*thresholds, cascade.threshold])

@@ -81,6 +81,9 @@ class CandidateConfig(StrictModel):
     fine-tuned model is just another of these), or an OpenAI-compatible base URL."""
     api_model: str = "default"
     api_key_env: str | None = None
+    max_retries: Annotated[int, between(0, 20)] = 2
+    """URL candidates: retries of a failed call (a route falls through to the next model after)."""
+    timeout_s: Annotated[float, at_least(0.1)] = 120.0
     skip_without_key: bool = False
     """When api_key_env is unset: report this candidate's cost from `assume` instead of failing."""
     prompt_style: Literal["completion", "chat"] = "completion"

@@ -167,6 +167,7 @@ def measure_task(
                 "prompt_tokens": completion.usage.prompt_tokens if completion else 0,
                 "completion_tokens": completion.usage.completion_tokens if completion else 0,
                 "finish_reason": completion.finish_reason if completion else "error",
+                "usage_unreported": completion.usage_unreported if completion else False,
                 "mean_logprob": mean_logprob(completion) if logprobs else None,
                 "samples": extra,
                 "samples_prompt_tokens": extra_tokens[0],

@@ -59,6 +59,8 @@ def option(
     priced = all(c is not None for c in costs) and bool(costs)
     per_request = float(np.mean(costs)) if priced else None
     compliance = [r["compliant"] for r in rows if r.get("compliant") is not None]
+    # An endpoint that streams without usage: completion tokens were counted, prompts unknown.
+    unreported = any(r.get("usage_unreported") for r in rows)
     result = {
         "name": name,
         "kind": kind,
@@ -77,7 +79,10 @@ def option(
         "ttft_p95_s": percentile(ttfts, 95),
         "streamed": all(r.get("streamed") for r in rows),
         "throughput_tok_s": pricing.throughput_tok_s,
-        "prompt_tokens_mean": float(np.mean([r["prompt_tokens"] for r in rows])) if rows else None,
+        "usage_unreported": unreported,
+        "prompt_tokens_mean": float(np.mean([r["prompt_tokens"] for r in rows]))
+        if rows and not unreported
+        else None,
         "completion_tokens_mean": float(np.mean([r["completion_tokens"] for r in rows]))
         if rows
         else None,
@@ -139,6 +144,8 @@ def verdict(result: dict, task: TaskConfig, confidence: float) -> dict:
         )
     if not priced:
         misses.append("cost: no price (no throughput measured)")
+    elif result.get("usage_unreported") and result["pricing"].get("kind") == "api":
+        misses.append("cost: the endpoint reported no token usage, so its API price is unknown")
     status = (
         "meets" if not misses else ("inconclusive" if "inconclusive" in misses[0] else "misses")
     )

@@ -189,7 +189,8 @@ def _option_cells(o: dict) -> list[str]:
         f"{_num(o['latency_p50_s'])} / {_num(o['latency_p95_s'])}",
         f"{_num(o['ttft_p50_s'])}" + ("" if o["streamed"] else " (not streamed)"),
         _num(o["throughput_tok_s"], 1),
-        f"{_num(o['prompt_tokens_mean'], 1)} / {_num(o['completion_tokens_mean'], 1)}",
+        f"{_num(o['prompt_tokens_mean'], 1)} / {_num(o['completion_tokens_mean'], 1)}"
+        + (" (no usage reported: output counted)" if o.get("usage_unreported") else ""),
         _money(o["cost_per_request_usd"]),
         _money(o["cost_per_month_usd"]),
         "meets" if o["meets"] else o["misses"],
