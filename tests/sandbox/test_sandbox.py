@@ -258,7 +258,10 @@ ESCAPES = """
 import os, subprocess, sys, time
 sleeper = [sys.executable, "-S", "-c", "import time; time.sleep(300)", {marker!r}]
 subprocess.Popen(sleeper, start_new_session=True)  # escapes a process-group kill
-subprocess.Popen(["sh", "-c", "sleep 300; : {marker}"], start_new_session=True)
+regrouped = "import os, time; os.setpgid(0, 0); time.sleep(300)"
+subprocess.Popen([sys.executable, "-S", "-c", regrouped, {marker!r}])
+if os.path.exists("/bin/sh"):  # only at the rlimits level: the namespace levels show no shell
+    subprocess.Popen(["sh", "-c", "sleep 300; : {marker}"], start_new_session=True)
 if os.fork() == 0:  # the classic daemon: fork, setsid, fork again, parent exits
     os.setsid()
     if os.fork() == 0:

