@@ -617,6 +617,10 @@ def eval_model(
         str | None, typer.Option(help="Environment variable holding the API key.")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    fresh: Annotated[
+        bool,
+        typer.Option("--fresh", help="Discard these tasks' samples in --out and start again."),
+    ] = False,
 ) -> None:
     """Evaluate a model on code, reasoning and knowledge tasks; every setting goes in summary.json.
 
@@ -624,6 +628,9 @@ def eval_model(
     canonical solutions), bpb=DATA (any dataset or JSONL), choice=FILE (multiple choice by
     log-likelihood, letter and cloze), exact=FILE (numeric answers, strict and flexible),
     custom=FILE (prompts with unit tests or reference answers).
+
+    A re-run into the same --out resumes; another model, sampling, prompt style or task file
+    is refused (each task's fingerprint.json): use a new --out, or --fresh.
 
     Example: [bold]syllabus eval --model smollm2 --task humaneval --task humaneval-bpb -o runs/eval-smollm2[/bold]
     """
@@ -653,7 +660,7 @@ def eval_model(
         execution=ExecutionSettings(workers=workers),
     )
     with backend_for(model, api_model=api_model, api_key_env=api_key_env) as backend:
-        summary = evaluate(backend, task, out, settings, show_progress=not quiet)
+        summary = evaluate(backend, task, out, settings, show_progress=not quiet, fresh=fresh)
     table = Table(title=f"{model} -> {out}")
     for column in ("task", "metric", "value", "± stderr", "items", "wall time"):
         table.add_column(column)

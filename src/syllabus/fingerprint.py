@@ -44,8 +44,8 @@ def _plain(value: Any) -> Any:
 
 
 def canonical(value: Any) -> Any:
-    """`value` as plain JSON types (what `digest` hashes and fingerprint.json stores)."""
-    return json.loads(json.dumps(value, sort_keys=True, default=_plain))
+    """`value` as plain JSON types, in its own key order (what fingerprint.json stores)."""
+    return json.loads(json.dumps(value, default=_plain))
 
 
 def digest(value: Any) -> str:
@@ -122,13 +122,14 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def _short(value: Any) -> str:
     text = json.dumps(value) if not isinstance(value, str) else value
-    return text if len(text) <= 40 else text[:37] + "..."
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def differences(old: dict, new: dict, limit: int = 3) -> str:
     """'key: old -> new' for the first `limit` settings that differ, for error messages."""
     before, after = _flatten(old), _flatten(new)
-    changed = [k for k in sorted(before.keys() | after.keys()) if before.get(k) != after.get(k)]
+    keys = [*after, *(k for k in before if k not in after)]  # in the order `new` lists them
+    changed = [k for k in keys if before.get(k) != after.get(k)]
     shown = [
         f"{k}: {_short(before.get(k, '(none)'))} -> {_short(after.get(k, '(none)'))}"
         for k in changed[:limit]

@@ -1,12 +1,15 @@
 """`syllabus eval`: generate with any backend, score, and write per-sample records and a summary.
 
-Per-sample records go to `samples.jsonl` as they are scored, so a re-run skips samples already
-done. `summary.json` records every setting that can move a score (backend, model id, sampling
-parameters, seed, task version, execution limits, isolation level) next to the scores.
+Per-sample records go to `<out>/<task>/samples.jsonl` as they are scored, so a re-run skips
+samples already done; `fingerprint.json` beside them holds what made them (the model's identity,
+sampling, prompts, task version and problems, the task file's contents, execution semantics),
+and a run with anything else is refused rather than scored with another run's samples.
+`summary.json` records every setting that can move a score next to the scores.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -15,8 +18,10 @@ from pathlib import Path
 from syllabus.backends import Backend, Completion
 from syllabus.errors import UserError
 from syllabus.eval import humaneval, tasks
+from syllabus.fingerprint import check_fingerprint, digest, path_digest
 from syllabus.progress import progress_bar
 from syllabus.sandbox import isolation_level
+from syllabus.store import RowAppender, read_rows
 from syllabus.store.manifest import RunDir
 
 TASKS = ("humaneval", "humaneval-bpb", "bpb", "choice", "exact", "custom")
@@ -40,17 +45,14 @@ class EvalSettings:
     execution: humaneval.ExecutionSettings = field(default_factory=humaneval.ExecutionSettings)
 
 
-def _read_rows(path: Path, key=lambda row: row["key"]) -> dict:
-    """Rows of a samples.jsonl by key; a line cut short by a kill is skipped (and redone)."""
-    rows = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            rows[key(row)] = row
-    return rows
+EXACT_STOP = ["\n\nQuestion:", "\nQuestion:"]
+GENERATED = {"humaneval", "exact", "custom"}
+EXECUTED = {"humaneval", "custom"}
+
+
+def _by_key(rows: list[dict], key=lambda row: row["key"]) -> dict:
+    """Samples by key (a sample redone after a kill: the later row)."""
+    return {key(row): row for row in rows}
 
 
 def _sample_key(row: dict) -> tuple[str, int]:
@@ -69,14 +71,16 @@ def eval_humaneval(
     HumanEval, or on the problems of a HumanEval-format file: `--task humaneval=FILE`)."""
     problems = humaneval.load_problems(problems_file)[: settings.limit]
     by_id = {p.task_id: p for p in problems}
-    out.mkdir(parents=True, exist_ok=True)
     samples_path = out / "samples.jsonl"
-    done = _read_rows(samples_path, _sample_key)
-    jobs = [
-        (p, i) for p in problems for i in range(settings.n_samples) if (p.task_id, i) not in done
-    ]
     start = time.time()
-    with progress_bar(show_progress) as progress, samples_path.open("a") as sink:
+    with RowAppender(samples_path) as sink, progress_bar(show_progress) as progress:
+        done = _by_key(sink.rows, _sample_key)
+        jobs = [
+            (p, i)
+            for p in problems
+            for i in range(settings.n_samples)
+            if (p.task_id, i) not in done
+        ]
         gen_task = progress.add_task("generate", total=len(jobs))
         chat = settings.prompt_style == "chat"
         sampling = {
@@ -134,8 +138,7 @@ def eval_humaneval(
                 if isinstance(completion, Completion)
                 else 0,
             }
-            sink.write(json.dumps(row) + "\n")
-            sink.flush()
+            sink.write(row)
             progress.advance(exec_task)
 
         humaneval.execute(
@@ -146,7 +149,7 @@ def eval_humaneval(
         )
     rows = [
         row
-        for key, row in _read_rows(samples_path, _sample_key).items()
+        for key, row in _by_key(read_rows(samples_path), _sample_key).items()
         if key[0] in by_id and key[1] < settings.n_samples
     ]
     scores = humaneval.score([r["task_id"] for r in rows], [r["passed"] for r in rows])
@@ -165,11 +168,9 @@ def _score_items(
     backend: Backend, out: Path, items, description: str, show_progress: bool
 ) -> list[dict]:
     """Run `fn(backend)` for each (key, fn) not already in samples.jsonl; return all rows."""
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "samples.jsonl"
-    done = _read_rows(path)
     items = list(items)
-    with progress_bar(show_progress) as progress, path.open("a") as sink:
+    with RowAppender(out / "samples.jsonl") as sink, progress_bar(show_progress) as progress:
+        done = _by_key(sink.rows)
         task = progress.add_task(
             description, total=len(items), completed=sum(k in done for k, _ in items)
         )
@@ -178,8 +179,7 @@ def _score_items(
                 continue
             row = fn(backend)
             done[key] = row
-            sink.write(json.dumps(row) + "\n")
-            sink.flush()
+            sink.write(row)
             progress.advance(task)
     return [done[key] for key, _ in items]
 
@@ -194,9 +194,8 @@ def _generate_items(
     show_progress: bool,
 ) -> list[dict]:
     """Generate for each (key, prompt, extra) not already done; `to_row(key, completion, extra)`."""
-    out.mkdir(parents=True, exist_ok=True)
     path = out / "samples.jsonl"
-    done = _read_rows(path)
+    done = _by_key(read_rows(path))
     keyed_prompts = list(keyed_prompts)
     todo = [entry for entry in keyed_prompts if entry[0] not in done]
     requests = [
@@ -219,10 +218,10 @@ def _generate_items(
         if isinstance(result, BaseException) and not isinstance(result, UserError):
             raise result
     rows = to_row([entry[0] for entry in todo], completions, [entry[2] for entry in todo])
-    with path.open("a") as sink:
+    with RowAppender(path) as sink:
         for row in rows:
             done[row["key"]] = row
-            sink.write(json.dumps(row) + "\n")
+            sink.write(row)
     return [done[key] for key, _, _ in keyed_prompts]
 
 
@@ -233,8 +232,19 @@ def run_task(
     out: Path,
     settings: EvalSettings,
     show_progress: bool,
+    fresh: bool = False,
 ) -> dict:
+    """Score one task into `out` (resuming the samples there if the same settings made them)."""
     start = time.time()
+    samples = out / "samples.jsonl"
+    if fresh:
+        samples.unlink(missing_ok=True)
+    check_fingerprint(
+        out / "fingerprint.json",
+        _made_by(backend, name, data, settings),
+        has_results=samples.exists() and samples.stat().st_size > 0,
+        what=f"eval {name}",
+    )
     if name == "humaneval":
         return eval_humaneval(
             backend, out, settings, show_progress=show_progress, problems_file=data
@@ -264,7 +274,7 @@ def run_task(
             out,
             tasks.exact_items(data, settings.shots, settings.limit),
             settings,
-            ["\n\nQuestion:", "\nQuestion:"],
+            EXACT_STOP,
             lambda keys, completions, extras: [
                 tasks.exact_record(k, prompt, c, gold)
                 for k, c, (prompt, gold) in zip(keys, completions, extras, strict=True)
@@ -290,6 +300,43 @@ def run_task(
     return {"scores": scores, "samples": len(rows), "wall_time_s": round(time.time() - start, 2)}
 
 
+def _made_by(backend: Backend, name: str, data: Path | None, settings: EvalSettings) -> dict:
+    """Everything that can change one sample of task `name`, for fingerprint.json. Not how many
+    are asked for: --limit and --n only choose which samples count (sample i has seed + i)."""
+    made_by: dict = {"model": backend.model_id, "task": name, "backend": backend.identity}
+    if name in ("humaneval", "humaneval-bpb"):
+        problems = humaneval.load_problems(data if name == "humaneval" else None)
+        made_by["task_version"] = humaneval.TASK_VERSION
+        made_by["problems"] = digest([dataclasses.asdict(p) for p in problems])
+    elif data is not None:
+        made_by["data"] = path_digest(data)
+    if name in GENERATED:
+        made_by["sampling"] = {
+            "temperature": settings.temperature,
+            "top_p": settings.top_p,
+            "max_tokens": settings.max_tokens,
+            "seed": settings.seed,
+            "defaults": backend.defaults,
+        }
+    if name == "humaneval":
+        chat = settings.prompt_style == "chat"
+        made_by["prompt"] = {
+            "style": settings.prompt_style,
+            "template": humaneval.CHAT_INSTRUCTION if chat else None,
+            "stop": None if chat else humaneval.STOP,
+        }
+    if name in ("choice", "exact"):
+        made_by["shots"] = settings.shots
+    if name == "exact":
+        made_by["stop"] = EXACT_STOP
+    if name in EXECUTED:
+        # How many sandbox workers run at once changes no verdict.
+        execution = dataclasses.asdict(settings.execution)
+        execution.pop("workers", None)
+        made_by["execution"] = {**execution, "isolation": isolation_level()}
+    return made_by
+
+
 def parse_task(spec: str) -> tuple[str, Path | None]:
     name, _, data = spec.partition("=")
     if name not in TASKS:
@@ -309,8 +356,10 @@ def evaluate(
     settings: EvalSettings,
     *,
     show_progress: bool = True,
+    fresh: bool = False,
 ) -> dict:
-    """Run each task (`name` or `name=PATH`) against `backend`; writes summary.json to `out`."""
+    """Run each task (`name` or `name=PATH`) against `backend`; writes summary.json to `out`.
+    `fresh` discards the samples these tasks have in `out` instead of resuming them."""
     parsed = [parse_task(spec) for spec in task_specs]
     needs_logprobs = [name for name, _ in parsed if name in {"humaneval-bpb", "bpb", "choice"}]
     if needs_logprobs and "loglikelihood" not in backend.capabilities:
@@ -321,6 +370,7 @@ def evaluate(
     settings_json = {
         "backend": backend.kind,
         "model": backend.model_id,
+        "identity": backend.identity,
         "n_samples": settings.n_samples,
         "temperature": settings.temperature,
         "top_p": settings.top_p,
@@ -341,7 +391,7 @@ def evaluate(
     ) as run:
         for name, data in parsed:
             summary["tasks"][name] = run_task(
-                backend, name, data, out / name, settings, show_progress
+                backend, name, data, out / name, settings, show_progress, fresh
             )
         run.extra["summary"] = summary["tasks"]
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
