@@ -170,43 +170,35 @@ def run(case: Case, code: str, home: Home | None = None, limits: Limits | None =
 
 DRIVER = """
 import json, sys
-sys.path[:0] = {paths!r}
-from syllabus.sandbox import Limits, run_python
 job = json.loads(sys.stdin.read())
+from syllabus.sandbox import Limits, run_python
 result = run_python(job["code"], isolation=job["level"], limits=Limits(**job["limits"]))
 print(result.model_dump_json())
 """
 
 
 def _run_as_throwaway(case: Case, code: str, home: Home | None, limits: Limits) -> ExecResult:
+    job = {"code": code, "level": case.level, "limits": limits.model_dump()}
+    output = as_throwaway(DRIVER, json.dumps(job), home)
+    return ExecResult.model_validate_json(output.strip().splitlines()[-1])
+
+
+def as_throwaway(script: str, stdin: str, home: Home | None) -> str:
+    """Run a Python script that imports syllabus as the throwaway uid; its standard output."""
     import pydantic
 
     site_packages = str(Path(pydantic.__file__).parent.parent)
     uid = home.uid if home else THROWAWAY_UID
     user_home = str(home.path) if home else "/"
-    command = [
-        "setpriv",
-        f"--reuid={uid}",
-        f"--regid={uid}",
-        "--clear-groups",
-        _interpreter_for_others(),
-        "-S",
-        "-c",
-        DRIVER.format(paths=[str(SRC), site_packages]),
-    ]
-    job = {"code": code, "level": case.level, "limits": limits.model_dump()}
+    prelude = f"import sys\nsys.path[:0] = {[str(SRC), site_packages]!r}\n"
+    command = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    command += [_interpreter_for_others(), "-S", "-c", prelude + script]
     env = {"PATH": "/usr/bin:/bin", "HOME": user_home, "LANG": "C.UTF-8"}
     done = subprocess.run(
-        command,
-        input=json.dumps(job),
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd="/",
-        timeout=120,
+        command, input=stdin, capture_output=True, text=True, env=env, cwd="/", timeout=120
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return ExecResult.model_validate_json(done.stdout.strip().splitlines()[-1])
+    return done.stdout
 
 
 # ------------------------------------------------------------------------- what it can see
@@ -408,3 +400,36 @@ def test_a_forked_memory_bomb_stays_within_the_budget(case):
     assert taken < budget + 1024, f"the host lost {taken} MiB during the run: {result}"
     # Killed by the budget (cgroup), or children refused (per-process limits): never all held.
     assert result.status in ("passed", "memory", "error"), result
+
+
+# ------------------------------------------------------------------------ sandbox check
+
+
+CHECK = """
+import json
+from syllabus.sandbox.check import check
+level, probes = check("userns")
+print(json.dumps([[probe.name, probe.protected, probe.detail] for probe in probes]))
+"""
+
+
+@pytest.mark.skipif(not ROOT or not shutil.which("setpriv"), reason="needs root to drop to a uid")
+def test_sandbox_check_as_a_user_without_root(home):
+    probes = json.loads(as_throwaway(CHECK, "", home).strip().splitlines()[-1])
+    exposed = [(name, detail) for name, protected, detail in probes if not protected]
+    assert not exposed, exposed
+    assert len(probes) == 5
+
+
+@pytest.mark.skipif(not NAMESPACE_CASES, reason="no namespace can be made here: all is weak")
+def test_sandbox_check_says_what_protects_and_what_does_not():
+    from tests.conftest import run_cli
+
+    strong = run_cli("sandbox", "check")
+    assert strong.returncode == 0, strong.stdout + strong.stderr
+    assert "EXPOSED" not in strong.stdout and strong.stdout.count("\nok ") == 5
+    weak = run_cli("sandbox", "check", "--isolation", "rlimits")
+    assert weak.returncode == 1
+    assert "EXPOSED home directory" in weak.stdout and "isolation level: rlimits" in weak.stdout
+    wrong = run_cli("sandbox", "check", "--isolation", "chroot")
+    assert wrong.returncode == 2 and "--isolation" in wrong.stderr

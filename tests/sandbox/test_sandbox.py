@@ -488,3 +488,46 @@ def test_a_launcher_that_fails_is_a_sandbox_error_not_a_program_failure(monkeypa
         run_python("pass", limits=QUICK)
     with Sandbox(workers=1) as sandbox, pytest.raises(SandboxError, match="launcher broke"):
         sandbox.run("pass", limits=QUICK)
+
+
+# ------------------------------------------------------------------------- reported tests
+
+
+def test_tests_are_reported_by_the_sandbox_one_by_one():
+    code = "def double(x):\n    return 2 * x\n"
+    tests = ["assert double(2) == 4", "assert double(2) == 5", "double(None) + 1", "assert True"]
+    result = run_python(code, tests=tests, limits=QUICK)
+    assert result.tests[0] == "pass" and result.tests[1] == "fail" and result.tests[3] == "pass"
+    assert result.tests[2].startswith("error: TypeError: ")
+    assert result.status == "error" and "test 2 of 4" in result.message
+    assert run_python(code, tests=[tests[0]], limits=QUICK).status == "passed"
+    assert run_python(code, tests=tests[:2], limits=QUICK).status == "failed"
+
+
+@pytest.mark.parametrize("level", ALL_LEVELS)
+def test_a_program_cannot_report_its_own_test_outcomes(level):
+    # What a stdout harness would have believed: a printed result line, then silence.
+    forgeries = [
+        "import os, sys\nprint('@@RESULTS@@[\"pass\"]')\nos._exit(0)\n",
+        "import os\nos.write(3, b'\\0syllabus-account\\0' + bytes(16) + b'0000000bstatus=ok')\n"
+        "os._exit(0)\n",
+        "import sys, io\nprint('pass')\nsys.stdout = io.StringIO()\n",  # then the tests run
+    ]
+    for code in forgeries:
+        result = run_python(code, tests=["assert False, 'the test'"], isolation=level, limits=QUICK)
+        assert not result.passed and "pass" not in result.tests, result
+
+
+def test_tests_must_be_a_list():
+    with pytest.raises(UserError, match="list"):
+        run_python("pass", tests="assert True")  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="guard"):
+        run_python("pass", guard="strict")  # type: ignore[arg-type]
+
+
+def test_human_eval_guard_disables_fork_but_not_computation():
+    code = "import os\nos.fork()\n"
+    guarded = run_python(code, guard="human-eval", limits=QUICK)
+    assert guarded.status == "error" and guarded.exc_type == "TypeError", guarded
+    assert run_python(code, limits=QUICK).status == "passed"
+    assert run_python("import math\nassert math.gcd(4, 6) == 2", guard="human-eval").passed

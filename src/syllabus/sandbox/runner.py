@@ -150,6 +150,7 @@ class ExecResult(BaseModel):
     max_rss_mib: float = 0.0
     isolation: IsolationLevel
     memory_budget: MemoryBudget | None = None
+    memory_peak_mib: float | None = None  # the whole process tree's peak (from its cgroup)
     # With `tests`: one entry per test, "pass", "fail" (AssertionError) or "error: Type: message".
     tests: list[str] = []
 
@@ -385,6 +386,7 @@ class _RunDir:
             max_rss_mib=(_number(report, "rss_kib", int) or 0) / 1024,
             isolation=self.level,
             memory_budget=budget if budget in ("cgroup-v2", "cgroup-v1", "per-process") else None,
+            memory_peak_mib=peak / _MIB if (peak := _number(report, "peak_bytes", int)) else None,
         )
         _classify(result, report, verdict, signal_number, self.limits, self.tests)
         return result
