@@ -953,12 +953,16 @@ def annotate(
         Path | None, typer.Option(help="Jinja2 rubric template ({{ text }}, {{ kind }}).")
     ] = None,
     concurrency: Annotated[int, typer.Option(help="Requests in flight.")] = 4,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Discard the labels in --out and start again.")
+    ] = False,
 ) -> None:
     """Label educational value 0-5 with an LLM judge and an additive rubric.
 
     Unparseable answers are counted and kept raw; log-prob expected scores are recorded where
     the backend gives them. The embedded SmolLM2 cannot follow the rubric: use a real teacher,
-    or `syllabus fit --reference` offline.
+    or `syllabus fit --reference` offline. Re-running resumes; labels written by another judge
+    or rubric are refused (OUT.fingerprint.json): use a new --out, or --fresh.
 
     Example: [bold]syllabus annotate data/code -o labels.jsonl --base-url https://api.openai.com/v1 --api-model gpt-4o-mini --api-key-env OPENAI_API_KEY[/bold]
     """
@@ -978,7 +982,9 @@ def annotate(
         else EmbeddedConfig(model=model, temperature=0.0)
     )
     template = rubric.read_text() if rubric else None
-    result = run_annotate(open_dataset(dataset), config, out, template=template, limit=limit)
+    result = run_annotate(
+        open_dataset(dataset), config, out, template=template, limit=limit, fresh=fresh
+    )
     shown = ", ".join(f"{k}: {v}" for k, v in sorted(result.histogram.items())) or "none"
     console.print(
         f"labelled {result.labelled} (resumed {result.resumed}), unparseable {result.unparseable}, "

@@ -36,6 +36,8 @@ import numpy as np
 from syllabus.curate.places import python_docs_dir
 from syllabus.curate.steps import Step
 from syllabus.errors import UserError
+from syllabus.fingerprint import check_fingerprint, digest
+from syllabus.store import RowAppender, read_rows
 from syllabus.types import Record
 
 RUBRIC = """\
@@ -132,18 +134,11 @@ def read_labels(path: Path | str) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such labels file")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            # A run killed mid-write leaves a partial last line; anything else is an error.
-            if number == len(path.read_text(encoding="utf-8").splitlines()):
-                continue
-            raise UserError(f"{path}:{number}: invalid JSON in labels file") from None
-    return rows
+    return read_rows(path)
+
+
+def labels_fingerprint_path(out: Path) -> Path:
+    return out.with_name(out.name + ".fingerprint.json")
 
 
 def annotate(
@@ -157,31 +152,44 @@ def annotate(
     logprobs: int = 5,
     limit: int | None = None,
     on_progress: Any = None,
+    fresh: bool = False,
 ) -> AnnotateResult:
-    """Label records with an LLM judge; appends to `out` (JSONL) and resumes from it."""
+    """Label records with an LLM judge; appends to `out` (JSONL) and resumes from it when the
+    same judge, rubric and settings wrote it (`OUT.fingerprint.json`); `fresh` starts over."""
     from syllabus.backends import make_backend
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done: set[str] = set()
+    sidecar = labels_fingerprint_path(out)
+    if fresh:
+        out.unlink(missing_ok=True)
+        sidecar.unlink(missing_ok=True)
     result = AnnotateResult(path=out)
-    if out.exists():
-        for row in read_labels(out):
-            if not row.get("error"):
-                done.add(row["id"])
-        result.resumed = len(done)
-    todo: list[Record] = []
-    for record in records:
-        if limit is not None and len(todo) + len(done) >= limit:
-            break
-        if record.id not in done:
-            todo.append(record)
-    # Rewrite without failed rows so they are retried, then append as answers arrive.
-    if out.exists():
-        kept = [row for row in read_labels(out) if not row.get("error")]
-        out.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in kept))
     with make_backend(backend_config) as backend:
         wants_logprobs = logprobs and "logprobs" in backend.capabilities
+        made_by = {
+            "model": backend.model_id,
+            "judge": backend.identity,
+            "sampling": backend.defaults,
+            "rubric": digest(template if template is not None else RUBRIC),
+            "max_chars": max_chars,
+            "max_tokens": max_tokens,
+            "logprobs": logprobs if wants_logprobs else 0,
+        }
+        check_fingerprint(
+            sidecar, made_by, has_results=bool(read_rows(out)), what=f"annotate {out.name}"
+        )
+        # Failed rows are dropped so they are retried; answers are appended as they arrive.
+        kept = [row for row in read_rows(out) if not row.get("error")]
+        out.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in kept))
+        done = {row["id"] for row in kept}
+        result.resumed = len(done)
+        todo: list[Record] = []
+        for record in records:
+            if limit is not None and len(todo) + len(done) >= limit:
+                break
+            if record.id not in done:
+                todo.append(record)
         requests = [
             backend.request(
                 messages=[
@@ -192,7 +200,7 @@ def annotate(
             )
             for r in todo
         ]
-        with out.open("a", encoding="utf-8") as handle:
+        with RowAppender(out) as sink:
 
             def on_result(index: int, completion: Any) -> None:
                 record = todo[index]
@@ -215,8 +223,7 @@ def annotate(
                         result.histogram[score] = result.histogram.get(score, 0) + 1
                     if expected is not None:
                         result.with_expected += 1
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-                handle.flush()
+                sink.write(row)
                 if on_progress:
                     on_progress()
 

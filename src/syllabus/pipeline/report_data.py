@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from syllabus.eval import humaneval
+from syllabus.store import read_rows
 from syllabus.train.sizes import estimate_params
 
 TASK_INFO = {
@@ -18,21 +19,10 @@ TASK_INFO = {
 }
 
 
-def _jsonl(path: Path) -> list[dict]:
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
-
-
 def _curve(log: Path) -> list[dict]:
     """Loss curve from a training log; steps redone after a resume keep their last value."""
     by_step: dict[int, dict] = {}
-    for row in _jsonl(log):
+    for row in read_rows(log):
         point = by_step.setdefault(
             row["step"],
             {"step": row["step"], "tokens": row["tokens"], "train_loss": None, "val_loss": None},
@@ -45,7 +35,7 @@ def _curve(log: Path) -> list[dict]:
 
 
 def _per_problem(eval_dir: Path, task: str, order: list[str]) -> list[float] | None:
-    rows = _jsonl(eval_dir / task / task / "samples.jsonl")
+    rows = read_rows(eval_dir / task / task / "samples.jsonl")
     if not rows:
         return None
     if task == "humaneval-bpb":
@@ -125,7 +115,7 @@ def build_report_data(ctx) -> dict:
                 "dtype": train.get("dtype"),
             }
             if seed == recipe.seeds[0]:
-                rows = _jsonl(directory / "eval" / "humaneval" / "humaneval" / "samples.jsonl")
+                rows = read_rows(directory / "eval" / "humaneval" / "humaneval" / "samples.jsonl")
                 for row in rows[: recipe.eval.samples]:
                     samples.append(
                         {"prompt": row["prompt"], "completion": row["completion"], "seed": seed}
