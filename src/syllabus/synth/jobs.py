@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from syllabus.backends import Backend, Completion
@@ -78,8 +79,8 @@ class Context:
         self.completion_tokens += answer.usage.completion_tokens
         return answer
 
-    async def execute(self, program: str, limits: Limits) -> ExecResult:
-        return await asyncio.to_thread(self.sandbox.run, program, limits=limits)
+    async def execute(self, program: str, limits: Limits, tests: Sequence[str] = ()) -> ExecResult:
+        return await asyncio.to_thread(self.sandbox.run, program, limits=limits, tests=tests)
 
 
 @dataclass
