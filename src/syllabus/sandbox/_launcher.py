@@ -397,8 +397,8 @@ def _under(mount_point, mount_root, path):
     return os.path.normpath(os.path.join(mount_point, relative))
 
 
-def _v2_places():
-    mounts, own = _cgroup_mounts(), _own_cgroups()
+def _v2_places(mounts=None, own=None):
+    mounts, own = mounts or _cgroup_mounts(), own or _own_cgroups()
     if "cgroup2" not in mounts or "" not in own:
         return []
     point, root = mounts["cgroup2"]
@@ -431,8 +431,8 @@ def _unlimited(directory):
     return True
 
 
-def _v1_places():
-    mounts, own = _cgroup_mounts(), _own_cgroups()
+def _v1_places(mounts=None, own=None):
+    mounts, own = mounts or _cgroup_mounts(), own or _own_cgroups()
     places = []
     for controller in ("memory", "pids"):
         if controller not in mounts or controller not in own:
