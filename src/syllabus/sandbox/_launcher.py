@@ -679,7 +679,11 @@ def _run(req, report, view, cgroup, source, tests, files, stdin_path):
     # Written only now, by us: a verdict file exists only for an account that carried the key.
     if payload is not None:
         verdict_path = os.path.join(base, "verdict")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+        try:  # noqa: SIM105 - at the rlimits level the program may have left a fifo there
+            os.unlink(verdict_path)
+        except FileNotFoundError:
+            pass
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
         verdict = os.open(verdict_path, flags, 0o600)
         try:
             _write(verdict, payload)
