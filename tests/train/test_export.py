@@ -1,17 +1,82 @@
-"""Exports load in their real consumers and agree with Syllabus's own model."""
+"""Exports load in their real consumers and agree with Syllabus's own model and tokenizer.
+
+The tokenizer tests use a realistic vocabulary (4,096 BPE tokens trained on standard-library
+code) and varied text: digits, operator runs, contractions, unicode (accents, CJK, emoji, ZWJ
+sequences), tabs, blank lines, trailing spaces, special tokens and whole stdlib files.
+"""
 
 from __future__ import annotations
+
+import sysconfig
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from syllabus.errors import UserError
 from syllabus.export import export
 from syllabus.train.generate import generate
-from syllabus.train.tokenizer import load_tokenizer
+from syllabus.train.tokenizer import EOT, MAX_TOKEN_BYTES, load_tokenizer
 from syllabus.train.trainer import load_model
+from tests.train.conftest import tiny_config
 
 PROMPT = "def __init__(self, "
+
+SNIPPETS = [
+    "def add(a, b):\n    return a + b",
+    "x = 12345678 + 0.5e-10 - 3_000_000 * 0x1F",
+    "a  +=  b**2 // 3 ->  <<= >>= != === ... @@ :=",
+    "it's I'm we'll they've HE'S don't",
+    "héllo wörld naïve café Ω≈ç√∫ 你好世界 こんにちは 🐍🚀 👨‍👩‍👧 \u200d\ufeff",
+    "١٢٣ arabic digits, ²³ superscripts, ½ fractions, 𝔘𝔫𝔦 math letters, ﬁ ligature",
+    "\ttab\t\tindent\n\n\n  blank  \n",
+    "trailing spaces   ",
+    "   leading spaces",
+    "\r\n\r\nwindows line ends\r\n",
+    "\x0b\x0c\x1c\x1d\x85\u00a0\u2028\u3000 unusual spaces",
+    "################################################################\n# banner",
+    "        " * 6 + "deeply_indented = True\n",
+]
+SPECIAL_TEXT = f"first{EOT}second <|user|>hi<|end|>"
+PROMPTS = [
+    "def add(a, b):\n",
+    "import os\nimport sys\n\n\nclass ",
+    "    for i in range(10):\n\t",
+    "# 你好 🐍\nx = [1, 2, 3]  \n",
+    "value = 42 ** 2 >>= 7\n\n",
+]
+
+
+def stdlib_texts() -> list[str]:
+    """Whole stdlib modules the tokenizer was not trained on."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    return [(root / f"{name}.py").read_text(encoding="utf-8") for name in ("ast", "typing", "csv")]
+
+
+TEXTS = SNIPPETS + stdlib_texts()
+
+
+@pytest.fixture(scope="module")
+def realistic(code_dataset, tmp_path_factory) -> Path:
+    """A tiny model with a realistic tokenizer: 4,096 BPE tokens learnt from stdlib code."""
+    from syllabus.store import open_dataset
+    from syllabus.train.pack import PackSource, pack
+    from syllabus.train.tokenizer import train_tokenizer
+    from syllabus.train.trainer import train
+
+    root = tmp_path_factory.mktemp("realistic")
+    train_tokenizer((r.text for r in open_dataset(code_dataset)), root / "tok", vocab_size=4096)
+    pack([PackSource(code_dataset)], root / "tok", root / "packed", val_fraction=0.1)
+    out = root / "model"
+    train(
+        tiny_config(root / "packed", out, max_steps=60, lr=1e-2, eval_every=30), show_progress=False
+    )
+    return out
+
+
+def tokenizer_ids(checkpoint, text: str) -> list[int]:
+    return load_tokenizer(checkpoint).encode(text).ids
 
 
 def prompt_ids(trained) -> list[int]:
@@ -23,33 +88,95 @@ def syllabus_logits(trained, ids) -> np.ndarray:
         return load_model(trained)(torch.tensor([ids]))[0][0].numpy()
 
 
-def test_hf_export_matches_logits(trained, tmp_path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    out = export(trained, "hf", tmp_path / "hf")
-    model = AutoModelForCausalLM.from_pretrained(out)
-    assert type(model).__name__ == "LlamaForCausalLM"
-    ids = prompt_ids(trained)
-    tokenizer = AutoTokenizer.from_pretrained(out)
-    assert tokenizer(PROMPT)["input_ids"] == ids
-    with torch.no_grad():
-        theirs = model(torch.tensor([ids])).logits[0].numpy()
-    np.testing.assert_allclose(theirs, syllabus_logits(trained, ids), atol=1e-4, rtol=1e-4)
-
-
-def greedy_syllabus(trained, n: int) -> list[int]:
-    ids = prompt_ids(trained)
+def greedy_syllabus(trained, n: int, ids: list[int] | None = None) -> list[int]:
+    ids = ids or prompt_ids(trained)
     out = load_model(trained).generate(torch.tensor([ids]), n, temperature=0.0)
     return out[0, len(ids) :].tolist()
 
 
-@pytest.mark.parametrize("quant", ["f32", "f16"])
-def test_gguf_greedy_tokens_match_llama_cpp(trained, tmp_path, quant):
+# -- Hugging Face -------------------------------------------------------------------------------
+
+
+def test_hf_export_matches_logits(realistic, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = export(realistic, "hf", tmp_path / "hf")
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert type(model).__name__ == "LlamaForCausalLM"
+    ids = prompt_ids(realistic)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert tokenizer(PROMPT)["input_ids"] == ids
+    with torch.no_grad():
+        theirs = model(torch.tensor([ids])).logits[0].numpy()
+    np.testing.assert_allclose(theirs, syllabus_logits(realistic, ids), atol=1e-4, rtol=1e-4)
+
+
+def test_hf_tokenizer_gives_the_training_ids_and_knows_the_context(realistic, tmp_path):
+    from transformers import AutoTokenizer
+
+    out = export(realistic, "hf", tmp_path / "hf")
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    for text in [*TEXTS, SPECIAL_TEXT]:
+        ids = tokenizer(text)["input_ids"]
+        assert ids == tokenizer_ids(realistic, text), text[:60]
+        assert tokenizer.decode(ids) == text
+    # transformers truncates (pipelines, truncation=True) to model_max_length: the real context.
+    assert tokenizer.model_max_length == load_model(realistic).config.max_seq_len
+
+
+def test_hf_greedy_generation_matches_syllabus(realistic, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = export(realistic, "hf", tmp_path / "hf")
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
+    for prompt in PROMPTS:
+        inputs = tokenizer(prompt, return_tensors="pt")
+        theirs = model.generate(**inputs, max_new_tokens=12, do_sample=False, eos_token_id=None)
+        ids = inputs["input_ids"][0].tolist()
+        assert theirs[0, len(ids) :].tolist() == greedy_syllabus(realistic, 12, ids), prompt
+
+
+# -- GGUF (llama.cpp) ---------------------------------------------------------------------------
+
+
+def llama_cpp(path: Path, n_ctx: int = 64, **kwargs):
     from llama_cpp import Llama
 
-    path = export(trained, "gguf", tmp_path / f"m-{quant}.gguf", quant=quant)
-    llm = Llama(model_path=str(path), n_ctx=64, n_threads=2, verbose=False)
-    ids = prompt_ids(trained)
+    from syllabus.backends.embedded import avoid_amx_repack
+
+    avoid_amx_repack()  # llama.cpp's AMX repacking crashes on q8_0 on some Xeons
+    return Llama(model_path=str(path), n_ctx=n_ctx, n_threads=2, verbose=False, **kwargs)
+
+
+def test_gguf_tokenizes_exactly_as_the_training_tokenizer(realistic, tmp_path):
+    path = export(realistic, "gguf", tmp_path / "m.gguf", quant="f32")
+    llm = llama_cpp(path, vocab_only=True)
+    try:
+        for text in TEXTS:
+            # add_bos=True: llama.cpp must add nothing, as training added nothing.
+            theirs = llm.tokenize(text.encode(), add_bos=True, special=False)
+            assert theirs == tokenizer_ids(realistic, text), text[:60]
+        special = llm.tokenize(SPECIAL_TEXT.encode(), add_bos=True, special=True)
+        assert special == tokenizer_ids(realistic, SPECIAL_TEXT)
+    finally:
+        llm.close()
+
+
+def test_gguf_detokenizes_to_the_original_text(realistic, tmp_path):
+    path = export(realistic, "gguf", tmp_path / "m.gguf", quant="f32")
+    llm = llama_cpp(path, vocab_only=True)
+    try:
+        for text in TEXTS:
+            assert llm.detokenize(tokenizer_ids(realistic, text)).decode() == text, text[:60]
+    finally:
+        llm.close()
+
+
+@pytest.mark.parametrize("quant", ["f32", "f16"])
+def test_gguf_greedy_tokens_match_llama_cpp(realistic, tmp_path, quant):
+    path = export(realistic, "gguf", tmp_path / f"m-{quant}.gguf", quant=quant)
+    llm = llama_cpp(path)
+    ids = prompt_ids(realistic)
     assert llm.tokenize(PROMPT.encode(), add_bos=False, special=False) == ids
     theirs = []
     for token in llm.generate(ids, temp=0.0, top_k=1):
@@ -57,38 +184,123 @@ def test_gguf_greedy_tokens_match_llama_cpp(trained, tmp_path, quant):
         if len(theirs) == 12:
             break
     llm.close()
-    assert theirs == greedy_syllabus(trained, 12)
+    assert theirs == greedy_syllabus(realistic, 12)
 
 
-def test_gguf_q8_0_loads_and_mostly_agrees(trained, tmp_path):
-    from llama_cpp import Llama
+def test_gguf_greedy_text_matches_syllabus_generate(realistic, tmp_path):
+    """The user's path end to end: text in, llama.cpp tokenizes, decodes greedily, detokenizes."""
+    path = export(realistic, "gguf", tmp_path / "m.gguf", quant="f32")
+    llm = llama_cpp(path)
+    try:
+        for prompt in PROMPTS:
+            theirs = llm.create_completion(prompt, max_tokens=16, temperature=0.0)
+            ours = generate(realistic, prompt, max_tokens=16, temperature=0.0)
+            assert theirs["choices"][0]["text"] == ours, prompt
+    finally:
+        llm.close()
 
-    path = export(trained, "gguf", tmp_path / "m-q8.gguf", quant="q8_0")
+
+def test_gguf_q8_0_loads_and_mostly_agrees(realistic, tmp_path):
+    path = export(realistic, "gguf", tmp_path / "m-q8.gguf", quant="q8_0")
     assert (
         path.stat().st_size
-        < export(trained, "gguf", tmp_path / "m-f32.gguf", quant="f32").stat().st_size / 2
+        < export(realistic, "gguf", tmp_path / "m-f32.gguf", quant="f32").stat().st_size / 2
     )
-    llm = Llama(model_path=str(path), n_ctx=64, n_threads=2, verbose=False)
+    llm = llama_cpp(path)
     theirs = []
-    for token in llm.generate(prompt_ids(trained), temp=0.0, top_k=1):
+    for token in llm.generate(prompt_ids(realistic), temp=0.0, top_k=1):
         theirs.append(token)
         if len(theirs) == 4:
             break
     llm.close()
-    assert theirs[0] == greedy_syllabus(trained, 1)[0]
+    assert theirs[0] == greedy_syllabus(realistic, 1)[0]
 
 
-def test_onnx_export_matches_logits(trained, tmp_path):
+def copy_checkpoint(checkpoint: Path, out: Path) -> Path:
+    out.mkdir()
+    for name in ("checkpoint.pt", "tokenizer.json"):
+        (out / name).write_bytes((checkpoint / name).read_bytes())
+    return out
+
+
+def test_gguf_refuses_a_tokenizer_llama_cpp_would_split_differently(realistic, tmp_path):
+    from tokenizers import Tokenizer, pre_tokenizers
+
+    other = copy_checkpoint(realistic, tmp_path / "digits")
+    tokenizer = Tokenizer.from_file(str(other / "tokenizer.json"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel()]
+    )
+    tokenizer.save(str(other / "tokenizer.json"))
+    with pytest.raises(UserError, match="llama.cpp cannot tokenize like this tokenizer"):
+        export(other, "gguf", tmp_path / "m.gguf")
+
+
+def test_gguf_refuses_tokens_llama_cpp_python_cannot_decode(realistic, tmp_path):
+    import json
+
+    other = copy_checkpoint(realistic, tmp_path / "long")
+    data = json.loads((other / "tokenizer.json").read_text())
+    vocab = data["model"]["vocab"]
+    longest = max(vocab, key=len)
+    assert len(longest) <= MAX_TOKEN_BYTES  # the trainer caps tokens
+    vocab["#" * (MAX_TOKEN_BYTES + 1)] = vocab.pop(longest)
+    (other / "tokenizer.json").write_text(json.dumps(data))
+    with pytest.raises(UserError, match=f"longer than {MAX_TOKEN_BYTES} bytes"):
+        export(other, "gguf", tmp_path / "m.gguf")
+
+
+# -- ONNX ---------------------------------------------------------------------------------------
+
+
+def test_onnx_export_matches_logits(realistic, tmp_path):
     import onnxruntime
 
-    path = export(trained, "onnx", tmp_path / "model.onnx")
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    ids = prompt_ids(trained)
+    out = export(realistic, "onnx", tmp_path / "onnx")
+    session = onnxruntime.InferenceSession(
+        str(out / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    ids = prompt_ids(realistic)
     (theirs,) = session.run(["logits"], {"input_ids": np.array([ids], dtype=np.int64)})
-    np.testing.assert_allclose(theirs[0], syllabus_logits(trained, ids), atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(theirs[0], syllabus_logits(realistic, ids), atol=1e-4, rtol=1e-4)
     longer = ids * 3  # dynamic sequence length
     (theirs,) = session.run(["logits"], {"input_ids": np.array([longer], dtype=np.int64)})
-    np.testing.assert_allclose(theirs[0], syllabus_logits(trained, longer), atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(theirs[0], syllabus_logits(realistic, longer), atol=1e-4, rtol=1e-4)
+
+
+def test_onnx_export_ships_the_tokenizer_and_decodes_like_syllabus(realistic, tmp_path):
+    """The exported directory alone (model.onnx + tokenizer.json + config.json) reproduces
+    Syllabus: the same ids for every text and the same greedy continuation of each prompt."""
+    import json
+
+    import onnxruntime
+    from tokenizers import Tokenizer
+
+    out = export(realistic, "onnx", tmp_path / "onnx")
+    tokenizer = Tokenizer.from_file(str(out / "tokenizer.json"))
+    for text in [*TEXTS, SPECIAL_TEXT]:
+        assert tokenizer.encode(text).ids == tokenizer_ids(realistic, text), text[:60]
+    config = json.loads((out / "config.json").read_text())
+    assert config["max_position_embeddings"] == load_model(realistic).config.max_seq_len
+    assert config["eos_token_id"] == tokenizer.token_to_id(EOT)
+    session = onnxruntime.InferenceSession(
+        str(out / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    for prompt in PROMPTS:
+        ids = tokenizer.encode(prompt).ids
+        sequence = list(ids)
+        for _ in range(12):
+            (logits,) = session.run(["logits"], {"input_ids": np.array([sequence], dtype=np.int64)})
+            sequence.append(int(logits[0, -1].argmax()))
+        assert sequence[len(ids) :] == greedy_syllabus(realistic, 12, ids), prompt
+
+
+def test_onnx_export_into_a_file_name_is_a_clear_error(realistic, tmp_path):
+    with pytest.raises(UserError, match="writes a directory"):
+        export(realistic, "onnx", tmp_path / "model.onnx")
+
+
+# -- Syllabus's own generate and the eval path --------------------------------------------------
 
 
 def test_generate_is_seeded_and_stops(trained):

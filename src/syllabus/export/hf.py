@@ -50,14 +50,25 @@ def hf_config(model: Llama, eos_id: int | None, pad_id: int | None):
     )
 
 
-def export_hf(checkpoint: Path, out: Path) -> Path:
-    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+def hf_tokenizer(checkpoint: Path, model: Llama):
+    """The training tokenizer as transformers loads it, knowing the model's context (pipelines
+    and `truncation=True` crop to `model_max_length`)."""
+    from transformers import PreTrainedTokenizerFast
 
-    model = load_model(checkpoint)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_file=str(Path(checkpoint) / "tokenizer.json"), eos_token=EOT
+        tokenizer_file=str(Path(checkpoint) / "tokenizer.json"),
+        eos_token=EOT,
+        model_max_length=model.config.max_seq_len,
     )
     tokenizer.pad_token = PAD if PAD in tokenizer.get_vocab() else EOT
+    return tokenizer
+
+
+def export_hf(checkpoint: Path, out: Path) -> Path:
+    from transformers import LlamaForCausalLM
+
+    model = load_model(checkpoint)
+    tokenizer = hf_tokenizer(checkpoint, model)
     config = hf_config(model, tokenizer.eos_token_id, tokenizer.pad_token_id)
     hf_model = LlamaForCausalLM(config)
     hf_model.load_state_dict(hf_state_dict(model), strict=True)

@@ -1,4 +1,7 @@
-"""ONNX: the model's forward pass (token ids -> logits) for onnxruntime."""
+"""ONNX: the model's forward pass (token ids -> logits) for onnxruntime, in a directory with
+what a consumer needs to run it as Syllabus does: `model.onnx`, the training tokenizer
+(`tokenizer.json`, `tokenizer_config.json`) and a Hugging Face style `config.json` (context
+length, EOS id)."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from pathlib import Path
 import torch
 
 from syllabus.errors import UserError
+from syllabus.export.hf import hf_config, hf_tokenizer
 from syllabus.train.trainer import load_model
 
 
@@ -20,10 +24,15 @@ class _Logits(torch.nn.Module):
 
 
 def export_onnx(checkpoint: Path, out: Path) -> Path:
+    """Write `out/model.onnx`, `out/tokenizer.json` and `out/config.json`; returns `out`."""
+    checkpoint, out = Path(checkpoint), Path(out)
+    if out.suffix == ".onnx":
+        raise UserError(
+            f"{out}: ONNX export writes a directory (model.onnx with its tokenizer.json and "
+            f"config.json); pass a directory, e.g. -o {out.with_suffix('')}"
+        )
     model = load_model(checkpoint)
-    if out.suffix != ".onnx":
-        out = out / "model.onnx"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(1, min(8, model.config.max_seq_len), dtype=torch.long)
     batch, seq = (
         torch.export.Dim("batch", min=1),
@@ -43,5 +52,8 @@ def export_onnx(checkpoint: Path, out: Path) -> Path:
         raise UserError(
             f"ONNX export needs the onnx and onnxscript packages ({exc}); pip install onnx onnxscript"
         ) from None
-    program.save(str(out))
+    program.save(str(out / "model.onnx"))
+    tokenizer = hf_tokenizer(checkpoint, model)
+    tokenizer.save_pretrained(out)
+    hf_config(model, tokenizer.eos_token_id, tokenizer.pad_token_id).save_pretrained(out)
     return out

@@ -1,4 +1,10 @@
-"""Byte-level BPE tokenizers trained with the `tokenizers` package, saved as `tokenizer.json`."""
+"""Byte-level BPE tokenizers trained with the `tokenizers` package, saved as `tokenizer.json`.
+
+The pipeline is exactly GPT-2's: no normalizer, GPT-2's split regex, bytes mapped to printable
+characters, no prefix space, no BOS or EOS added. llama.cpp reproduces that pipeline under its
+"gpt-2" pre-tokenizer, which the GGUF export declares (and refuses a tokenizer.json that
+differs), so a model runs in llama.cpp on the token ids it was trained on.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,10 @@ EOT = "<|endoftext|>"
 PAD = "<|pad|>"
 CHAT_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 DEFAULT_SPECIAL = [EOT, PAD, *CHAT_TOKENS]
+MAX_TOKEN_BYTES = 32
+"""Longest token trained. llama-cpp-python decodes each token into a 32-byte buffer and returns
+nothing for a longer one (a run of 64 '#' or of 40 indenting spaces, common in code), so text
+generated through it would silently lose those tokens."""
 
 
 def train_tokenizer(
@@ -29,12 +39,13 @@ def train_tokenizer(
     if EOT not in special:
         special = [EOT, *special]
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
+        max_token_length=MAX_TOKEN_BYTES,  # byte-level: one character per byte
         special_tokens=special,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
