@@ -481,7 +481,7 @@ def export_model(
         typer.Option("--format", "-f", help="hf (transformers), gguf (llama.cpp, Ollama) or onnx."),
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Output directory (or .gguf/.onnx file).")
+        Path, typer.Option("--out", "-o", help="Output directory (gguf: or a .gguf file).")
     ],
     quant: Annotated[str, typer.Option(help="GGUF tensor type: f32, f16 or q8_0.")] = "f16",
 ) -> None:
