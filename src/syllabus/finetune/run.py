@@ -23,6 +23,7 @@ from syllabus.errors import UserError
 from syllabus.finetune.config import FinetuneConfig
 from syllabus.fingerprint import path_digest as hash_path
 from syllabus.pipeline.stages import StageLog, run_stage, stage_key
+from syllabus.store import read_rows
 from syllabus.store.manifest import RunDir
 
 ARMS = ("base", "finetuned")
@@ -269,11 +270,7 @@ def evaluate_gguf(
 
 def _per_problem(out: Path, group: str, task: str) -> tuple[list[str], list[float]]:
     """Per-problem scores (pass or not) in a fixed order, from an evaluation's samples."""
-    rows = [
-        json.loads(line)
-        for line in (out / group / task / "samples.jsonl").read_text().splitlines()
-        if line.strip()
-    ]
+    rows = read_rows(out / group / task / "samples.jsonl")
     scores: dict[str, float] = {}
     for row in rows:
         key = row.get("task_id") or row.get("key")
@@ -454,7 +451,7 @@ def _export_onnx(served: Path, out: Path) -> Path:
 
 
 def _curve(train_dir: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (train_dir / "log.jsonl").read_text().splitlines()]
+    rows = read_rows(train_dir / "log.jsonl")
     by_step: dict[int, dict] = {}
     for row in rows:
         point = by_step.setdefault(row["step"], {"step": row["step"], "tokens": row["tokens"]})

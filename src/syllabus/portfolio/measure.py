@@ -10,7 +10,6 @@ so a re-run resumes and anything whose fingerprint changed is measured again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -20,10 +19,12 @@ from syllabus.backends import Completion
 from syllabus.errors import BackendError
 from syllabus.eval import humaneval
 from syllabus.eval import tasks as eval_tasks
+from syllabus.fingerprint import digest
 from syllabus.portfolio.candidates import Candidate
 from syllabus.portfolio.config import PortfolioConfig, TaskConfig
 from syllabus.portfolio.tasks import Item, check_format, load_items, normalise, score, stop_for
 from syllabus.progress import progress_bar
+from syllabus.store import RowAppender, read_rows
 
 # Task settings that change what is generated or how it is scored (not the bar or volume).
 _TASK_FIELDS = {"kind", "data", "limit", "shots", "max_tokens", "format"}
@@ -41,20 +42,9 @@ def needs(config: PortfolioConfig, candidate: str, task: str) -> tuple[int, floa
     return samples, temperature, logprobs
 
 
-def fingerprint(description: dict) -> str:
-    return hashlib.sha256(json.dumps(description, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def _read_rows(path: Path) -> dict[str, dict]:
-    rows = {}
-    if path.exists():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut short by a kill: measured again
-            rows[row["key"]] = row
-    return rows
+    """Records by item key; a line cut short by a kill is dropped (that item is measured again)."""
+    return {row["key"]: row for row in read_rows(path)}
 
 
 def _call(candidate: Candidate, request) -> tuple[Completion | None, float, float | None, str]:
@@ -96,6 +86,7 @@ def measure_task(
     common = {
         "candidate": candidate.config.model_dump(mode="json", exclude={"price", "assume"}),
         "model_id": candidate.backend.model_id,
+        "backend": candidate.backend.identity,
         "task": task.model_dump(mode="json", include=_TASK_FIELDS),
         "temperature": config.temperature,
         "seed": config.seed,
@@ -106,7 +97,7 @@ def measure_task(
     path = out / "samples" / task.name / f"{candidate.name}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     done = _read_rows(path)
-    prints = {item.key: fingerprint({**common, "item": item.content}) for item in items}
+    prints = {item.key: digest({**common, "item": item.content}) for item in items}
     todo = [item for item in items if done.get(item.key, {}).get("fingerprint") != prints[item.key]]
     bar = (
         progress.add_task(f"{task.name} · {candidate.name}", total=len(items)) if progress else None
@@ -179,7 +170,7 @@ def measure_task(
             progress.advance(bar)
     if fresh:
         scored = score(task, todo, texts, style, config.workers)
-        with path.open("a", encoding="utf-8") as sink:
+        with RowAppender(path) as sink:
             for row, verdict, item in zip(fresh, scored, todo, strict=True):
                 row.update(verdict)
                 # Agreement: how many extra samples give the same scored answer as this one.
@@ -194,7 +185,7 @@ def measure_task(
                 else:
                     row["agreement"] = None
                 done[row["key"]] = row
-                sink.write(json.dumps(row) + "\n")
+                sink.write(row)
     rows = [done[item.key] for item in items]
     # Rewrite without the superseded records, so the file holds exactly what is reported.
     tmp = path.with_suffix(".jsonl.tmp")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from syllabus.progress import progress_bar
+from syllabus.store import RowAppender
 
 
 class TrainLogger:
@@ -20,7 +20,8 @@ class TrainLogger:
     ):
         self.is_main = is_main
         self.last_eval_step = -1
-        self._file = (out / "log.jsonl").open("a") if is_main else None
+        # A resumed run appends; RowAppender first cuts a line torn by the kill.
+        self._file = RowAppender(out / "log.jsonl") if is_main else None
         self._tb = None
         if is_main:
             try:
@@ -41,8 +42,7 @@ class TrainLogger:
 
     def _write(self, row: dict) -> None:
         if self._file:
-            self._file.write(json.dumps(row) + "\n")
-            self._file.flush()
+            self._file.write(row)
 
     def step(
         self, step: int, tokens: int, loss: float, lr: float, rate: float, mfu: float | None
