@@ -112,3 +112,64 @@ def test_chat_without_template_and_constraints_are_refused(tmp_path):
 def test_not_a_checkpoint(tmp_path):
     with pytest.raises(UserError, match="no config.json"):
         HFBackend(tmp_path)
+
+
+def one_pass_per_pair(backend: HFBackend, context: str, continuation: str):
+    """The unbatched reference: the whole pair through the model, window by window."""
+    import torch
+
+    from syllabus.backends.scoring import score_tokens
+
+    start, tokens = backend._encode_pairs([(context, continuation)])[0]
+
+    def logits_for(ids):
+        with torch.no_grad():
+            return backend.model(torch.tensor([list(ids)])).logits[0].float().numpy()
+
+    return score_tokens(start + tokens, len(start), backend.context_length, logits_for)
+
+
+def test_batched_loglikelihoods_equal_one_pass_per_pair(tiny_dir):
+    backend = HFBackend(tiny_dir, batch_size=3)
+    question = "Question: which adds?\nAnswer:"
+    long_text = "def add(a, b):\n    return a + b\n" * 20  # > 128 tokens: scored in windows
+    pairs = [
+        *[(question, f" {letter}") for letter in "ABCD"],  # shared context, one token each
+        *[(question, c) for c in (" add", " for i in range(10)", " Lists hold items")],
+        ("Lists hold", " items in order."),
+        ("", "for i in range(10): print(i)"),  # empty context: BOS/EOS first
+        ("", long_text),
+        (question, long_text),  # shares the context but does not fit: windows
+        ("x", ""),  # nothing to score
+        ("Lists hold", " items in order."),  # a duplicate
+    ]
+    batched = backend.loglikelihood_many(pairs)
+    for (context, continuation), result in zip(pairs, batched, strict=True):
+        logprob, tokens, greedy = one_pass_per_pair(backend, context, continuation)
+        assert result.logprob == pytest.approx(logprob, abs=1e-4), (context, continuation)
+        assert (result.tokens, result.greedy) == (tokens, greedy)
+    assert backend.loglikelihood(*pairs[5]).logprob == pytest.approx(batched[5].logprob, abs=1e-4)
+
+
+def test_generation_is_cropped_to_the_context_like_syllabus_generate(tiny_dir):
+    """Past the model's 128 positions each token is predicted from the last 128 tokens, as
+    `syllabus generate` does, instead of running positions the model has no context for."""
+    import torch
+
+    backend = HFBackend(tiny_dir)
+    context = backend.model.config.max_position_embeddings
+    line = "for i in range(10): print(i)\n"
+    per_line = len(backend.tokenizer(line)["input_ids"])
+    for tokens in (118, 300):  # 118: crosses the limit while generating; 300: starts past it
+        prompt = line * (tokens // per_line)
+        ids = backend.tokenizer(prompt)["input_ids"]
+        assert abs(len(ids) - tokens) <= per_line
+        expected = []
+        with torch.no_grad():
+            for _ in range(24):
+                window = torch.tensor([(ids + expected)[-context:]])
+                expected.append(int(backend.model(window).logits[0, -1].argmax()))
+        out = backend.complete(prompt, max_tokens=24, temperature=0.0)
+        eos = backend.tokenizer.eos_token_id
+        expected = expected[: expected.index(eos)] if eos in expected else expected
+        assert out.text == backend.tokenizer.decode(expected, skip_special_tokens=True)

@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from syllabus.backends.base import LogLikelihood
 from syllabus.errors import UserError
 from syllabus.eval import tasks
 from syllabus.eval.run import EvalSettings, compare, evaluate
@@ -193,3 +194,106 @@ def test_exact_and_custom_over_http_and_compare(tmp_path):
     }
     shown = run_cli("eval", "compare", str(out), str(tmp_path / "c"))
     assert shown.returncode == 0 and "exact_strict" in shown.stdout and "0.3333 ±" in shown.stdout
+
+
+def test_bpb_stderr_is_the_ratio_estimators():
+    """bpb is total bits / total bytes, so its stderr is that ratio's (bootstrap over items),
+    not the per-item mean's: here short, noisy items would inflate the latter several-fold."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    sizes = np.round(np.exp(rng.uniform(np.log(10), np.log(5000), 300)))
+    per_byte = 1.0 + 40.0 / np.sqrt(sizes) * rng.uniform(0.5, 1.5, 300)
+    rows = [
+        {"bits": float(b * n), "bytes": int(n), "bpb": float(b)}
+        for b, n in zip(per_byte, sizes, strict=True)
+    ]
+    reported = tasks.bpb_scores(rows)["bpb"]
+    bits, size = sizes * per_byte, sizes
+    resampled = rng.integers(0, len(rows), size=(4000, len(rows)))
+    bootstrap = (bits[resampled].sum(axis=1) / size[resampled].sum(axis=1)).std()
+    assert reported["value"] == pytest.approx(bits.sum() / size.sum())
+    assert reported["stderr"] == pytest.approx(bootstrap, rel=0.1)
+    mean = tasks.bpb_scores(rows)["bpb_mean"]
+    assert mean["value"] == pytest.approx(per_byte.mean())
+    assert mean["stderr"] == pytest.approx(per_byte.std(ddof=1) / np.sqrt(len(rows)))
+
+
+# -- agreement with lm-eval-harness on the same transformers model ------------------------------
+
+CHOICES = [
+    ("What colour is the sky on a clear day?", ["blue", "green", "red", "black"], 0),
+    ("How many legs does a dog have?", ["three", "four", "ten", "one"], 1),
+    ("Which is a fruit?", ["hammer", "apple", "chair", "river"], 1),
+    ("Which keyword defines a function in Python?", ["class", "lambda", "def", "import"], 2),
+    ("What does len([1, 2, 3]) return?", ["1", "2", "3", "6"], 2),
+    ("Which animal says moo?", ["cat", "cow", "duck", "snake"], 1),
+    ("What is the capital of France?", ["Berlin", "Madrid", "Paris", "Rome"], 2),
+    ("Which number is even?", ["7", "9", "13", "12"], 3),
+]
+TEXTS = [
+    "def add(a, b):\n    return a + b\n",
+    "The cat sat on the mat. The dog sat on the rug.",
+    "for i in range(10):\n\tprint(i ** 2)  # squares\n",
+    "qz8#kW!vT2@xL0^pR7&nB4*",
+]
+
+
+@pytest.fixture(scope="module")
+def smollm2_hf(smollm2_path, tmp_path_factory):
+    """The packaged SmolLM2 GGUF de-quantized into a float32 transformers checkpoint."""
+    from syllabus.backends.hf import checkpoint_from_gguf
+
+    return checkpoint_from_gguf(smollm2_path, tmp_path_factory.mktemp("smollm2") / "hf")
+
+
+@pytest.mark.slow
+def test_choice_and_bpb_agree_with_lm_eval_item_by_item(smollm2_hf, tmp_path):
+    """The batched `hf` backend and lm-eval's `hf` model on the same checkpoint and requests:
+    the same picks, log-likelihoods within 5e-4."""
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    from syllabus.backends.hf import HFBackend
+
+    mc = write_jsonl(
+        tmp_path / "mc.jsonl",
+        [{"question": q, "choices": c, "answer": a} for q, c, a in CHOICES],
+    )
+    texts = write_jsonl(tmp_path / "texts.jsonl", [{"text": t} for t in TEXTS])
+    backend = HFBackend(smollm2_hf)
+    summary = evaluate(
+        backend,
+        [f"choice={mc}", f"bpb={texts}"],
+        tmp_path / "out",
+        EvalSettings(shots=1),
+        show_progress=False,
+    )
+    assert summary["tasks"]["choice"]["samples"] == len(CHOICES) - 1
+    ours = [json.loads(x) for x in (tmp_path / "out/choice/samples.jsonl").read_text().splitlines()]
+    jobs = list(tasks.choice_items(mc, 1, None))
+    requests = [r for _, job in jobs for r in job.requests]
+
+    peer = HFLM(pretrained=str(smollm2_hf), batch_size=8, device="cpu", dtype="float32")
+    theirs = peer.loglikelihood(
+        [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(requests)],
+        disable_tqdm=True,
+    )
+    theirs = iter(logprob for logprob, _ in theirs)
+    for row, (_, job) in zip(ours, jobs, strict=True):
+        peer_row = job.record(
+            [LogLikelihood(logprob=next(theirs), tokens=0, greedy=False) for _ in job.requests]
+        )
+        for form in ("letter", "cloze", "cloze_norm"):
+            assert row[f"{form}_pick"] == peer_row[f"{form}_pick"], (row["key"], form)
+        for form in ("letter", "cloze"):
+            assert row[f"{form}_logprobs"] == pytest.approx(peer_row[f"{form}_logprobs"], abs=5e-4)
+
+    rolling = peer.loglikelihood_rolling(
+        [Instance("loglikelihood_rolling", {}, (t,), i) for i, t in enumerate(TEXTS)],
+        disable_tqdm=True,
+    )
+    bits = [
+        json.loads(x)["bits"] for x in (tmp_path / "out/bpb/samples.jsonl").read_text().splitlines()
+    ]
+    assert bits == pytest.approx([-lp / math.log(2) for lp in rolling], abs=5e-4 / math.log(2))

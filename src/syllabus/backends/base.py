@@ -240,26 +240,42 @@ class Backend(ABC):
 
     def loglikelihood(self, context: str, continuation: str) -> LogLikelihood:
         """log P(continuation | context); long inputs are scored in overlapping windows."""
+        return self.loglikelihood_many([(context, continuation)])[0]
+
+    def loglikelihood_many(self, pairs: Sequence[tuple[str, str]]) -> list[LogLikelihood]:
+        """`loglikelihood` of each (context, continuation) pair, in order. A batching backend
+        (hf) runs a shared context once and pads pairs together; the response cache answers
+        the pairs it has."""
         if "loglikelihood" not in self.capabilities:
             raise BackendError(
                 f"{self.kind} backend ({self.endpoint}) cannot give log-probabilities of given text; "
                 "use the embedded or hf backend, or a server that returns prompt log-probs (vLLM)"
             )
-        key = digest({"backend": self.fingerprint, "loglikelihood": [context, continuation]})
-        if self.cache is not None and (value := self.cache.get(key)) is not None:
-            return LogLikelihood.model_validate_json(value)
-        if self.in_process:
-            result = (
-                self._worker_thread().submit(self._loglikelihood, context, continuation).result()
-            )
-        else:
-            result = self._loglikelihood(context, continuation)
+        keys = [digest({"backend": self.fingerprint, "loglikelihood": [c, x]}) for c, x in pairs]
+        results: list[LogLikelihood | None] = [None] * len(pairs)
         if self.cache is not None:
-            self.cache.put(key, result.model_dump_json())
-        return result
+            for index, key in enumerate(keys):
+                if (value := self.cache.get(key)) is not None:
+                    results[index] = LogLikelihood.model_validate_json(value)
+        todo = [index for index, result in enumerate(results) if result is None]
+        if todo:
+            batch = [pairs[index] for index in todo]
+            if self.in_process:
+                fresh = self._worker_thread().submit(self._loglikelihood_many, batch).result()
+            else:
+                fresh = self._loglikelihood_many(batch)
+            for index, result in zip(todo, fresh, strict=True):
+                results[index] = result
+                if self.cache is not None:
+                    self.cache.put(keys[index], result.model_dump_json())
+        return results
 
     def _loglikelihood(self, context: str, continuation: str) -> LogLikelihood:
         raise NotImplementedError
+
+    def _loglikelihood_many(self, pairs: list[tuple[str, str]]) -> list[LogLikelihood]:
+        """One pair at a time, unless a backend batches them."""
+        return [self._loglikelihood(context, continuation) for context, continuation in pairs]
 
     async def agenerate(self, request: Request) -> Completion:
         self._check(request)

@@ -6,8 +6,9 @@ Never downloads: the path must hold `config.json`, weights and tokenizer files.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from syllabus.backends.base import (
     Backend,
@@ -19,7 +20,7 @@ from syllabus.backends.base import (
     Usage,
 )
 from syllabus.backends.cache import ResponseCache
-from syllabus.backends.scoring import score_tokens
+from syllabus.backends.scoring import windows
 from syllabus.errors import BackendError, UserError
 from syllabus.fingerprint import path_digest
 
@@ -35,8 +36,14 @@ class HFBackend(Backend):
         dtype: str = "float32",
         defaults: SamplingParams | None = None,
         cache: ResponseCache | None = None,
+        batch_size: int = 8,
+        batch_scored_tokens: int = 2048,
     ):
+        """`batch_size` rows (sequences) per forward pass when scoring log-likelihoods, with at
+        most `batch_scored_tokens` scored positions (each holds a vocabulary of logits)."""
         super().__init__(defaults=defaults, cache=cache, concurrency=1)
+        self.batch_size = batch_size
+        self.batch_scored_tokens = batch_scored_tokens
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -98,11 +105,10 @@ class HFBackend(Backend):
             )
         else:
             prompt = request.prompt
-        inputs = self.tokenizer(
+        prompt_ids = self.tokenizer(
             prompt, return_tensors="pt", add_special_tokens=request.mode != "chat"
-        ).to(self.device)
+        )["input_ids"].to(self.device)
         kwargs: dict[str, Any] = {
-            "max_new_tokens": params.max_tokens,
             "return_dict_in_generate": True,
             "output_logits": bool(params.logprobs),
             "pad_token_id": self.tokenizer.pad_token_id
@@ -123,8 +129,9 @@ class HFBackend(Backend):
         with self._lock, torch.inference_mode():
             if params.seed is not None:
                 torch.manual_seed(params.seed)
-            out = self.model.generate(**inputs, **kwargs)
-        new_tokens = out.sequences[0, inputs["input_ids"].shape[1] :]
+            new_tokens, step_logits = self._generate_in_context(
+                prompt_ids, params.max_tokens, params.stop, kwargs
+            )
         text = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
         finish = "length" if len(new_tokens) >= params.max_tokens else "stop"
         for stop in params.stop:
@@ -134,7 +141,7 @@ class HFBackend(Backend):
         logprobs = None
         if params.logprobs:
             logprobs = []
-            for token_id, logits in zip(new_tokens.tolist(), out.logits, strict=False):
+            for token_id, logits in zip(new_tokens, step_logits, strict=False):
                 logp = torch.log_softmax(logits[0].float(), dim=-1)
                 top = torch.topk(logp, params.logprobs)
                 alternatives: dict[str, float] = {}
@@ -151,37 +158,230 @@ class HFBackend(Backend):
         return Completion(
             text=text,
             finish_reason=finish,
-            usage=Usage(
-                prompt_tokens=int(inputs["input_ids"].shape[1]), completion_tokens=len(new_tokens)
-            ),
+            usage=Usage(prompt_tokens=int(prompt_ids.shape[1]), completion_tokens=len(new_tokens)),
             logprobs=logprobs,
             model=self.model_id,
         )
 
-    def _loglikelihood(self, context: str, continuation: str) -> LogLikelihood:
+    @property
+    def context_length(self) -> int:
+        return getattr(self.model.config, "max_position_embeddings", None) or 2048
+
+    def _generate_in_context(self, prompt_ids, max_new: int, stop: list[str], kwargs: dict):
+        """New token ids (and each step's logits when asked), attending to at most the model's
+        context: like `syllabus generate`, each token is predicted from the last
+        `context_length` tokens. One `generate` call while prompt and output fit; past that one
+        call per token over a window that slides (the prompt's start drops out)."""
         import torch
 
-        start = self.tokenizer(context, add_special_tokens=True)["input_ids"] if context else []
-        if not start:
-            first = (
-                self.tokenizer.bos_token_id
-                if self.tokenizer.bos_token_id is not None
-                else self.tokenizer.eos_token_id
+        eos = self.model.generation_config.eos_token_id
+        eos = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+        sequence, new, logits = prompt_ids, [], []
+        while len(new) < max_new:
+            window = sequence[:, -self.context_length :]
+            # The last token of a call is predicted from window + step - 1 tokens.
+            step = min(max_new - len(new), self.context_length - window.shape[1] + 1)
+            out = self.model.generate(
+                input_ids=window,
+                attention_mask=torch.ones_like(window),
+                max_new_tokens=step,
+                **kwargs,
             )
-            start = [first]
-        tokens = start + self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
-        window = getattr(self.model.config, "max_position_embeddings", 2048)
+            produced = out.sequences[0, window.shape[1] :].tolist()
+            new += produced
+            logits += list(out.logits or [])
+            sequence = torch.cat([sequence, out.sequences[:, window.shape[1] :]], dim=1)
+            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            if len(produced) < step or eos & set(produced) or any(s in text for s in stop):
+                break
+        return new, logits
 
-        def logits_for(ids):
-            with torch.inference_mode():
-                return (
-                    self.model(torch.tensor([list(ids)], device=self.device))
-                    .logits[0]
-                    .float()
-                    .cpu()
-                    .numpy()
-                )
+    # -- log-likelihood -------------------------------------------------------------------------
 
-        with self._lock:
-            total, count, greedy = score_tokens(tokens, len(start), window, logits_for)
-        return LogLikelihood(logprob=total, tokens=count, greedy=greedy)
+    def _encode_pairs(self, pairs: list[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
+        """Context and continuation tokenized apart (as lm-eval-harness does); an empty context
+        is the BOS token (EOS where there is none), so the first token is scored too."""
+        if not pairs:
+            return []
+        contexts = self.tokenizer([c for c, _ in pairs], add_special_tokens=True)["input_ids"]
+        continuations = self.tokenizer([x for _, x in pairs], add_special_tokens=False)["input_ids"]
+        first = (
+            self.tokenizer.bos_token_id
+            if self.tokenizer.bos_token_id is not None
+            else self.tokenizer.eos_token_id
+        )
+        return [
+            (list(start) if context and start else [first], list(continuation))
+            for (context, _), start, continuation in zip(
+                pairs, contexts, continuations, strict=True
+            )
+        ]
+
+    def _loglikelihood(self, context: str, continuation: str) -> LogLikelihood:
+        return self._loglikelihood_many([(context, continuation)])[0]
+
+    def _loglikelihood_many(self, pairs: list[tuple[str, str]]) -> list[LogLikelihood]:
+        """Score many (context, continuation) pairs with few forward passes.
+
+        Continuations that share a context (the choices of one question) run the context once
+        and then together on a copy of its key/value cache. Everything else becomes rows (one
+        per pass of `scoring.windows`: the whole pair when it fits the context), sorted longest
+        first and padded together into batches, as lm-eval-harness does. Only the positions
+        that predict a scored token go through the output layer.
+        """
+        import torch
+
+        encoded = self._encode_pairs(pairs)
+        totals = [0.0] * len(pairs)
+        wrong = [0] * len(pairs)
+        shared: dict[tuple[int, ...], list[int]] = {}
+        for index, (start, continuation) in enumerate(encoded):
+            if continuation:  # an empty continuation has log-probability 0
+                shared.setdefault(tuple(start), []).append(index)
+        rows: list[_Row] = []
+        with self._lock, torch.inference_mode():
+            for start, members in shared.items():
+                longest = max(len(encoded[i][1]) for i in members)
+                if len(members) > 1 and len(start) + longest <= self.context_length:
+                    self._score_shared_context(list(start), members, encoded, totals, wrong)
+                    continue
+                for index in members:
+                    tokens = encoded[index][0] + encoded[index][1]
+                    for begin, position, end in windows(
+                        len(tokens), len(encoded[index][0]), self.context_length
+                    ):
+                        # The last token is only predicted, never fed.
+                        rows.append(
+                            _Row(
+                                tokens[begin : end - 1],
+                                position - 1 - begin,
+                                tokens[position:end],
+                                index,
+                            )
+                        )
+            rows.sort(key=lambda row: len(row.fed), reverse=True)
+            for batch in _batches(rows, self.batch_size, self.batch_scored_tokens):
+                for row, (logprob, misses) in zip(batch, self._score_rows(batch), strict=True):
+                    totals[row.owner] += logprob
+                    wrong[row.owner] += misses
+        return [
+            LogLikelihood(logprob=total, tokens=len(continuation), greedy=misses == 0)
+            for total, misses, (_, continuation) in zip(totals, wrong, encoded, strict=True)
+        ]
+
+    def _score_rows(self, rows: list[_Row], past=None) -> list[tuple[float, int]]:
+        """(sum of log-probs of its targets, targets not the argmax) for each row, in one pass.
+
+        Rows are right-padded: causal attention keeps padding out of every real position, so no
+        attention mask is needed. `past` is a key/value cache every row continues from.
+        """
+        import torch
+
+        width = max(len(row.fed) for row in rows)
+        pad = self.tokenizer.pad_token_id or 0
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        keep = torch.zeros((len(rows), width), dtype=torch.bool)
+        for i, row in enumerate(rows):
+            ids[i, : len(row.fed)] = torch.tensor(row.fed)
+            keep[i, row.offset : row.offset + len(row.targets)] = True
+        targets = torch.tensor([t for row in rows for t in row.targets], device=self.device)
+        owners = torch.repeat_interleave(
+            torch.arange(len(rows)), torch.tensor([len(row.targets) for row in rows])
+        ).to(self.device)
+        logits = self.model(
+            ids.to(self.device),
+            past_key_values=past,
+            use_cache=past is not None,
+            logits_to_keep=keep.to(self.device),
+        ).logits.float()  # (kept positions, vocabulary), row-major like `targets`
+        chosen = logits.gather(1, targets[:, None])[:, 0] - logits.logsumexp(dim=-1)
+        sums = torch.zeros(len(rows), dtype=torch.float64, device=self.device)
+        sums.index_add_(0, owners, chosen.double())
+        misses = torch.zeros(len(rows), dtype=torch.long, device=self.device)
+        misses.index_add_(0, owners, (logits.argmax(dim=-1) != targets).long())
+        return list(zip(sums.tolist(), misses.tolist(), strict=True))
+
+    def _score_shared_context(self, start, members, encoded, totals, wrong) -> None:
+        """The context once (its cache kept); each continuation's first token from its last
+        logits, the rest of the continuations in batches on copies of that cache."""
+        import copy
+
+        import torch
+
+        out = self.model(
+            torch.tensor([start], device=self.device), use_cache=True, logits_to_keep=1
+        )
+        last = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+        for index in members:
+            first = encoded[index][1][0]
+            totals[index] += float(last[first])
+            wrong[index] += int(int(last.argmax()) != first)
+        rows = [
+            _Row(encoded[i][1][:-1], 0, encoded[i][1][1:], i)
+            for i in members
+            if len(encoded[i][1]) > 1
+        ]
+        rows.sort(key=lambda row: len(row.fed), reverse=True)
+        for batch in _batches(rows, self.batch_size, self.batch_scored_tokens):
+            past = copy.deepcopy(out.past_key_values)
+            past.batch_repeat_interleave(len(batch))
+            for row, (logprob, misses) in zip(batch, self._score_rows(batch, past), strict=True):
+                totals[row.owner] += logprob
+                wrong[row.owner] += misses
+
+
+class _Row(NamedTuple):
+    """Tokens fed in one pass; the logits at positions offset.. predict `targets` (of pair
+    `owner`), and the last target is the token after the last one fed."""
+
+    fed: list[int]
+    offset: int
+    targets: list[int]
+    owner: int
+
+
+def _batches(rows: list[_Row], size: int, scored_tokens: int) -> Iterator[list[_Row]]:
+    """Consecutive rows, at most `size` per batch and at most `scored_tokens` scored positions
+    (each is a vocabulary-wide row of logits); a longer row goes alone."""
+    batch: list[_Row] = []
+    scored = 0
+    for row in rows:
+        if batch and (len(batch) == size or scored + len(row.targets) > scored_tokens):
+            yield batch
+            batch, scored = [], 0
+        batch.append(row)
+        scored += len(row.targets)
+    if batch:
+        yield batch
+
+
+def checkpoint_from_gguf(gguf_file: Path | str, out: Path | str) -> Path:
+    """Write a GGUF model (e.g. a packaged one) as a float32 Hugging Face checkpoint directory,
+    de-quantized by transformers: the same weights for the `hf` backend and for peers that load
+    transformers models (lm-eval-harness). Returns `out`; an existing checkpoint is kept."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_file, out = Path(gguf_file), Path(out)
+    if (out / "config.json").exists():
+        return out
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+        quantized = AutoModelForCausalLM.from_pretrained(
+            gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32
+        )
+    except (OSError, ValueError) as exc:
+        raise BackendError(f"{gguf_file}: transformers could not read the GGUF ({exc})") from None
+    # transformers refuses to save a model it loaded from GGUF; a plain copy of the
+    # de-quantized weights under the same configuration saves.
+    settings = quantized.config.to_dict()
+    settings.pop("quantization_config", None)
+    model = AutoModelForCausalLM.from_config(
+        type(quantized.config).from_dict(settings), dtype=torch.float32
+    )
+    model.load_state_dict(quantized.state_dict(), strict=True)
+    partial = out.with_name(out.name + ".partial")
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    partial.rename(out)
+    return out

@@ -3,8 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
+
+
+class Window(NamedTuple):
+    """Tokens [start, end) go through the model; tokens [position, end) are scored."""
+
+    start: int
+    position: int
+    end: int
+
+
+def windows(length: int, first: int, window: int) -> list[Window]:
+    """The passes that score tokens [first, length) of a sequence with at most `window` tokens
+    each: one pass when it fits; past the first window, each pass scores half a window of new
+    tokens after half a window of context, so every token sees at least window/2 tokens before
+    it (strided perplexity evaluation). Token 0 is never scored (nothing predicts it)."""
+    passes = []
+    stride = max(1, window // 2)
+    position = max(first, 1)
+    while position < length:
+        # Score [position, end) with logits from [start, end): as much context as fits.
+        end = min(length, max(position + stride, window))
+        passes.append(Window(max(0, end - window), position, end))
+        position = end
+    return passes
 
 
 def score_tokens(
@@ -15,17 +40,10 @@ def score_tokens(
 ) -> tuple[float, int, bool]:
     """Sum of log P(tokens[i] | tokens[:i]) for i >= first, with at most `window` tokens per pass.
 
-    `logits_for(ids)` returns logits of shape (len(ids), vocab) for a sequence of ids. Past the
-    first window, each pass scores half a window of new tokens after half a window of context,
-    so every token sees at least window/2 tokens before it (strided perplexity evaluation).
+    `logits_for(ids)` returns logits of shape (len(ids), vocab) for a sequence of ids.
     """
     total, greedy, scored = 0.0, True, 0
-    stride = max(1, window // 2)
-    position = max(first, 1)
-    while position < len(tokens):
-        # Score [position, end) with logits from [start, end): as much context as fits.
-        end = min(len(tokens), max(position + stride, window))
-        start = max(0, end - window)
+    for start, position, end in windows(len(tokens), first, window):
         logits = np.asarray(logits_for(tokens[start:end]), dtype=np.float32)[
             position - 1 - start : end - 1 - start
         ]
@@ -39,5 +57,4 @@ def score_tokens(
         total += float((chosen - log_norm).sum())
         greedy &= bool((logits.argmax(axis=-1) == targets).all())
         scored += len(targets)
-        position = end
     return total, scored, greedy

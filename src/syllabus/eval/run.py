@@ -167,17 +167,16 @@ def eval_humaneval(
 def _score_items(
     backend: Backend, out: Path, items, description: str, show_progress: bool
 ) -> list[dict]:
-    """Run `fn(backend)` for each (key, fn) not already in samples.jsonl; return all rows."""
+    """Score each (key, job) not already in samples.jsonl (`tasks.score_jobs`); all rows."""
     items = list(items)
     with RowAppender(out / "samples.jsonl") as sink, progress_bar(show_progress) as progress:
         done = _by_key(sink.rows)
         task = progress.add_task(
             description, total=len(items), completed=sum(k in done for k, _ in items)
         )
-        for key, fn in items:
-            if key in done:
-                continue
-            row = fn(backend)
+        # Several items' requests per backend call: a batching backend pads them together.
+        todo = [(key, job) for key, job in items if key not in done]
+        for key, row in tasks.score_jobs(backend, todo):
             done[key] = row
             sink.write(row)
             progress.advance(task)

@@ -5,6 +5,7 @@ Each task yields per-sample records (resumable by key) and returns scores with s
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from syllabus.backends import Backend, Completion
+from syllabus.backends.base import LogLikelihood
 from syllabus.errors import UserError
 from syllabus.eval import humaneval
 from syllabus.sandbox import Limits, Sandbox
@@ -27,6 +29,17 @@ def stderr(values: Iterable[float]) -> float:
     return float(array.std(ddof=1) / math.sqrt(len(array))) if len(array) > 1 else 0.0
 
 
+def ratio_stderr(numerators: Iterable[float], denominators: Iterable[float]) -> float:
+    """Standard error of the ratio estimator sum(y) / sum(x) over items (y_i, x_i), by the
+    delta method: sqrt(sum((y_i - R x_i)^2) / (n (n - 1))) / mean(x). Items weigh by their x
+    (bytes), as the estimator does; the per-item mean's stderr would weigh them equally."""
+    y, x = np.asarray(list(numerators), dtype=float), np.asarray(list(denominators), dtype=float)
+    if len(y) < 2 or x.sum() <= 0:
+        return 0.0
+    residuals = y - y.sum() / x.sum() * x
+    return float(np.sqrt((residuals**2).sum() / (len(y) * (len(y) - 1))) / x.mean())
+
+
 def mean_score(values: list[float], count: int | None = None) -> dict:
     return {
         "value": float(np.mean(values)) if values else float("nan"),
@@ -35,53 +48,86 @@ def mean_score(values: list[float], count: int | None = None) -> dict:
     }
 
 
+# -- items scored by log-likelihood -------------------------------------------------------------
+
+
+@dataclass
+class LoglikelihoodJob:
+    """One item scored from log-likelihoods: its (context, continuation) requests, and how
+    their results become its record. Called with a backend, it scores itself alone."""
+
+    requests: list[tuple[str, str]]
+    record: Callable[[list[LogLikelihood]], dict]
+
+    def __call__(self, backend: Backend) -> dict:
+        return self.record(backend.loglikelihood_many(self.requests))
+
+
+ITEMS_PER_CALL = 16
+"""Items whose requests go to the backend together: a batching backend (hf) pads them into
+shared passes; a kill loses at most this many unwritten records."""
+
+
+def score_jobs(
+    backend: Backend, keyed_jobs: Iterable[tuple[str, LoglikelihoodJob]]
+) -> Iterator[tuple[str, dict]]:
+    """(key, record) for each (key, job) in order, `ITEMS_PER_CALL` items' requests per call."""
+    keyed_jobs = iter(keyed_jobs)
+    while chunk := list(itertools.islice(keyed_jobs, ITEMS_PER_CALL)):
+        results = backend.loglikelihood_many([r for _, job in chunk for r in job.requests])
+        for key, job in chunk:
+            yield key, job.record(results[: len(job.requests)])
+            results = results[len(job.requests) :]
+
+
 # -- bits per byte ------------------------------------------------------------------------------
 
 
-def bits_per_byte_record(backend: Backend, key: str, context: str, text: str) -> dict:
-    scored = backend.loglikelihood(context, text)
-    size = len(text.encode())
-    return {
-        "key": key,
-        "bits": -scored.logprob / LN2,
-        "bytes": size,
-        "tokens": scored.tokens,
-        "bpb": -scored.logprob / LN2 / max(size, 1),
-    }
+def bits_per_byte_job(key: str, context: str, text: str) -> LoglikelihoodJob:
+    def record(results: list[LogLikelihood]) -> dict:
+        (scored,) = results
+        size = len(text.encode())
+        return {
+            "key": key,
+            "bits": -scored.logprob / LN2,
+            "bytes": size,
+            "tokens": scored.tokens,
+            "bpb": -scored.logprob / LN2 / max(size, 1),
+        }
+
+    return LoglikelihoodJob([(context, text)], record)
 
 
 def bpb_scores(rows: list[dict]) -> dict:
-    """Aggregate bits/byte over all bytes, and the mean of per-item bpb with its standard error."""
+    """Bits/byte over all bytes (the ratio estimator) with its standard error, and the mean of
+    per-item bpb with the standard error of that mean."""
     total_bits, total_bytes = sum(r["bits"] for r in rows), sum(r["bytes"] for r in rows)
-    per_item = [r["bpb"] for r in rows]
     return {
         "bpb": {
             "value": total_bits / max(total_bytes, 1),
-            "stderr": stderr(per_item),
+            "stderr": ratio_stderr([r["bits"] for r in rows], [r["bytes"] for r in rows]),
             "problems": len(rows),
         },
-        "bpb_mean": mean_score(per_item),
+        "bpb_mean": mean_score([r["bpb"] for r in rows]),
     }
 
 
-def humaneval_bpb_items(limit: int | None) -> Iterator[tuple[str, Callable[[Backend], dict]]]:
+def humaneval_bpb_items(limit: int | None) -> Iterator[tuple[str, LoglikelihoodJob]]:
     for problem in humaneval.load_problems()[:limit]:
         yield (
             problem.task_id,
-            lambda b, p=problem: bits_per_byte_record(b, p.task_id, p.prompt, p.canonical_solution),
+            bits_per_byte_job(problem.task_id, problem.prompt, problem.canonical_solution),
         )
 
 
-def dataset_bpb_items(
-    path: Path, limit: int | None
-) -> Iterator[tuple[str, Callable[[Backend], dict]]]:
+def dataset_bpb_items(path: Path, limit: int | None) -> Iterator[tuple[str, LoglikelihoodJob]]:
     from syllabus.store import open_dataset, read_jsonl
 
     records = read_jsonl(path) if path.suffix in {".jsonl", ".json"} else open_dataset(path)
     for index, record in enumerate(records):
         if limit is not None and index >= limit:
             return
-        yield record.id, lambda b, r=record: bits_per_byte_record(b, r.id, "", r.text)
+        yield record.id, bits_per_byte_job(record.id, "", record.text)
 
 
 # -- multiple choice ----------------------------------------------------------------------------
@@ -151,36 +197,43 @@ def cloze_prompt(item: ChoiceItem, with_answer: bool) -> str:
     )
 
 
-def choice_record(backend: Backend, key: str, item: ChoiceItem, shots: list[ChoiceItem]) -> dict:
+def choice_job(key: str, item: ChoiceItem, shots: list[ChoiceItem]) -> LoglikelihoodJob:
+    """Each choice in letter form (" A" after the listed choices) and in cloze form (the
+    choice's text after the question): 2 x choices requests, two shared contexts."""
     letter_context = "".join(letter_prompt(s, True) for s in shots) + letter_prompt(item, False)
     cloze_context = "".join(cloze_prompt(s, True) for s in shots) + cloze_prompt(item, False)
-    letter = [
-        backend.loglikelihood(letter_context, f" {LETTERS[i]}").logprob
-        for i in range(len(item.choices))
+    n = len(item.choices)
+    requests = [(letter_context, f" {LETTERS[i]}") for i in range(n)] + [
+        (cloze_context, f" {c}") for c in item.choices
     ]
-    cloze = [backend.loglikelihood(cloze_context, f" {c}").logprob for c in item.choices]
-    normed = [lp / max(len(c.encode()), 1) for lp, c in zip(cloze, item.choices, strict=True)]
-    return {
-        "key": key,
-        "answer": item.answer,
-        "letter_pick": int(np.argmax(letter)),
-        "cloze_pick": int(np.argmax(cloze)),
-        "cloze_norm_pick": int(np.argmax(normed)),
-        "letter_logprobs": letter,
-        "cloze_logprobs": cloze,
-    }
+
+    def record(results: list[LogLikelihood]) -> dict:
+        letter = [r.logprob for r in results[:n]]
+        cloze = [r.logprob for r in results[n:]]
+        normed = [lp / max(len(c.encode()), 1) for lp, c in zip(cloze, item.choices, strict=True)]
+        return {
+            "key": key,
+            "answer": item.answer,
+            "letter_pick": int(np.argmax(letter)),
+            "cloze_pick": int(np.argmax(cloze)),
+            "cloze_norm_pick": int(np.argmax(normed)),
+            "letter_logprobs": letter,
+            "cloze_logprobs": cloze,
+        }
+
+    return LoglikelihoodJob(requests, record)
 
 
 def choice_items(
     path: Path, shots: int, limit: int | None
-) -> Iterator[tuple[str, Callable[[Backend], dict]]]:
+) -> Iterator[tuple[str, LoglikelihoodJob]]:
     parsed = [parse_choice(item, path) for item in read_jsonl_items(path)]
     examples, scored = parsed[:shots], parsed[shots:]
     if not scored:
         raise UserError(f"{path}: all {len(parsed)} items are used as shots; lower --shots")
     for index, item in enumerate(scored[:limit]):
         key = f"{path.name}:{index + shots}"
-        yield key, lambda b, i=item, k=key: choice_record(b, k, i, examples)
+        yield key, choice_job(key, item, examples)
 
 
 def choice_scores(rows: list[dict]) -> dict:
