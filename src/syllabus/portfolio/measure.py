@@ -109,7 +109,7 @@ def measure_task(
         return candidate.request(
             prompt=item.prompt,
             messages=item.messages,
-            max_tokens=task.max_tokens,
+            max_tokens=item.spec.get("max_tokens") or task.max_tokens,
             stop=stop_for(task, item, style),
             **params,
         )

@@ -188,8 +188,13 @@ def choose(task: TaskConfig, options: list[dict], confidence: float) -> dict:
             f"{best['ci_high']:.3f}] over {best['items']} items, p95 {best['latency_p95_s']:.3f} s"
             f"{compare}."
         )
-        return {"choice": best["name"], "kind": best["kind"], "sentence": sentence, "bar": bar}
+        return {
+            "choice": best["name"],
+            "choice_kind": best["kind"],
+            "sentence": sentence,
+            "bar": bar,
+        }
     measured = [o for o in options if o["measured"]]
     gaps = "; ".join(f"{o['name']}: {o['misses']}" for o in measured) or "nothing was measured"
     sentence = f"{task.name}: no option meets the bar ({bar}). {gaps}."
-    return {"choice": None, "kind": None, "sentence": sentence, "bar": bar}
+    return {"choice": None, "choice_kind": None, "sentence": sentence, "bar": bar}

@@ -248,6 +248,8 @@ class Router:
             "attempts": [vars(a) for a in attempts],
             **inputs,
             "max_tokens": params.get("max_tokens"),
+            "stop": params.get("stop"),
+            "temperature": params.get("temperature"),
             "completion": completion.text if completion is not None else None,
             "prompt_tokens": completion.usage.prompt_tokens if completion is not None else 0,
             "completion_tokens": completion.usage.completion_tokens

@@ -84,7 +84,12 @@ def load_items(task: TaskConfig, base: Path) -> list[Item]:
             f"{path.name}:{call['_line']}",
             prompt=call.get("prompt"),
             messages=call.get("messages"),
-            spec={"reference": call.get("completion", "")},
+            # The call's own limits, so a re-run answers the same question the same way.
+            spec={
+                "reference": call.get("completion", ""),
+                "stop": call.get("stop") or [],
+                "max_tokens": call.get("max_tokens"),
+            },
         )
         for call in served[: task.limit]
     ]
@@ -97,7 +102,9 @@ def stop_for(task: TaskConfig, item: Item, prompt_style: str) -> list[str]:
     """Where generation may stop early (the scorer cuts at the same places anyway)."""
     if task.kind == "exact":
         return EXACT_STOP
-    if task.kind == "log" or task.format is not None:
+    if task.kind == "log":
+        return item.spec.get("stop") or []
+    if task.format is not None:
         return []
     if "tests" in item.spec:
         return [] if prompt_style == "chat" else item.spec.get("stop") or humaneval.STOP
