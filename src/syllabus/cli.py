@@ -338,10 +338,24 @@ def pack(
     val_fraction: Annotated[
         float, typer.Option(help="Share of documents held out for validation.")
     ] = 0.05,
+    budget: Annotated[
+        int | None,
+        typer.Option(min=1, help="Tokens training will read (caps repeats with --max-repeats)."),
+    ] = None,
+    max_repeats: Annotated[
+        float,
+        typer.Option(
+            min=1, help="With --budget: no document read more often; lower weights say so."
+        ),
+    ] = 2,
+    seed: Annotated[int, typer.Option(help="Picks the documents of each share.")] = 0,
 ) -> None:
     """Tokenize datasets into token files for training, mixing them by weight.
 
-    Example: [bold]syllabus pack data/code:0.6 data/textbook:0.4 --tokenizer tok -o packed[/bold]
+    Mixing takes whole documents: every dataset whole at least once, the smaller ones repeated
+    to their share (whole copies, then a seeded sample of documents).
+
+    Example: [bold]syllabus pack data/code:0.6 data/textbook:0.4 --tokenizer tok -o packed --budget 1000000[/bold]
     """
     from syllabus.train.pack import PackSource
     from syllabus.train.pack import pack as pack_datasets
@@ -353,19 +367,31 @@ def pack(
             sources.append(PackSource(Path(path), float(weight)))
         except ValueError:
             raise UserError(f"{spec}: weight must be a number, as in data/code:0.6") from None
-    meta = pack_datasets(sources, tokenizer, out, val_fraction=val_fraction)
+    meta = pack_datasets(
+        sources,
+        tokenizer,
+        out,
+        val_fraction=val_fraction,
+        budget_tokens=budget,
+        max_repeats=max_repeats if budget else None,
+        seed=seed,
+    )
     table = Table(title=f"packed -> {out}")
-    for column in ("dataset", "weight", "documents", "train tokens", "epochs"):
+    for column in ("dataset", "weight", "share", "documents", "train tokens", "copies", "epochs"):
         table.add_column(column)
     for source in meta["sources"]:
         table.add_row(
             source["path"],
             f"{source['weight']:g}",
+            f"{source['share']:.1%}",
             str(source["documents"]),
             f"{source['train_tokens']:,}",
+            f"{source['copies']:g}",
             f"{source['epochs']:g}",
         )
     console.print(table)
+    for note in meta["notes"]:
+        err_console.print(note, style="yellow", markup=False, highlight=False)
     console.print(
         f"train {meta['train_tokens']:,} tokens, validation {meta['val_tokens']:,} tokens ({meta['dtype']})"
     )

@@ -72,31 +72,48 @@ def _hash_file(path: Path) -> str:
 
 def file_digest(path: Path | str) -> str:
     """sha256 of a file's bytes; recomputed only when its size, mtime or inode changes."""
-    path = Path(path)
-    key = _stat_key(path)
+    return file_digests([path])[0]
+
+
+def file_digests(paths) -> list[str]:
+    """`file_digest` of many files, with one pass over the disk cache (a corpus of thousands of
+    files costs one transaction, not one per file)."""
+    paths = [Path(p) for p in paths]
+    keys = [_stat_key(p) for p in paths]
     with _lock:
-        value = _memo.get(key)
-    if value is None:
-        value = _through_disk_cache(json.dumps(key), lambda: _hash_file(path))
+        values = [_memo.get(key) for key in keys]
+    missing = [i for i, value in enumerate(values) if value is None]
+    if missing:
+        found = _through_disk_cache(
+            [json.dumps(keys[i]) for i in missing], lambda j: _hash_file(paths[missing[j]])
+        )
+        for i, value in zip(missing, found, strict=True):
+            values[i] = value
         with _lock:
-            _memo[key] = value
-    return value
+            _memo.update({keys[i]: values[i] for i in missing})
+    return values
 
 
-def _through_disk_cache(stat: str, compute) -> str:
+def _through_disk_cache(stats: list[str], compute) -> list[str]:
+    """The cached digest of each stat key; `compute(j)` makes the j-th where none is cached."""
     try:
         cache_dir().mkdir(parents=True, exist_ok=True)
         with contextlib.closing(sqlite3.connect(cache_dir() / "digests.sqlite", timeout=30)) as db:
             db.execute("CREATE TABLE IF NOT EXISTS digests (stat TEXT PRIMARY KEY, sha256 TEXT)")
-            row = db.execute("SELECT sha256 FROM digests WHERE stat = ?", (stat,)).fetchone()
-            if row is not None:
-                return row[0]
-            value = compute()
-            db.execute("INSERT OR REPLACE INTO digests VALUES (?, ?)", (stat, value))
-            db.commit()
-            return value
+            values, new = [], []
+            for j, stat in enumerate(stats):
+                row = db.execute("SELECT sha256 FROM digests WHERE stat = ?", (stat,)).fetchone()
+                if row is None:
+                    row = (compute(j),)
+                    new.append((stat, row[0]))
+                values.append(row[0])
+            if new:
+                db.executemany("INSERT OR REPLACE INTO digests VALUES (?, ?)", new)
+                db.commit()
+            return values
     except (OSError, sqlite3.Error):
-        return compute()  # a read-only home: hash every time rather than fail
+        # A read-only home: hash every time rather than fail.
+        return [compute(j) for j in range(len(stats))]
 
 
 def path_digest(path: Path | str) -> str:
@@ -104,8 +121,15 @@ def path_digest(path: Path | str) -> str:
     path = Path(path)
     if path.is_file():
         return file_digest(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file())
-    return digest([[str(p.relative_to(path)), file_digest(p)] for p in files])
+    return files_digest(path, (p for p in path.rglob("*") if p.is_file()))
+
+
+def files_digest(root: Path | str, files) -> str:
+    """Content hash of some files under `root` (their relative names and contents), e.g. the
+    ones a corpus's globs select."""
+    root, files = Path(root), sorted(files)
+    names = [str(p.relative_to(root)) for p in files]
+    return digest([list(pair) for pair in zip(names, file_digests(files), strict=True)])
 
 
 # -- resumable results --------------------------------------------------------------------------

@@ -18,7 +18,14 @@ from syllabus.config import StrictModel, at_least, format_validation_error, load
 from syllabus.curate.config import CurateConfig
 from syllabus.errors import UserError
 from syllabus.finetune.config import FinetuneConfig
-from syllabus.pipeline.config import ArmConfig, EvalStage, QualityStage, TokenizerStage
+from syllabus.pipeline.config import (
+    ArmConfig,
+    EvalStage,
+    MixingStage,
+    QualityStage,
+    TokenizerStage,
+    ValidationStage,
+)
 from syllabus.synth.config import SynthConfig
 from syllabus.train.config import TrainConfig
 
@@ -35,6 +42,9 @@ class Recipe(StrictModel):
     baseline: str = "raw"
     """The arm every other is compared with."""
     tokenizer: TokenizerStage = Field(default_factory=TokenizerStage)
+    validation: ValidationStage = Field(default_factory=ValidationStage)
+    """The one held-out set every arm's validation loss is measured on."""
+    mixing: MixingStage = Field(default_factory=MixingStage)
     train: TrainConfig | None = None
     finetune: FinetuneConfig | None = None
     """`syllabus finetune`: specialise an existing model (base, data, method, export, eval)."""

@@ -104,9 +104,11 @@ def test_quick_preset_killed_in_training_resumes_to_the_same_report(tmp_path):
     stages = json.loads((killed / "manifest.json").read_text())["stages"]
     for finished in (
         "synth",
+        "decontam synth",
         "raw",
         "quality",
         "filtered",
+        "validation",
         "tokenizer",
         "pack raw",
         "train raw seed 1",
@@ -142,6 +144,11 @@ BAD = {
         'name = "x"\n[[arms]]\nname = "raw"\ndata = ["raw"]\n[[curate.sources]]\npath = "@stdlib"\n'
         '[train]\nsize = "1b"\nbatch_size = 64\nseq_len = 2048\nmax_tokens = 1000\n',
         "choose a smaller train.size or lower train.batch_size",
+    ),
+    "decontamination off while evaluating on HumanEval": (
+        'name = "x"\n[[arms]]\nname = "raw"\ndata = ["raw"]\n[[curate.sources]]\npath = "@stdlib"\n'
+        "[curate.decontam]\nenabled = false\n[train]\nmax_tokens = 10\n",
+        "every arm's data is decontaminated against the benchmarks it is evaluated on",
     ),
     "baseline not an arm": (
         'name = "x"\nbaseline = "nope"\n[[arms]]\nname = "raw"\ndata = ["raw"]\n[[curate.sources]]\npath = "@stdlib"\n[train]\nmax_tokens = 10\n',

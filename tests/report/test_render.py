@@ -137,3 +137,49 @@ def test_empty_run(tmp_path):
     html_path, md_path = write_report({"name": "empty", "arms": []}, tmp_path)
     assert "No evaluation results." in html_path.read_text()
     assert "No arm was evaluated" in md_path.read_text()
+
+
+def test_preparation_shows_what_each_arm_lost_to_decontamination_and_lowered_weights(
+    report_data, tmp_path
+):
+    report_data["preparation"] = {
+        "decontamination": {"ngram": 13, "benchmarks": ["humaneval"], "evaluated": ["humaneval"]},
+        "validation": {"documents": 12, "tokens": 40_000},
+        "tokenizer": {"vocab_size": 4096},
+        "mixing": {"max_repeats": 2, "budget_tokens": 500_000},
+        "notes": ["textbook: synth: weight share lowered from 30.0% to 1.3%: <small>"],
+    }
+    textbook = report_data["arms"][2]
+    textbook["preparation"] = [
+        {
+            "dataset": "filtered",
+            "steps": "filters, dedup, decontaminated, quality threshold",
+            "decontam_removed": {"records": 0, "tokens": 0},
+            "validation_held_out": 4,
+            "tokenizer_chars": 1_000_000,
+            "share_requested": 0.7,
+            "share": 0.987,
+            "epochs": 0.76,
+        },
+        {
+            "dataset": "synth",
+            "steps": "teacher's checks, decontaminated",
+            "decontam_removed": {"records": 3, "tokens": 612},
+            "validation_held_out": 1,
+            "tokenizer_chars": 12_800,
+            "share_requested": 0.3,
+            "share": 0.013,
+            "lowered": True,
+            "epochs": 2.0,
+        },
+    ]
+    html = write_report(report_data, tmp_path)[0].read_text()
+    section = html[html.index('id="preparation"') : html.index('id="funnel"')]
+    assert "13-word n-gram overlap with humaneval" in section
+    assert "one held-out set of 12 documents" in section
+    assert "3 records (612 tokens)" in section and "30.0% → 1.3% (lowered)" in section
+    assert "&lt;small&gt;" in section  # notes are user text: escaped
+    md = (tmp_path / "report.md").read_text()
+    assert "| textbook | synth | teacher&#x27;s checks" not in md
+    assert "| textbook | synth | teacher's checks, decontaminated | 3 records (612 tokens) |" in md
+    assert "- textbook: synth: weight share lowered from 30.0% to 1.3%" in md

@@ -19,6 +19,7 @@ from pathlib import Path
 from syllabus.curate.config import SourceConfig
 from syllabus.curate.steps import StepStats
 from syllabus.errors import UserError
+from syllabus.fingerprint import files_digest, path_digest
 from syllabus.types import Record
 
 SEQ_STRIDE = 1 << 40
@@ -113,6 +114,15 @@ def list_files(source: SourceConfig) -> list[Path]:
             if _matches(relative, source.include) and not _matches(relative, source.exclude):
                 files.append(relative)
     return [root / relative for relative in sorted(files)]
+
+
+def source_digest(source: SourceConfig) -> str:
+    """Content hash of what a source reads: every file it would read (names and contents, each
+    file hashed once and cached by size and mtime), so an edited corpus is a new input."""
+    fmt = resolve_format(source)
+    if fmt == "files":
+        return files_digest(source.path, list_files(source))
+    return path_digest(source.path)
 
 
 def resolve_format(source: SourceConfig) -> str:

@@ -4,9 +4,12 @@
     name = "textbook"
     data = ["filtered:0.5", "synth:0.5"]     # datasets the run makes, with mixing weights
 
-Datasets an arm can use: `raw` (the curation sources, read and nothing else), `filtered` (after
-every curation step), `synth` (all synthetic records) or one synthetic kind (`textbook`,
-`exercise`, `reasoning`, `dialogue`), and `docs` (the quality model's known-good text).
+Datasets an arm can use: `raw` (the curation sources as they are), `filtered` (after every
+curation step), `synth` (all synthetic records) or one synthetic kind (`textbook`, `exercise`,
+`reasoning`, `dialogue`), and `docs` (the quality model's known-good text). Every one of them is
+decontaminated the same way against the benchmarks the run evaluates on, one shared validation
+set is held out of all of them, and the arms are mixed and tokenized by the same rules: what
+differs between arms is only the data the recipe names.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from typing import Annotated
 from pydantic import Field, field_validator
 
 from syllabus.config import StrictModel, at_least, between
+from syllabus.curate.config import DecontamConfig
 
-DATASETS = ("raw", "filtered", "synth", "textbook", "exercise", "reasoning", "dialogue", "docs")
+SYNTH_KINDS = ("textbook", "exercise", "reasoning", "dialogue")
+DATASETS = ("raw", "filtered", "synth", *SYNTH_KINDS, "docs")
 
 
 class ArmConfig(StrictModel):
@@ -71,10 +76,36 @@ class QualityStage(StrictModel):
     max_samples: Annotated[int, at_least(10)] = 2000
 
 
+class MixingStage(StrictModel):
+    """How `pack` fills each arm's training budget from its datasets (issue 16's starved arm)."""
+
+    max_repeats: Annotated[float, at_least(1)] = 2
+    """No dataset's documents are read more than this many times in training: a weight that
+    asks more of a small dataset is lowered (the arm's other datasets take the rest) and the
+    run says so; an arm whose data cannot fill the budget at all is refused."""
+
+
+class ValidationStage(StrictModel):
+    """One held-out set for every arm, drawn before any arm is built and excluded from all."""
+
+    tokens: Annotated[int, at_least(100)] = 40_000
+    """About this many tokens (characters / 4) of documents, drawn in equal shares for each arm
+    from its data (each arm's share split by its mixing weights), so every arm's validation
+    curve measures the same text."""
+    max_share: Annotated[float, between(0.001, 0.5)] = 0.1
+    """Never more than this share of any one dataset's tokens (a small synthetic set keeps
+    most of its records for training)."""
+
+
 class TokenizerStage(StrictModel):
     vocab_size: Annotated[int, between(260, 65536)] = 4096
     sample_chars: Annotated[int, at_least(10_000)] = 4_000_000
-    """Characters drawn evenly from every arm's data to train the one shared tokenizer."""
+    """Characters drawn to train the one shared tokenizer: an equal share for every arm (split
+    by its mixing weights), the validation set left out."""
+
+
+BENCHMARKS = {"humaneval-bpb": "humaneval", "humaneval": "humaneval"}
+"""The benchmark each evaluation task reads (every arm is decontaminated against it)."""
 
 
 class EvalStage(StrictModel):
@@ -90,7 +121,7 @@ class EvalStage(StrictModel):
     @field_validator("tasks")
     @classmethod
     def _tasks(cls, tasks: list[str]) -> list[str]:
-        known = {"humaneval-bpb", "humaneval"}
+        known = set(BENCHMARKS)
         unknown = [t for t in tasks if t not in known]
         if unknown:
             raise ValueError(
@@ -99,3 +130,22 @@ class EvalStage(StrictModel):
         if not tasks:
             raise ValueError("give at least one task")
         return tasks
+
+
+def decontam_config(recipe) -> DecontamConfig:
+    """The one decontamination every dataset of the run passes, whichever arm it feeds: the
+    recipe's [curate.decontam] (or its defaults when the recipe curates nothing)."""
+    return recipe.curate.decontam if recipe.curate is not None else DecontamConfig()
+
+
+def dataset_shares(recipe) -> dict[str, float]:
+    """Each dataset's share of what every arm draws alike (the tokenizer's sample, the
+    validation set): every arm counts the same, and within an arm its datasets count by their
+    mixing weights."""
+    shares: dict[str, float] = {}
+    for arm in recipe.arms:
+        sources = arm.sources()
+        total = sum(weight for _, weight in sources)
+        for name, weight in sources:
+            shares[name] = shares.get(name, 0.0) + weight / total / len(recipe.arms)
+    return shares

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from syllabus.eval import humaneval
+from syllabus.pipeline.config import BENCHMARKS, SYNTH_KINDS, decontam_config
 from syllabus.store import read_rows
 from syllabus.train.sizes import estimate_params
 
@@ -45,41 +46,66 @@ def _per_problem(eval_dir: Path, task: str, order: list[str]) -> list[float] | N
     return [values[k] for k in order if k in values]
 
 
+def _step_rows(name: str, stats: dict, always: tuple[str, ...] = ("decontam",)) -> list[dict]:
+    """Funnel rows of one curate-style stats.json: a step that removed nothing is not shown,
+    except decontamination (that it removed nothing is worth seeing)."""
+    rows = []
+    for step, numbers in (stats.get("steps") or {}).items():
+        if step == "write" or (
+            step not in ("read", *always) and numbers["records_out"] == numbers["records_in"]
+        ):
+            continue
+        rows.append(
+            {
+                "step": f"{name}: {step}",
+                "records": numbers["records_out"],
+                "tokens": numbers["tokens_out"],
+            }
+        )
+    return rows
+
+
+def _dataset_rows(ctx, name: str) -> list[dict]:
+    """How dataset `name` was made, step by step, up to what an arm can train on."""
+    rows: list[dict] = []
+    if name in ("synth", *SYNTH_KINDS):
+        synth = ctx.summaries.get("synth") or {}
+        rows.append({"step": "synth: accepted", "records": synth.get("records"), "tokens": None})
+        rows += [
+            r
+            for r in _step_rows(
+                "synth", (ctx.summaries.get("decontam synth") or {}).get("stats", {})
+            )
+            if not r["step"].endswith(": read")
+        ]
+        if name != "synth":
+            kind = ctx.summaries.get(f"synth {name}") or {}
+            rows.append(
+                {"step": f"synth: {name} only", "records": kind.get("records"), "tokens": None}
+            )
+    elif name == "docs":
+        rows += _step_rows("docs", (ctx.summaries.get("decontam docs") or {}).get("stats", {}))
+    else:
+        rows += _step_rows(name, (ctx.summaries.get(name) or {}).get("stats", {}))
+    return rows
+
+
 def _funnel(ctx, arm) -> list[dict]:
     rows = []
     for name, _ in arm.sources():
-        summary = ctx.summaries.get(name) or {}
-        stats = summary.get("stats") or {}
-        for step, numbers in (stats.get("steps") or {}).items():
-            # A step that removed nothing (or was off, as in the raw arm) is not a funnel step.
-            if step != "read" and (
-                step == "write" or numbers["records_out"] == numbers["records_in"]
-            ):
-                continue
+        rows += _dataset_rows(ctx, name)
+    pack = ctx.summaries.get(f"pack {arm.name}") or {}
+    for source in pack.get("sources", []):
+        if source.get("documents_held_out"):
             rows.append(
                 {
-                    "step": f"{name}: {step}",
-                    "records": numbers["records_out"],
-                    "tokens": numbers["tokens_out"],
+                    "step": f"{source['name']}: less the shared validation set (tokenizer tokens)",
+                    "records": source["documents"] - source["documents_held_out"],
+                    "tokens": source["tokens_available"],
                 }
             )
-        if not stats and name != "docs":
-            from syllabus.store import open_dataset
-            from syllabus.store.dataset import estimate_tokens
-
-            path = ctx.dataset(name)
-            if (path / "index.json").exists():
-                records = list(open_dataset(path))
-                rows.append(
-                    {
-                        "step": f"{name}",
-                        "records": len(records),
-                        "tokens": sum(estimate_tokens(r.text) for r in records),
-                    }
-                )
-    pack = ctx.summaries.get(f"pack {arm.name}") or {}
     if pack:
-        documents = sum(s.get("documents", 0) for s in pack.get("sources", []))
+        documents = sum(s.get("distinct_documents_packed", 0) for s in pack.get("sources", []))
         rows.append(
             {
                 "step": "packed (tokenizer tokens, mixed)",
@@ -91,6 +117,96 @@ def _funnel(ctx, arm) -> list[dict]:
     if train and train.max_tokens:
         rows.append({"step": "trained on (budget)", "records": None, "tokens": train.max_tokens})
     return rows
+
+
+def _decontam_lost(ctx, name: str) -> dict:
+    """Records and tokens the run's decontamination removed from dataset `name`."""
+    stage = {"synth": "decontam synth", "docs": "decontam docs"}.get(
+        "synth" if name in SYNTH_KINDS else name, name
+    )
+    step = ((ctx.summaries.get(stage) or {}).get("stats") or {}).get("steps", {}).get("decontam")
+    if not step:
+        return {"records": None, "tokens": None}
+    return {
+        "records": step["records_in"] - step["records_out"],
+        "tokens": step["tokens_in"] - step["tokens_out"],
+        "of_records": step["records_in"],
+        "note": "from all synthetic records" if name in SYNTH_KINDS else None,
+    }
+
+
+STEPS = {
+    "raw": "read as is (no filters, no dedup, no quality threshold), decontaminated",
+    "filtered": "filters, exact and near dedup, decontaminated, quality threshold",
+    "synth": "teacher's checks (verified exercises), near dedup among records, decontaminated",
+    "docs": "known-good chunks of the quality model, decontaminated",
+}
+
+
+def _preparation(ctx, arm) -> list[dict]:
+    """Per dataset of an arm: how it was prepared, what decontamination took, what the shared
+    validation set took, and what the mix asked of it and got."""
+    pack = {s["name"]: s for s in (ctx.summaries.get(f"pack {arm.name}") or {}).get("sources", [])}
+    sampled = (ctx.summaries.get("tokenizer") or {}).get("sample_chars", {})
+    rows = []
+    for name, _ in arm.sources():
+        mixed = pack.get(name, {})
+        rows.append(
+            {
+                "dataset": name,
+                "steps": STEPS.get("synth" if name in SYNTH_KINDS else name, name),
+                "decontam_removed": _decontam_lost(ctx, name),
+                "validation_held_out": mixed.get("documents_held_out"),
+                "tokenizer_chars": sampled.get(name),
+                "share_requested": mixed.get("share_requested"),
+                "share": mixed.get("share"),
+                "lowered": bool(mixed.get("lowered")),
+                "epochs": mixed.get("epochs"),
+                "copies": mixed.get("copies"),
+                "tokens_available": mixed.get("tokens_available"),
+            }
+        )
+    return rows
+
+
+def _run_preparation(ctx) -> dict:
+    """What every arm shares: the decontamination, the validation set, the tokenizer, mixing."""
+    recipe = ctx.recipe
+    decontam = decontam_config(recipe)
+    benchmarks = (["humaneval"] if decontam.humaneval else []) + list(decontam.benchmarks)
+    validation = ctx.summaries.get("validation") or {}
+    notes = [
+        f"{arm.name}: {note}"
+        for arm in recipe.arms
+        for note in (ctx.summaries.get(f"pack {arm.name}") or {}).get("notes", [])
+    ]
+    return {
+        "decontamination": {
+            "ngram": decontam.ngram,
+            "benchmarks": benchmarks,
+            "evaluated": sorted({BENCHMARKS[t] for t in recipe.eval.tasks}),
+        },
+        "validation": {
+            "documents": validation.get("documents"),
+            "tokens": validation.get("tokens"),
+            "drawn": validation.get("drawn", {}),
+        },
+        "tokenizer": {
+            "vocab_size": (ctx.summaries.get("tokenizer") or {}).get("vocab_size"),
+            "sample_chars": (ctx.summaries.get("tokenizer") or {}).get("sample_chars", {}),
+        },
+        "mixing": {
+            "max_repeats": recipe.mixing.max_repeats,
+            "budget_tokens": next(
+                (
+                    (ctx.summaries.get(f"pack {arm.name}") or {}).get("budget_tokens")
+                    for arm in recipe.arms
+                ),
+                None,
+            ),
+        },
+        "notes": notes,
+    }
 
 
 def build_report_data(ctx) -> dict:
@@ -129,6 +245,7 @@ def build_report_data(ctx) -> dict:
                 "name": arm.name,
                 "description": arm.description or " + ".join(arm.data),
                 "funnel": _funnel(ctx, arm),
+                "preparation": _preparation(ctx, arm),
                 "model": model_info,
                 "curves": curves,
                 "eval": {task: per_seed for task, per_seed in evals.items() if per_seed},
@@ -157,5 +274,6 @@ def build_report_data(ctx) -> dict:
         "tasks": {task: TASK_INFO[task] for task in tasks},
         "arms": arms,
         "score_histogram": histogram,
+        "preparation": _run_preparation(ctx),
         "manifest": manifest,
     }

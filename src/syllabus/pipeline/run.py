@@ -1,14 +1,22 @@
 """`syllabus run`: the whole Phi recipe as a controlled experiment, in one run directory.
 
-    synth -> raw / quality model / filtered -> tokenizer -> pack, train, eval per arm and seed
-    -> report
+    synth -> raw / quality model / filtered -> validation -> tokenizer
+    -> pack, train, eval per arm and seed -> report
 
-Every stage's directory records the hash of its config and inputs (see `stages.py`): a re-run
-skips finished stages, a changed stage re-runs with everything downstream, and a stage killed
-half-way resumes (synth from its job journal, training from its last checkpoint, evaluation
-from its samples file).
+Arms are prepared alike; what differs is only the data the recipe names. Every dataset an arm
+uses (synthetic records and the known-good docs too, not only the curated corpus) passes the
+same decontamination against the benchmarks the run evaluates on; one validation set is drawn
+from all of them before any arm is built and kept out of every arm and of the tokenizer; the
+tokenizer's sample gives every arm the same share; `pack` mixes every arm by the same rules
+(seeded samples of whole documents, no dataset read more than [mixing] max_repeats times).
 
-Layout: <run>/datasets/{synth,raw,filtered,...}, <run>/quality, <run>/tokenizer,
+Every stage's directory records the hash of its config and inputs, the contents of the files it
+reads included (see `stages.py`): a re-run skips finished stages, a changed stage re-runs with
+everything downstream, and a stage killed half-way resumes (synth from its job journal,
+training from its last checkpoint, evaluation from its samples file).
+
+Layout: <run>/synth (the teacher's output), <run>/datasets/{synth,raw,filtered,docs,...} (what
+arms train on, decontaminated), <run>/quality, <run>/validation, <run>/tokenizer,
 <run>/arms/<arm>/packed, <run>/arms/<arm>/seed-<s>/{model,eval}, <run>/report.{html,md,json}.
 """
 
@@ -21,13 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from syllabus.errors import UserError
+from syllabus.pipeline.config import BENCHMARKS, SYNTH_KINDS, dataset_shares, decontam_config
 from syllabus.pipeline.stages import StageLog, run_stage, stage_key
 from syllabus.progress import progress_bar
 from syllabus.recipe import Recipe
 from syllabus.store import DatasetWriter, open_dataset
 from syllabus.store.manifest import RunDir
-
-SYNTH_KINDS = ("textbook", "exercise", "reasoning", "dialogue")
 
 
 @dataclass
@@ -122,6 +129,14 @@ def check_before_work(recipe: Recipe) -> None:
     for kind in synth_needed & set(SYNTH_KINDS):
         if getattr(recipe.synth, kind) is None:
             raise UserError(f"an arm uses {kind!r} but [synth.{kind}] is not in the recipe")
+    decontam = decontam_config(recipe)
+    evaluated = {BENCHMARKS[task] for task in recipe.eval.tasks}
+    if "humaneval" in evaluated and not (decontam.enabled and decontam.humaneval):
+        raise UserError(
+            "the run evaluates on HumanEval, and every arm's data is decontaminated against the "
+            "benchmarks it is evaluated on: remove `enabled = false` / `humaneval = false` "
+            "from [curate.decontam]"
+        )
     _check_memory(recipe)
 
 
@@ -168,6 +183,8 @@ class _Run:
         self.task = task
         self.keys: dict[str, str] = {}
         self.summaries: dict[str, dict] = {}
+        self.made: dict[str, tuple[str, Path]] = {}
+        """Dataset name -> (the stage that made it, its directory), once decontaminated."""
         self.summary = ""
         self.results: dict = {}
 
@@ -184,6 +201,14 @@ class _Run:
     def dataset(self, name: str) -> Path:
         return self.run_dir / "datasets" / name
 
+    def dataset_key(self, name: str) -> str:
+        return self.keys[self.made[name][0]]
+
+    @property
+    def base_dir(self) -> Path | None:
+        """Where the recipe's relative paths (templates, grounding corpus) start."""
+        return Path(self.recipe_path).parent if self.recipe_path else None
+
 
 def _plan(recipe: Recipe) -> list[tuple[str, callable]]:
     used = used_datasets(recipe)
@@ -196,6 +221,7 @@ def _plan(recipe: Recipe) -> list[tuple[str, callable]]:
         plan.append(("quality", _quality))
     if "filtered" in used:
         plan.append(("filtered", _filtered))
+    plan.append(("validation", _validation))
     plan.append(("tokenizer", _tokenizer))
     for arm in recipe.arms:
         plan.append((f"pack {arm.name}", lambda ctx, arm=arm: _pack(ctx, arm)))
@@ -206,21 +232,64 @@ def _plan(recipe: Recipe) -> list[tuple[str, callable]]:
     return plan
 
 
+def _contents(path: Path, what: str) -> str:
+    """Content hash of a file or directory a stage reads (a missing one is the user's to fix)."""
+    from syllabus.fingerprint import path_digest
+
+    if not path.exists():
+        raise UserError(f"{what}: {path} does not exist")
+    return path_digest(path)
+
+
+def _model_contents(config) -> str | None:
+    """Content hash of a local teacher's weights (a served model is named by its config)."""
+    if config.kind == "embedded":
+        from syllabus.backends.models import resolve_model
+
+        return _contents(resolve_model(config.model)[0], "teacher.model")
+    if config.kind == "hf":
+        return _contents(Path(config.path), "teacher.path")
+    return None
+
+
+def _synth_contents(ctx: _Run) -> dict:
+    """What the synth stage reads besides its config: template files, the grounding corpus,
+    a local teacher's weights (editing any of them makes the stage new)."""
+    synth = ctx.recipe.synth
+
+    def resolve(path: str) -> Path:
+        path = Path(path)
+        return path if path.is_absolute() or ctx.base_dir is None else ctx.base_dir / path
+
+    contents = {
+        "templates": {
+            name: _contents(resolve(path), f"synth.templates.{name}")
+            for name, path in sorted(synth.templates.items())
+        },
+        "teacher": _model_contents(ctx.recipe.teacher),
+    }
+    if synth.grounding is not None:
+        contents["grounding"] = _contents(resolve(synth.grounding.corpus), "synth.grounding.corpus")
+    return contents
+
+
 def _synth(ctx: _Run) -> None:
     from syllabus.synth import synth_recipe
 
     recipe = ctx.recipe
-    key = stage_key("synth", recipe.synth, recipe.teacher, recipe.seed)
+    key = stage_key("synth", recipe.synth, recipe.teacher, recipe.seed, _synth_contents(ctx))
 
     def work(out: Path) -> dict:
-        # The same call as `syllabus synth`: teacher prices, manifest and all.
+        # The same call as `syllabus synth`: teacher prices and manifest and all.
         result = synth_recipe(recipe, out, recipe_path=ctx.recipe_path, show_progress=False)
         return {"records": result.records, "by_kind": result.stats["records_by_kind"]}
 
-    ctx.stage("synth", ctx.dataset("synth"), key, work)
+    ctx.stage("synth", ctx.run_dir / "synth", key, work)
+    # Teachers have read the benchmarks: their records pass the same check as every corpus.
+    _decontaminate(ctx, "synth", ctx.run_dir / "synth", "synth")
     for kind in SYNTH_KINDS:
         if kind in used_datasets(recipe):
-            kind_key = stage_key("synth-kind", kind, key)
+            kind_key = stage_key("synth-kind", kind, ctx.dataset_key("synth"))
 
             def split(out: Path, kind=kind) -> dict:
                 with DatasetWriter(out) as writer:
@@ -235,46 +304,87 @@ def _synth(ctx: _Run) -> None:
                 return {"records": count}
 
             ctx.stage(f"synth {kind}", ctx.dataset(kind), kind_key, split)
+            ctx.made[kind] = (f"synth {kind}", ctx.dataset(kind))
+
+
+def _decontaminate(ctx: _Run, name: str, source: Path, source_stage: str) -> None:
+    """Dataset `name` is `source` after the run's one decontamination (for the datasets that do
+    not pass through curation: synthetic records and the known-good docs)."""
+    from syllabus.curate.config import ExecutorConfig
+    from syllabus.curate.pipeline import single_step
+
+    config = decontam_config(ctx.recipe)
+    stage = f"decontam {name}"
+    key = stage_key("decontam", config, ctx.keys[source_stage])
+
+    def work(out: Path) -> dict:
+        result = single_step(
+            "decontam", [source], out, decontam=config, executor=ExecutorConfig(workers=1)
+        )
+        return {"records": result.records, "stats": _curate_stats(out)}
+
+    ctx.stage(stage, ctx.dataset(name), key, work)
+    ctx.made[name] = (stage, ctx.dataset(name))
 
 
 def _raw_config(recipe: Recipe):
-    """The curation sources read as they are: no filter, dedup, decontamination or threshold,
-    and no exclusions beyond installed third-party packages (tests stay in: that is raw)."""
+    """The curation sources read as they are: no filter, dedup or threshold, and no exclusions
+    beyond installed third-party packages (tests stay in: that is raw). Decontaminated all the
+    same: every arm passes the run's one decontamination."""
     config = recipe.curate.model_copy(deep=True)
     for source in config.sources:
         source.exclude = [g for g in source.exclude if "site-packages" in g]
     config.filters.enabled = False
     config.dedup.exact = config.dedup.near = False
-    config.decontam.enabled = False
+    config.decontam = decontam_config(recipe)
     config.quality.model = None
     config.curriculum.order = "input"
     return config
+
+
+def _sources_contents(config) -> list[str]:
+    from syllabus.curate.sources import source_digest
+
+    return [source_digest(source) for source in config.sources]
 
 
 def _raw(ctx: _Run) -> None:
     from syllabus.curate.pipeline import curate
 
     config = _raw_config(ctx.recipe)
-    key = stage_key("raw", config)
+    key = stage_key("raw", config, _sources_contents(config))
 
     def work(out: Path) -> dict:
         result = curate(config, out)
         return {"records": result.records, "stats": _curate_stats(out)}
 
     ctx.stage("raw", ctx.dataset("raw"), key, work)
+    ctx.made["raw"] = ("raw", ctx.dataset("raw"))
 
 
 def _quality(ctx: _Run) -> None:
     from syllabus.curate.places import expand_place
-    from syllabus.curate.quality import fit, reference_examples
+    from syllabus.curate.quality import (
+        NEGATIVE_GLOBS,
+        POSITIVE_GLOBS,
+        fit,
+        reference_examples,
+        reference_files,
+    )
+    from syllabus.fingerprint import files_digest
 
     settings = ctx.recipe.quality
-    key = stage_key("quality", settings, ctx.recipe.seed)
+    positives, negatives = expand_place(settings.positives), expand_place(settings.negatives)
+    contents = [
+        files_digest(positives, reference_files(positives, POSITIVE_GLOBS)),
+        files_digest(negatives, reference_files(negatives, NEGATIVE_GLOBS)),
+    ]
+    key = stage_key("quality", settings, ctx.recipe.seed, contents)
 
     def work(out: Path) -> dict:
         examples = reference_examples(
-            expand_place(settings.positives),
-            expand_place(settings.negatives),
+            positives,
+            negatives,
             per_class=settings.max_samples // 2,
             seed=ctx.recipe.seed,
         )
@@ -297,6 +407,8 @@ def _quality(ctx: _Run) -> None:
         return {"metrics": result.metrics}
 
     ctx.stage("quality", ctx.run_dir / "quality", key, work)
+    if "docs" in used_datasets(ctx.recipe):
+        _decontaminate(ctx, "docs", ctx.run_dir / "quality" / "docs", "quality")
 
 
 def _record(text: str, kind: str, source: str):
@@ -309,11 +421,15 @@ def _filtered(ctx: _Run) -> None:
     from syllabus.curate.pipeline import curate
 
     config = ctx.recipe.curate.model_copy(deep=True)
+    config.decontam = decontam_config(ctx.recipe)
     config.quality.model = str(ctx.run_dir / "quality" / "model")
     if ctx.recipe.quality.threshold is not None:
         config.quality.threshold = ctx.recipe.quality.threshold
     key = stage_key(
-        "filtered", config.model_dump(exclude={"quality": {"model"}}), ctx.keys["quality"]
+        "filtered",
+        config.model_dump(exclude={"quality": {"model"}}),
+        ctx.keys["quality"],
+        _sources_contents(config),
     )
 
     def work(out: Path) -> dict:
@@ -321,6 +437,7 @@ def _filtered(ctx: _Run) -> None:
         return {"records": result.records, "stats": _curate_stats(out)}
 
     ctx.stage("filtered", ctx.dataset("filtered"), key, work)
+    ctx.made["filtered"] = ("filtered", ctx.dataset("filtered"))
 
 
 def _curate_stats(out: Path) -> dict:
@@ -328,73 +445,166 @@ def _curate_stats(out: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def _dataset_stage(name: str) -> str:
-    """The stage that makes dataset `name` (whose key a downstream stage's key must include)."""
-    if name == "docs":
-        return "quality"
-    if name in SYNTH_KINDS:
-        return f"synth {name}"
-    return name
+def _used_names(ctx: _Run) -> list[str]:
+    return sorted(used_datasets(ctx.recipe))
 
 
-def _dataset_path(ctx: _Run, name: str) -> Path:
-    if name == "docs":
-        return ctx.run_dir / "quality" / "docs"
-    return ctx.dataset(name)
+def _draw_rank(seed: int, key: str) -> str:
+    """A document's place in the seeded draw order (the same in every dataset holding it)."""
+    import hashlib
+
+    return hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).hexdigest()
+
+
+def _validation(ctx: _Run) -> None:
+    """One held-out set for every arm, drawn before the arms are built: documents from each
+    dataset in the shares every arm counts alike, and the ids of every record with the same
+    text in any dataset, which no arm trains on (nor the tokenizer)."""
+    from syllabus.curate.dedup import exact_key
+    from syllabus.store.dataset import estimate_tokens
+
+    settings = ctx.recipe.validation
+    names = _used_names(ctx)
+    shares = dataset_shares(ctx.recipe)
+    key = stage_key(
+        "validation", settings, ctx.recipe.seed, shares, [ctx.dataset_key(n) for n in names]
+    )
+
+    def work(out: Path) -> dict:
+        seed = ctx.recipe.seed
+        held: dict[str, object] = {}
+        drawn = {}
+        for name in names:
+            records = sorted(
+                open_dataset(ctx.made[name][1]), key=lambda r: _draw_rank(seed, exact_key(r.text))
+            )
+            target = shares[name] * settings.tokens
+            cap = settings.max_share * sum(estimate_tokens(r.text) for r in records)
+            taken = documents = 0
+            for record in records:
+                if taken >= target:
+                    break
+                tokens = estimate_tokens(record.text)
+                if taken + tokens > cap:
+                    continue
+                held.setdefault(exact_key(record.text), record)
+                taken += tokens
+                documents += 1
+            drawn[name] = {"share": round(shares[name], 4), "documents": documents, "tokens": taken}
+        with DatasetWriter(out / "dataset") as writer:
+            writer.write_all(held.values())
+        excluded = {
+            name: sorted(r.id for r in open_dataset(ctx.made[name][1]) if exact_key(r.text) in held)
+            for name in names
+        }
+        (out / "excluded.json").write_text(json.dumps(excluded))
+        if not held:
+            raise UserError(
+                "validation: no document fits the held-out set (every document is larger than "
+                f"[validation] max_share = {settings.max_share} of its dataset): raise max_share"
+            )
+        return {
+            "documents": len(held),
+            "tokens": sum(estimate_tokens(r.text) for r in held.values()),
+            "drawn": drawn,
+            "excluded": {name: len(ids) for name, ids in excluded.items()},
+        }
+
+    ctx.stage("validation", ctx.run_dir / "validation", key, work)
+
+
+def _excluded(ctx: _Run) -> dict[str, set[str]]:
+    path = ctx.run_dir / "validation" / "excluded.json"
+    return {name: set(ids) for name, ids in json.loads(path.read_text()).items()}
 
 
 def _tokenizer(ctx: _Run) -> None:
     from syllabus.train.tokenizer import train_tokenizer
 
     settings = ctx.recipe.tokenizer
-    names = sorted(used_datasets(ctx.recipe))
-    key = stage_key("tokenizer", settings, [ctx.keys[_dataset_stage(n)] for n in names], names)
+    names = _used_names(ctx)
+    shares = dataset_shares(ctx.recipe)
+    key = stage_key(
+        "tokenizer",
+        settings,
+        shares,
+        [ctx.dataset_key(n) for n in names],
+        ctx.keys["validation"],
+    )
+    sampled: dict[str, int] = {}
 
     def texts():
-        # The same number of characters from every dataset, so no arm's data owns the vocabulary.
-        per_dataset = settings.sample_chars // len(names)
+        # Every arm the same number of characters, so no arm's data owns the vocabulary; the
+        # validation set is no part of it.
+        excluded = _excluded(ctx)
         for name in names:
-            taken = 0
-            records = list(open_dataset(_dataset_path(ctx, name)))
+            budget = int(settings.sample_chars * shares[name])
+            records = [r for r in open_dataset(ctx.made[name][1]) if r.id not in excluded[name]]
             random.Random(ctx.recipe.seed).shuffle(records)
+            taken = 0
             for record in records:
-                if taken >= per_dataset:
+                if taken >= budget:
                     break
-                text = record.text[: per_dataset - taken]
+                text = record.text[: budget - taken]
                 taken += len(text)
                 yield text
+            sampled[name] = taken
 
     def work(out: Path) -> dict:
         tokenizer = train_tokenizer(texts(), out, vocab_size=settings.vocab_size)
-        return {"vocab_size": tokenizer.get_vocab_size()}
+        return {"vocab_size": tokenizer.get_vocab_size(), "sample_chars": sampled}
 
     ctx.stage("tokenizer", ctx.run_dir / "tokenizer", key, work)
 
 
+def train_budget(config) -> int | None:
+    """Tokens training will read: max_tokens, or max_steps' worth (None for a time budget)."""
+    if config.max_tokens:
+        return config.max_tokens
+    if config.max_steps:
+        return config.max_steps * config.batch_size * config.grad_accum * config.seq_len
+    return None
+
+
 def _pack(ctx: _Run, arm) -> None:
+    from rich.markup import escape
+
     from syllabus.train.pack import PackSource, pack
 
     sources = arm.sources()
+    budget = train_budget(ctx.recipe.train)
     key = stage_key(
         "pack",
         arm.data,
+        ctx.recipe.mixing,
+        budget,
+        ctx.recipe.seed,
         ctx.keys["tokenizer"],
-        [ctx.keys[_dataset_stage(n)] for n, _ in sources],
+        ctx.keys["validation"],
+        [ctx.dataset_key(n) for n, _ in sources],
     )
 
     def work(out: Path) -> dict:
-        # 5% of documents for validation, but at least a few when a dataset is small.
-        smallest = min(len(open_dataset(_dataset_path(ctx, name))) for name, _ in sources)
+        excluded = _excluded(ctx)
         meta = pack(
-            [PackSource(_dataset_path(ctx, name), weight) for name, weight in sources],
+            [PackSource(ctx.made[name][1], weight, name=name) for name, weight in sources],
             ctx.run_dir / "tokenizer",
             out,
-            val_fraction=min(0.3, max(0.05, 3 / max(smallest, 1))),
+            validation=ctx.run_dir / "validation" / "dataset",
+            exclude=set().union(*(excluded[name] for name, _ in sources)),
+            budget_tokens=budget,
+            max_repeats=ctx.recipe.mixing.max_repeats,
+            seed=ctx.recipe.seed,
         )
+        for note in meta["notes"]:
+            ctx.progress.console.print(f"[yellow]{escape(arm.name)}[/yellow]: {escape(note)}")
         return {
             "train_tokens": meta["train_tokens"],
             "val_tokens": meta["val_tokens"],
+            "budget_tokens": budget,
+            "max_repeats": ctx.recipe.mixing.max_repeats,
             "sources": meta["sources"],
+            "notes": meta["notes"],
         }
 
     ctx.stage(f"pack {arm.name}", ctx.run_dir / "arms" / arm.name / "packed", key, work)

@@ -315,6 +315,30 @@ def _html(data: dict, results: dict, arm_colours: dict[str, str]) -> str:
         )
     out.append("</tbody></table>")
 
+    preparation = _preparation_rows(data)
+    if preparation is not None:
+        sentences, header, rows, notes = preparation
+        out.append('<h2 id="preparation">How the arms were prepared</h2>')
+        out += [f"<p>{_e(sentence)}</p>" for sentence in sentences]
+        out.append('<table class="preparation"><thead><tr>')
+        out += [
+            f'<th class="text">{_e(h)}</th>' if i < 3 else f"<th>{_e(h)}</th>"
+            for i, h in enumerate(header)
+        ]
+        out.append("</tr></thead><tbody>")
+        for arm_name, *cells in rows:
+            out.append(f"<tr><td>{_swatch(arm_name, arm_colours)}</td>")
+            out += [
+                f'<td class="text">{_e(c)}</td>' if i < 2 else f"<td>{_e(c)}</td>"
+                for i, c in enumerate(cells)
+            ]
+            out.append("</tr>")
+        out.append("</tbody></table>")
+        if notes:
+            out.append('<ul class="notes" id="mixing-notes">')
+            out += [f"<li>{_e(note)}</li>" for note in notes]
+            out.append("</ul>")
+
     out.append('<h2 id="funnel">Data funnel</h2>')
     funnel = plots.funnel_svg(arms, arm_colours)
     if funnel:
@@ -364,6 +388,88 @@ def _html(data: dict, results: dict, arm_colours: dict[str, str]) -> str:
         "</body></html>",
     ]
     return "\n".join(out) + "\n"
+
+
+def _preparation_rows(data: dict):
+    """What every arm shares (sentences), a row per arm and dataset, and the mixing notes; or
+    None when the run recorded no preparation (reports from other tools)."""
+    shared = data.get("preparation")
+    arms = data.get("arms") or []
+    if not shared and not any(arm.get("preparation") for arm in arms):
+        return None
+    shared = shared or {}
+    sentences = []
+    decontam = shared.get("decontamination") or {}
+    if decontam:
+        benchmarks = ", ".join(decontam.get("benchmarks") or []) or "no benchmark"
+        sentences.append(
+            f"Every dataset of every arm passed the same decontamination: {decontam.get('ngram')}-"
+            f"word n-gram overlap with {benchmarks} (the run evaluates on "
+            f"{', '.join(decontam.get('evaluated') or []) or DASH})."
+        )
+    validation = shared.get("validation") or {}
+    if validation.get("documents") is not None:
+        sentences.append(
+            f"Every arm's validation loss is measured on one held-out set of "
+            f"{_int(validation['documents'])} documents (about {_int(validation.get('tokens'))} "
+            "tokens), drawn from all the arms' data before any arm was built and left out of "
+            "every arm and of the tokenizer."
+        )
+    tokenizer = shared.get("tokenizer") or {}
+    if tokenizer.get("vocab_size"):
+        sentences.append(
+            f"One tokenizer ({_int(tokenizer['vocab_size'])} tokens) for every arm, trained on an "
+            "equal share of characters per arm."
+        )
+    mixing = shared.get("mixing") or {}
+    if mixing.get("max_repeats") is not None:
+        budget = mixing.get("budget_tokens")
+        sentences.append(
+            f"Mixing takes whole documents; no dataset is read more than "
+            f"{mixing['max_repeats']:g} times in training"
+            + (f" (budget {_int(budget)} tokens)." if budget else ".")
+        )
+    header = [
+        "arm",
+        "dataset",
+        "prepared",
+        "lost to decontamination",
+        "held out for validation",
+        "tokenizer sample (chars)",
+        "weight asked → given",
+        "epochs in training",
+    ]
+    rows = []
+    for arm in arms:
+        for item in arm.get("preparation") or []:
+            lost = item.get("decontam_removed") or {}
+            lost_text = (
+                f"{_int(lost['records'])} records ({_int(lost.get('tokens'))} tokens)"
+                if lost.get("records") is not None
+                else NA
+            )
+            if lost.get("note"):
+                lost_text += f", {lost['note']}"
+            asked, given = item.get("share_requested"), item.get("share")
+            share = (
+                f"{asked:.1%} → {given:.1%}" + (" (lowered)" if item.get("lowered") else "")
+                if isinstance(asked, int | float) and isinstance(given, int | float)
+                else NA
+            )
+            epochs = item.get("epochs")
+            rows.append(
+                [
+                    str(arm.get("name", "?")),
+                    str(item.get("dataset", "?")),
+                    str(item.get("steps", "")),
+                    lost_text,
+                    _int(item.get("validation_held_out")),
+                    _int(item.get("tokenizer_chars")),
+                    share,
+                    f"{epochs:.2f}" if isinstance(epochs, int | float) else NA,
+                ]
+            )
+    return sentences, header, rows, list(shared.get("notes") or [])
 
 
 def _funnel_table_html(arms: list[dict], arm_colours: dict[str, str]) -> str:
@@ -430,6 +536,15 @@ def _markdown(data: dict, results: dict) -> str:
         out.append("No evaluation results.")
     for note in results["notes"]:
         out.append(f"- note: {note}")
+    preparation = _preparation_rows(data)
+    if preparation is not None:
+        sentences, header, rows, notes = preparation
+        out += ["", "## How the arms were prepared", "", *sentences, ""]
+        out.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
+        out.append("|" + "|".join([":--"] * 3 + ["--:"] * (len(header) - 3)) + "|")
+        out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+        if notes:
+            out += ["", *[f"- {_md_cell(note)}" for note in notes]]
     funnel = [(arm, step) for arm in arms for step in arm.get("funnel") or []]
     if funnel:
         out += ["", "## Data funnel", "", "| arm | step | records | tokens |", "|:--|:--|--:|--:|"]
@@ -457,8 +572,12 @@ def write_report(
     `data` follows the report_data contract: name, created_at, baseline, primary, tasks
     ({name: {lower_is_better, label}}), arms (name, description, funnel, model, curves
     {seed: [{step, tokens, train_loss, val_loss}]}, eval {task: {seed: [per-problem]}},
-    samples [{prompt, completion, seed}]), score_histogram ({edges, counts{arm: [...]}} or
-    None) and manifest (any JSON). Returns the paths of the HTML and Markdown files.
+    samples [{prompt, completion, seed}], optionally preparation [{dataset, steps,
+    decontam_removed {records, tokens, note}, validation_held_out, tokenizer_chars,
+    share_requested, share, lowered, epochs}]), score_histogram ({edges, counts{arm: [...]}} or
+    None), optionally preparation (what every arm shares: decontamination {ngram, benchmarks,
+    evaluated}, validation {documents, tokens}, tokenizer {vocab_size}, mixing {max_repeats,
+    budget_tokens}, notes [...]) and manifest (any JSON). Returns the paths of the HTML and Markdown files.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
