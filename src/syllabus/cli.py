@@ -543,7 +543,7 @@ def finetune(
     adapter), GGUF exports of the fine-tuned model and of the base (and the adapter for
     llama.cpp --lora), and both GGUFs evaluated side by side into report.html and report.md.
 
-    Example: [bold]syllabus finetune recipes/finetune-smollm2-lora.toml -o runs/finetune-smollm2[/bold]
+    Example: [bold]syllabus finetune recipes/finetune-smollm2-lora.toml -o runs/finetune-smollm2/run[/bold]
     """
     from syllabus.finetune.run import finetune_recipe
     from syllabus.recipe import load_recipe
