@@ -595,3 +595,33 @@ def test_warm_runs_alternating_guards_each_get_their_own():
             assert guarded.status == "error" and guarded.exc_type == "TypeError", guarded
             assert sandbox.run(forks, limits=QUICK).passed  # the contained launcher forks
         assert len(sandbox._all) <= sandbox.workers  # a launcher of the other guard retired
+
+
+def test_runs_on_one_launcher_share_nothing_through_its_network_namespace():
+    # The launcher's runs share one network namespace, one after another: a listener of one
+    # run dies with it (even one left behind in a detached process), and none can raise lo.
+    listen = (
+        "import os, socket, time\n"
+        "server = socket.socket(socket.AF_UNIX)\nserver.bind('\\0syllabus-left-behind')\n"
+        "server.listen(4)\n"
+        "if os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n"
+    )
+    connect = (
+        "import socket\nclient = socket.socket(socket.AF_UNIX)\n"
+        "client.connect('\\0syllabus-left-behind')\n"
+    )
+    raise_lo = "import subprocess\nsubprocess.run(['ip', 'link', 'set', 'lo', 'up'], check=True)\n"
+    tcp_listen = (
+        "import os, socket, time\nserver = socket.socket()\nserver.bind(('127.0.0.1', 47123))\n"
+        "server.listen(4)\n"
+        "if os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n"
+    )
+    tcp_connect = "import socket\nsocket.create_connection(('127.0.0.1', 47123), timeout=1)\n"
+    with Sandbox(workers=1) as sandbox:
+        assert sandbox.run(listen, limits=QUICK).passed
+        reached = sandbox.run(connect, limits=QUICK)
+        assert reached.status == "error" and "ConnectionRefused" in reached.exc_type, reached
+        assert not sandbox.run(raise_lo, limits=QUICK).passed  # no `ip`, no capability
+        assert sandbox.run(tcp_listen, limits=QUICK).passed
+        tcp = sandbox.run(tcp_connect, limits=QUICK)
+        assert tcp.status == "error" and "OSError" in tcp.exc_type, tcp  # lo is down
