@@ -433,3 +433,31 @@ def test_sandbox_check_says_what_protects_and_what_does_not():
     assert "EXPOSED home directory" in weak.stdout and "isolation level: rlimits" in weak.stdout
     wrong = run_cli("sandbox", "check", "--isolation", "chroot")
     assert wrong.returncode == 2 and "--isolation" in wrong.stderr
+
+
+COUNT_FORKS = """
+import os, time
+children = []
+for _ in range(16):
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        time.sleep(2)
+        os._exit(0)
+    children.append(pid)
+print(len(children))
+for pid in children:
+    os.kill(pid, 9)
+"""
+
+
+@pytest.mark.skipif(not ROOT or not shutil.which("setpriv"), reason="needs root to drop to a uid")
+def test_without_a_cgroup_the_budget_is_split_between_few_processes(home):
+    # 1 GiB without a cgroup: 4 processes of 256 MiB each, the program and three children.
+    case = Case("userns", "throwaway")
+    limits = Limits(memory_mib=1024, wall_seconds=10, cpu_seconds=10)
+    result = run(case, COUNT_FORKS, home, limits)
+    assert result.memory_budget == "per-process", result
+    assert result.status == "passed" and result.stdout.split() == ["3"], result

@@ -898,6 +898,8 @@ def confine(req, files, memory, nproc):
         os.setsid()
         # RLIMIT_NPROC counts every process of the uid, and here that uid is the user's own.
         nproc += _count_own_processes()
+    elif level == "userns":
+        nproc += 1  # counted per user namespace, where the supervisor has the program's uid
     limits.append((resource.RLIMIT_NPROC, nproc))
     # CPU: soft = hard, so the kernel sends SIGKILL at the limit. The SIGXCPU of a lower soft
     # limit is ignored by pid 1 of a namespace, which the program is.
