@@ -188,3 +188,25 @@ def test_empty_inputs_are_clear_errors(tmp_path, tokenizer_dir):
         pack([PackSource(tmp_path / "empty")], tokenizer_dir, tmp_path / "out")
     with pytest.raises(UserError, match="empty corpus"):
         train_tokenizer(iter([]), tmp_path / "tok")
+
+
+def test_pack_cli_caps_repeats_at_a_budget_and_says_so(tmp_path, tokenizer_dir):
+    from tests.conftest import run_cli
+
+    code = numbered_dataset(tmp_path / "code", "code", 200)
+    synth = numbered_dataset(tmp_path / "synth", "synth", 5)
+    result = run_cli(
+        "pack",
+        f"{code}:0.7",
+        f"{synth}:0.3",
+        "--tokenizer",
+        str(tokenizer_dir),
+        "-o",
+        str(tmp_path / "out"),
+        "--budget",
+        "20000",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "weight share lowered from 30.0%" in result.stderr
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["budget_tokens"] == 20000 and meta["sources"][1]["epochs"] <= 2
