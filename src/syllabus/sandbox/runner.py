@@ -113,9 +113,9 @@ class Limits(StrictModel):
     """Per-run limits. CPU time is per process; memory and processes count the whole tree.
 
     `memory_mib` is the budget of all the run's processes together: a cgroup's memory.max
-    (pids.max for `processes`) where the sandbox can make one, which root always can; otherwise
-    at most N = memory_mib / 256 processes (and no more than `processes`), each with 1/N of it
-    as its address-space limit. Each process's address space is limited to the budget too, so a
+    (pids.max for `processes`) where the sandbox can make one (root, where the kernel offers
+    the controllers); otherwise at most N = memory_mib / 256 processes (and no more than
+    `processes`), each with 1/N of it as its address-space limit. Each process's address space is limited to the budget too, so a
     single huge allocation raises MemoryError. The scratch (`scratch_mib`) is inside the budget
     with a cgroup and comes on top of it without one.
     """
