@@ -105,11 +105,11 @@ def test_none_meets_says_by_how_much():
     )
     decision = choose(task, [slow, weak], 0.95)
     assert decision["choice"] is None
-    assert "slow: latency: p95 1.000 s is 0.500 s over 0.5 s" in decision["sentence"]
+    assert "slow p95 0.500 s over; weak " in decision["sentence"]
+    assert slow["misses"] == "latency: p95 1.000 s is 0.500 s over 0.5 s"
     lo = wilson(100, 200, 0.95)[0]
-    assert (
-        f"weak: quality: lower bound {lo:.3f} is {0.8 - lo:.3f} below 0.8" in decision["sentence"]
-    )
+    assert f"weak {0.8 - lo:.3f} short on quality" in decision["sentence"]
+    assert weak["misses"] == f"quality: lower bound {lo:.3f} is {0.8 - lo:.3f} below 0.8"
 
 
 def test_routellm_figures_on_a_known_curve():
@@ -132,7 +132,13 @@ def test_cascade_thresholds_come_from_one_split_and_figures_from_the_other():
     portfolio.calibration_share = 0.5
     # First model: right when confident (logprob > -1), wrong otherwise; second always right.
     first = [
-        row(f"k{i}", i % 2 == 0, latency=0.1, mean_logprob=-0.5 if i % 2 == 0 else -2.0 - i / 10)
+        row(
+            f"k{i}",
+            i % 2 == 0,
+            latency=0.1,
+            logprob_latency_s=0.1,
+            mean_logprob=-0.5 if i % 2 == 0 else -2.0 - i / 10,
+        )
         for i in range(12)
     ]
     then = [row(f"k{i}", True, latency=1.0) for i in range(12)]

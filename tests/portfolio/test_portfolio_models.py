@@ -132,6 +132,8 @@ def test_records_have_streamed_latency_tokens_and_answers(measured):
             assert (row["prompt_tokens"] > 20) == (candidate != "small-served")
     small = read_rows(out, "capitals", "small")
     assert all(r["mean_logprob"] is not None and r["mean_logprob"] <= 0 for r in small.values())
+    # The log-prob copy of the model answers as the candidate does (greedy, same weights).
+    assert all(r["logprob_text"] == r["text"] for r in small.values())
     assert all(len(r["samples"]) == 2 and r["agreement"] in (0, 0.5, 1) for r in small.values())
     # The same weights in-process and behind llama.cpp's server give the same greedy answers.
     served = read_rows(out, "capitals", "small-served")
@@ -208,7 +210,11 @@ def test_cascade_figures_match_the_records(measured):
             cost = np.mean(
                 [
                     busy_cost(
-                        small[k]["latency_s"]
+                        (
+                            small[k]["logprob_latency_s"]
+                            if name == "logprob"
+                            else small[k]["latency_s"]
+                        )
                         + (small[k]["samples_latency_s"] if name == "agreement" else 0)
                         + (large[k]["latency_s"] if k in up else 0)
                     )

@@ -145,7 +145,10 @@ def evaluate_cascade(
                 row["samples_latency_s"],
             )
             check_latency = row["samples_latency_s"]
-        first_cost = call_cost(first_pricing, row)
+        first_call = row
+        if cascade.check == "logprob":  # its first call asks for log-probs, at their cost
+            first_call = {**row, "latency_s": row["logprob_latency_s"]}
+        first_cost = call_cost(first_pricing, first_call)
         then_cost = call_cost(then_pricing, other)
         items.append(
             {
@@ -155,7 +158,7 @@ def evaluate_cascade(
                 "then_passed": bool(other["passed"]),
                 "first_cost": first_cost + check_cost,
                 "then_cost": then_cost,
-                "first_latency": row["latency_s"] + check_latency,
+                "first_latency": first_call["latency_s"] + check_latency,
                 "first_alone_latency": row["latency_s"],
                 "then_latency": other["latency_s"],
                 "row": row,
@@ -204,12 +207,16 @@ def evaluate_cascade(
         )
     operating = reported[chosen]
     rows = [{**i["row"], "passed": p} for i, p in zip(report, operating["passed"], strict=True)]
-    for row, i, escalated in zip(rows, report, operating["escalated"], strict=True):
+    for row, i, escalated, latency in zip(
+        rows, report, operating["escalated"], operating["latencies"], strict=True
+    ):
+        # `syllabus route` holds a cascade's answer until its check passes: the first text a
+        # client sees is the whole answer, so time to first token is the cascade's latency.
+        row["ttft_s"] = latency
         if escalated:
             row.update(
                 prompt_tokens=row["prompt_tokens"] + i["then_row"]["prompt_tokens"],
                 completion_tokens=row["completion_tokens"] + i["then_row"]["completion_tokens"],
-                ttft_s=None,  # held until the check passes: the first text is the whole answer
             )
     summary = option(
         cascade.name,

@@ -92,7 +92,7 @@ def measure_task(
         "seed": config.seed,
         "agreement": [samples, sample_temperature],
         "logprobs": logprobs,
-        "version": 1,
+        "version": 2,
     }
     path = out / "samples" / task.name / f"{candidate.name}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,18 +116,23 @@ def measure_task(
 
     if todo:  # warm-up: the first call pays one-off costs (buffers, caches) no user sees again
         _call(candidate, request(todo[0], temperature=config.temperature, seed=config.seed))
+    # Log-probs slow a llama.cpp model down for good once asked for (all logits kept, and
+    # llama-cpp-python ranks the whole vocabulary per token), so they come from a second copy
+    # of the model: the candidate's own latency stays its own, and the cascade is charged the
+    # log-prob call it would really make.
+    scorer = Candidate(candidate.config, candidate.base).open() if logprobs and todo else None
     fresh: list[dict] = []
     texts: list[str | None] = []
     for item in todo:
         completion, wall, ttft, error = _call(
-            candidate,
-            request(
-                item,
-                temperature=config.temperature,
-                seed=config.seed,
-                logprobs=1 if logprobs else 0,
-            ),
+            candidate, request(item, temperature=config.temperature, seed=config.seed)
         )
+        confident = (None, 0.0, None, "")
+        if scorer is not None:
+            confident = _call(
+                scorer,
+                request(item, temperature=config.temperature, seed=config.seed, logprobs=1),
+            )
         extra = []
         extra_tokens = [0, 0]
         extra_latency = 0.0
@@ -159,7 +164,9 @@ def measure_task(
                 "completion_tokens": completion.usage.completion_tokens if completion else 0,
                 "finish_reason": completion.finish_reason if completion else "error",
                 "usage_unreported": completion.usage_unreported if completion else False,
-                "mean_logprob": mean_logprob(completion) if logprobs else None,
+                "mean_logprob": mean_logprob(confident[0]),
+                "logprob_latency_s": round(confident[1], 5) if scorer is not None else None,
+                "logprob_text": confident[0].text if confident[0] is not None else None,
                 "samples": extra,
                 "samples_prompt_tokens": extra_tokens[0],
                 "samples_completion_tokens": extra_tokens[1],
@@ -168,6 +175,8 @@ def measure_task(
         )
         if progress:
             progress.advance(bar)
+    if scorer is not None:
+        scorer.close()
     if fresh:
         scored = score(task, todo, texts, style, config.workers)
         with RowAppender(path) as sink:

@@ -122,10 +122,12 @@ def verdict(result: dict, task: TaskConfig, confidence: float) -> dict:
     quality_ok = lo is not None and math.isfinite(lo) and lo >= task.quality_threshold
     latency_ok = p95 is not None and p95 <= task.p95_latency_s
     priced = result["cost_per_month_usd"] is not None
-    misses = []
+    misses, short = [], []
     if not quality_ok:
         gap = task.quality_threshold - (lo if lo is not None and math.isfinite(lo) else 0.0)
-        if quality is not None and quality >= task.quality_threshold:
+        short.append(f"{gap:.3f} short on quality")
+        if quality is not None and quality > task.quality_threshold:
+            short[-1] += " (inconclusive)"
             misses.append(
                 f"inconclusive: pass rate {quality:.3f} is above the bar but its "
                 f"{confidence:.0%} lower bound {lo:.3f} is {gap:.3f} short"
@@ -137,6 +139,8 @@ def verdict(result: dict, task: TaskConfig, confidence: float) -> dict:
                 f"quality: lower bound {lo:.3f} is {gap:.3f} below {task.quality_threshold:g}"
             )
     if not latency_ok:
+        if p95 is not None:
+            short.append(f"p95 {p95 - task.p95_latency_s:.3f} s over")
         misses.append(
             f"latency: p95 {p95:.3f} s is {p95 - task.p95_latency_s:.3f} s over {task.p95_latency_s:g} s"
             if p95 is not None
@@ -144,12 +148,19 @@ def verdict(result: dict, task: TaskConfig, confidence: float) -> dict:
         )
     if not priced:
         misses.append("cost: no price (no throughput measured)")
+        short.append("no price")
     elif result.get("usage_unreported") and result["pricing"].get("kind") == "api":
         misses.append("cost: the endpoint reported no token usage, so its API price is unknown")
+        short.append("no price")
     status = (
         "meets" if not misses else ("inconclusive" if "inconclusive" in misses[0] else "misses")
     )
-    return {"meets": not misses, "status": status, "misses": "; ".join(misses)}
+    return {
+        "meets": not misses,
+        "status": status,
+        "misses": "; ".join(misses),
+        "short": ", ".join(short),
+    }
 
 
 def items_needed(rate: float, bar: float, confidence: float) -> int | str:
@@ -195,6 +206,6 @@ def choose(task: TaskConfig, options: list[dict], confidence: float) -> dict:
             "bar": bar,
         }
     measured = [o for o in options if o["measured"]]
-    gaps = "; ".join(f"{o['name']}: {o['misses']}" for o in measured) or "nothing was measured"
-    sentence = f"{task.name}: no option meets the bar ({bar}). {gaps}."
+    gaps = "; ".join(f"{o['name']} {o['short']}" for o in measured) or "nothing was measured"
+    sentence = f"{task.name}: no option meets the bar ({bar}): {gaps}."
     return {"choice": None, "choice_kind": None, "sentence": sentence, "bar": bar}

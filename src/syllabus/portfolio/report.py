@@ -181,7 +181,7 @@ def _option_cells(o: dict) -> list[str]:
             f"ASSUMED {assumed['prompt_tokens']} / {assumed['completion_tokens']}",
             _money(o["cost_per_request_usd"]),
             _money(o["cost_per_month_usd"]),
-            o["misses"],
+            "not measured",
         ]
     return [
         f"{_num(o['quality'])} [{_num(o['ci_low'])}, {_num(o['ci_high'])}] (n={o['items']})",
@@ -193,7 +193,7 @@ def _option_cells(o: dict) -> list[str]:
         + (" (no usage reported: output counted)" if o.get("usage_unreported") else ""),
         _money(o["cost_per_request_usd"]),
         _money(o["cost_per_month_usd"]),
-        "meets" if o["meets"] else o["misses"],
+        o["status"],
     ]
 
 
@@ -299,6 +299,11 @@ def render_html(result: dict) -> str:
             out.append(f'<td class="text">{_e(cells[-1])}</td>')
             out.append("</tr>")
         out.append("</tbody></table>")
+        misses = [o for o in task["options"] if o["measured"] and not o["meets"]]
+        if misses:
+            out.append('<ul class="notes">')
+            out += [f"<li>{_e(o['name'])}: {_e(o['misses'])}</li>" for o in misses]
+            out.append("</ul>")
         for o in task["options"]:
             if o["measured"] and o["kind"] == "candidate":
                 out.append(f'<p class="meta">{_e(o["name"])}: {_e(o["pricing"]["basis"])}</p>')
@@ -372,6 +377,12 @@ def render_markdown(result: dict) -> str:
         out.append("|" + "|".join([":--"] + ["--:"] * (len(HEADER) - 2) + [":--"]) + "|")
         for o in task["options"]:
             out.append("| " + " | ".join(_md(c) for c in [o["name"], *_option_cells(o)]) + " |")
+        out.append("")
+        out += [
+            f"- {_md(o['name'])}: {_md(o['misses'])}"
+            for o in task["options"]
+            if not o["meets"] and o["misses"]
+        ]
         for cascade in task["cascades"]:
             out += ["", f"### Cascade {_md(cascade['name'])}", "", _md(_routellm_line(cascade)), ""]
             out.append("| " + " | ".join(CASCADE_HEADER) + " |")
