@@ -135,6 +135,7 @@ class EmbeddedBackend(Backend):
         # The whole file is hashed (once per file version; the digest is cached): two GGUFs alike
         # in size and in their first and last MiB are still two models.
         self.weights = file_digest(self.path)
+        self.llama_cpp_version = metadata.version("llama_cpp_python")
         self._llm: Any = None
         self._logits_all = False
         # A llama.cpp context is not thread-safe: one call at a time per backend.
@@ -161,7 +162,7 @@ class EmbeddedBackend(Backend):
             "weights": self.weights,
             "n_ctx": self.n_ctx,
             "chat_format": self.chat_format,
-            "llama_cpp": metadata.version("llama_cpp_python"),
+            "llama_cpp": self.llama_cpp_version,
         }
 
     @property
