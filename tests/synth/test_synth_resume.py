@@ -39,7 +39,8 @@ def test_another_teacher_or_template_cannot_resume_a_synth_directory(tmp_path):
         other = teacher(server)
         other.model = "another-model"
         with pytest.raises(
-            UserError, match=r"other settings \(teacher\.model: scripted -> another-model"
+            UserError,
+            match=r"other settings \(model: \S+#scripted -> \S+#another-model; teacher\.model",
         ):
             synthesize(config, other, out, seed=1, show_progress=False)
         template.write_text("Write a conversation between two friends about {{ topic }}.")

@@ -138,7 +138,7 @@ def synthesize(
     check_fingerprint(
         out / "fingerprint.json",
         _made_by(config, backend, templates, retriever, seed, use_grammar),
-        has_results=any((out / name).exists() for name in RESULTS[:4]),
+        has_results=any((out / name).exists() for name in ("jobs.jsonl", "generated", "data")),
         what="synth",
     )
     topics, expanded = build_tree(config.topics, backend, templates, seed)
@@ -175,6 +175,7 @@ def _made_by(config, backend, templates, retriever, seed, use_grammar) -> dict:
     the run: a larger token budget resumes and adds cycles; concurrency and the final
     near-duplicate pass (redone on every run) change no record."""
     return {
+        "model": backend.model_id,
         "teacher": backend.identity,
         "sampling": backend.defaults,
         "seed": seed,
