@@ -283,6 +283,18 @@ def test_adapter_saves_and_loads(finetuned, tiny_hf):
 
 
 @pytest.mark.slow
+def test_a_finished_run_started_again_redoes_nothing_and_keeps_its_figures(finetuned):
+    from syllabus.finetune.run import finetune_recipe
+
+    again = finetune_recipe(
+        load_recipe(finetuned.out.parent / "finetune.toml"), finetuned.out, show_progress=False
+    )
+    assert again.train == finetuned.train and again.train["final_loss"] > 0
+    assert {"base", "data", "merge", "export"} <= set(again.log.skipped)
+    assert again.exports == finetuned.exports
+
+
+@pytest.mark.slow
 def test_merged_weights_give_the_logits_of_base_plus_adapter(finetuned, tiny_hf):
     from peft import PeftModel
 

@@ -214,6 +214,12 @@ def train_model(
         )
         if steps is not None and result.steps < steps and not loop.max_time_s:
             return None
+        previous = out / "train" / "train.json"
+        if math.isnan(result.final_loss) and previous.exists():
+            # Already trained: this call took no step, the figures are the training call's.
+            saved = json.loads(previous.read_text())
+            if saved.get("steps") == result.steps:
+                return saved
         target = out / ("model" if config.method == "full" else "adapter")
         if world.is_main:
             model.save_pretrained(target, safe_serialization=True)
@@ -349,7 +355,11 @@ def finetune_recipe(
             return result
         result.train = train
         trained_dir = out / ("model" if config.method == "full" else "adapter")
-        weights = hash_path(trained_dir)
+        # The weights and their config, not the model card peft rewrites beside them.
+        weights = stage_key(
+            [hash_path(f) for f in sorted(trained_dir.glob("*.safetensors"))],
+            [hash_path(f) for f in sorted(trained_dir.glob("*config.json"))],
+        )
         served = trained_dir
         if config.method != "full" and config.merge:
             train_rows, _ = _load_rows(out / "data")
