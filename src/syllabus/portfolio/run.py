@@ -54,6 +54,8 @@ def analyse(config: PortfolioConfig, items: dict, records: dict) -> dict:
         for cascade in config.cascades:
             first = records.get((task.name, cascade.first))
             then = records.get((task.name, cascade.then))
+            if cascade.tasks is not None and task.name not in cascade.tasks:
+                continue  # not meant for this task: nothing to report
             reason = applies(cascade, task, items[task.name])
             if reason is None and (first is None or then is None):
                 reason = "a stage was not measured"
