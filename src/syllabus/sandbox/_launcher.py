@@ -569,33 +569,38 @@ class RunCgroup:
         return 0
 
     def _reset_peak(self):
-        if self.peak is not None:
-            os.close(self.peak)
+        # v1: writing 0 resets the peak; v2 (6.12+): a write resets the peak seen through that
+        # descriptor, so the same one is kept open and read after the run.
+        file = {"v1-memory": "memory.max_usage_in_bytes", "v2": "memory.peak"}
+        try:
+            if self.peak is None:
+                kind, directory = next(d for d in self.dirs if d[0] in file)
+                self.peak = _high(os.open(os.path.join(directory, file[kind]), os.O_RDWR))
+            os.write(self.peak, b"0")
+        except OSError:
+            if self.peak is not None:
+                os.close(self.peak)
             self.peak = None
-        for kind, directory in self.dirs:
-            try:
-                if kind == "v1-memory":
-                    _write_file(os.path.join(directory, "memory.max_usage_in_bytes"), "0")
-                    self.peak = _high(
-                        os.open(os.path.join(directory, "memory.max_usage_in_bytes"), os.O_RDONLY)
-                    )
-                elif kind == "v2":  # a write resets the peak seen through this descriptor (6.12+)
-                    self.peak = _high(os.open(os.path.join(directory, "memory.peak"), os.O_RDWR))
-                    os.write(self.peak, b"reset")
-            except OSError:
-                if self.peak is not None:
-                    os.close(self.peak)
-                self.peak = None
 
-    def report(self):
-        """Report lines: OOM kills in this run, and its peak memory where it is known."""
+    def report(self, finished):
+        """Report lines: OOM kills in a run that did not finish, and its peak memory."""
         lines = []
-        kills = self._oom_kills() - self.oom_before
+        kills = 0 if finished else self._oom_kills() - self.oom_before
         if kills > 0:
             lines.append(f"oom_kill={kills}")
         if self.peak is not None:
             lines.append(f"peak_bytes={int(os.pread(self.peak, 64, 0))}")
         return lines
+
+    def joins(self, level):
+        """The cgroup.procs descriptors the program writes itself into. At the namespace level
+        RLIMIT_NPROC of the per-run uid counts the run's processes exactly, so a v1 pids
+        cgroup (a second migration per run) is not needed there."""
+        return [
+            fd
+            for (kind, _), fd in zip(self.dirs, self.procs, strict=True)
+            if not (kind == "v1-pids" and level == "namespace")
+        ]
 
     def remove(self):
         for fd in self.procs + ([self.peak] if self.peak is not None else []):
@@ -682,11 +687,12 @@ def _supervise(req, report, state):
             views[level] = build_view(level)
         view = views[level]
     cgroup = state["cgroup"] if "cgroup" in state else run_cgroup(state, req)
+    finished = False
     try:
-        _run(req, report, view, cgroup, source, tests, files, stdin_path)
+        finished = _run(req, report, view, cgroup, source, tests, files, stdin_path)
     finally:
         if cgroup is not None:
-            for line in cgroup.report():
+            for line in cgroup.report(finished):
                 _write(report, f"{line}\n".encode())
 
 
@@ -727,7 +733,7 @@ def _run(req, report, view, cgroup, source, tests, files, stdin_path):
     if child == 0:
         try:
             try:
-                for fd in cgroup.procs if cgroup else ():
+                for fd in cgroup.joins(level) if cgroup else ():
                     os.write(fd, b"0")  # this process; its children are born inside
                 prctl(PR_SET_PDEATHSIG, SIGKILL)  # supervisor gone -> we die -> namespaces too
                 if view is not None:
@@ -772,6 +778,8 @@ def _run(req, report, view, cgroup, source, tests, files, stdin_path):
             os.close(verdict)
     _write(report, f"account={'kept' if payload is not None else 'none'}\n".encode())
     _write(report, f"wall={time.monotonic() - started:.4f}\n".encode())
+    ok = payload is not None and payload.startswith(b"status=ok")
+    return ok and not timed_out and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
 def _high(fd):

@@ -210,7 +210,7 @@ def _memory(level: IsolationLevel) -> Probe:
     taken = max(0, before - lowest[0])
     how = {
         "cgroup-v2": "one cgroup v2 (memory.max, pids.max) for the run's process tree",
-        "cgroup-v1": "one cgroup v1 (memory and pids) for the run's process tree",
+        "cgroup-v1": "one cgroup v1 memory limit for the run's process tree",
         "per-process": "no cgroup could be made: fewer processes, each with its share as its "
         "address-space limit",
     }.get(result.memory_budget or "", "unknown")
