@@ -153,14 +153,21 @@ def test_chat_log_lines_become_conversations(tmp_path):
         + "\n"
         + json.dumps({"messages": DIALOGUE})
         + "\n"
+        # as `syllabus route` logs calls: the answer in `completion`, failures with a status
+        + json.dumps({"status": "ok", "messages": DIALOGUE[:1], "completion": "A sequence."})
+        + "\n"
+        + json.dumps({"status": "error", "messages": DIALOGUE[:1], "completion": None})
+        + "\n"
     )
     collected = collect([str(log)], ["exercise"], 0.0, 0, None)
     assert [c.messages[-1] for c in collected.conversations] == [
         {"role": "assistant", "content": "4"},
         DIALOGUE[-1],
+        {"role": "assistant", "content": "A sequence."},
     ]
-    with pytest.raises(UserError, match=r"log.jsonl:3: unknown role 'robot'"):
-        log_messages({"messages": [{"role": "robot", "content": "x"}]}, f"{log}:3")
+    assert collected.skipped == {"log: failed call": 1}
+    with pytest.raises(UserError, match=r"log.jsonl:9: unknown role 'robot'"):
+        log_messages({"messages": [{"role": "robot", "content": "x"}]}, f"{log}:9")
 
 
 def test_heldout_exercises_are_problems_their_solutions_pass(exercises, tmp_path):

@@ -5,7 +5,8 @@ An exercise becomes the same exchange HumanEval's chat prompting makes (the inst
 signature with its docstring; the whole function in a code block), so the format trained is the
 format evaluated; reasoning becomes problem -> worked solution and answer; a dialogue keeps its
 turns. A chat log line is an OpenAI-style `{"messages": [...]}` record, optionally with the
-answer apart (`response` as a chat completion object or text).
+answer apart: `response` (a chat completion object or text) or `completion` (the text, as the
+`syllabus route` log writes it; its failed calls, `"status": "error"`, are skipped and counted).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def log_messages(item: dict, where: str) -> list[dict[str, str]]:
     ):
         raise UserError(f"{where}: a chat log line needs 'messages': a list of {{role, content}}")
     messages = [{"role": m.get("role", ""), "content": m["content"]} for m in messages]
-    response = item.get("response")
+    response = item.get("response", item.get("completion"))
     if isinstance(response, dict):  # an OpenAI chat completion object
         choices = response.get("choices") or [{}]
         response = (choices[0].get("message") or {}).get("content")
@@ -122,6 +123,12 @@ def collect(
         if path.is_file() and path.suffix in {".jsonl", ".json"}:
             for item in read_jsonl_items(path):
                 where = f"{path}:{item['_line']}"
+                if item.get("status") == "error":
+                    skipped["log: failed call"] += 1
+                    continue
+                if "messages" not in item and "prompt" in item:
+                    skipped["log: completion call (no messages)"] += 1
+                    continue
                 messages = log_messages(item, where)
                 conversations.append(Conversation(where, "chat", str(path), messages))
             continue
