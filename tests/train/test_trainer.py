@@ -256,7 +256,7 @@ def test_truncated_token_file_is_a_clear_error(packed, tmp_path):
 
 def test_failed_save_keeps_previous_checkpoint(packed, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    train(tiny_config(packed, out, max_steps=10), show_progress=False)
+    train(tiny_config(packed, out, max_steps=20), show_progress=False, stop_after_steps=10)
     before = (out / "checkpoint.pt").read_bytes()
 
     def disk_full(obj, path, *args, **kwargs):
