@@ -5,6 +5,7 @@ from __future__ import annotations
 from syllabus.backends.base import (
     Backend,
     Completion,
+    LogLikelihood,
     Message,
     Request,
     SamplingParams,
