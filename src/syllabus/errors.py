@@ -14,3 +14,9 @@ class UserError(Exception):
 
 class BackendError(UserError):
     """A model backend could not answer (server down, retries exhausted, model missing)."""
+
+
+class StaleResults(UserError):
+    """A resumable directory holds results made by other settings (its fingerprint.json differs
+    or is missing): refused, so nothing made one way is added to results made another way.
+    `syllabus run` catches it and redoes the stage from scratch, since it has no --fresh."""

@@ -23,7 +23,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from syllabus.errors import UserError
+from syllabus.errors import StaleResults
 
 START_FRESH = (
     "to keep them, write to a new output directory; to discard them and start again, add --fresh"
@@ -175,7 +175,7 @@ def check_fingerprint(
     current = digest(made_by)
     if has_results:
         if not sidecar.exists():
-            raise UserError(
+            raise StaleResults(
                 f"{what}: {sidecar.parent} holds results without a fingerprint ({sidecar.name}), "
                 f"so what made them is unknown; {fresh}"
             )
@@ -185,7 +185,7 @@ def check_fingerprint(
             stored = {}
         if stored.get("fingerprint") != current:
             changed = differences(stored.get("made_by") or {}, made_by)
-            raise UserError(
+            raise StaleResults(
                 f"{what}: {sidecar.parent} holds results made with other settings "
                 f"({changed or 'unreadable ' + sidecar.name}); {fresh}"
             )

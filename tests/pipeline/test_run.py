@@ -53,6 +53,52 @@ def test_stage_cache_skips_reruns_and_redoes_changed_stages(tmp_path):
     assert seen == ["kept"]
 
 
+def test_a_setting_that_only_sizes_a_stage_continues_it_in_place(tmp_path):
+    # synth's budget: a larger one is a new result (.done is for the old), but the records
+    # there are valid for it: the stage resumes them instead of wiping them.
+    log, seen = StageLog(), []
+
+    def work(out: Path) -> dict:
+        seen.append(sorted(p.name for p in out.iterdir()))
+        (out / f"part-{len(seen)}").write_text("x")
+        return {}
+
+    directory = tmp_path / "synth"
+    run_stage("synth", directory, stage_key("budget", 1), work, log, resume_key=stage_key("s"))
+    run_stage("synth", directory, stage_key("budget", 2), work, log, resume_key=stage_key("s"))
+    assert seen[1] == [".key", "part-1"]
+    # Another resume key (another teacher, say: a new key too) wipes the directory as before.
+    run_stage("synth", directory, stage_key("teacher"), work, log, resume_key=stage_key("t"))
+    assert seen[2] == [".key"]
+
+
+def test_results_a_stage_refuses_to_resume_are_redone_not_a_dead_end(tmp_path):
+    # A stage's own fingerprint can cover more than its key (the sandbox's isolation level):
+    # its refusal says "add --fresh", which `syllabus run` does not have. The run redoes it.
+    from syllabus.errors import StaleResults
+
+    log, calls, redone = StageLog(), [], []
+
+    def work(out: Path) -> dict:
+        calls.append(sorted(p.name for p in out.iterdir()))
+        if (out / "made-elsewhere").exists():
+            raise StaleResults("synth: results made with other settings (sandbox: a -> b)")
+        (out / "made-here").write_text("x")
+        return {"ok": True}
+
+    directory = tmp_path / "synth"
+    directory.mkdir()
+    (directory / ".key").write_text(stage_key("s"))
+    (directory / "made-elsewhere").write_text("old")
+    summary = run_stage(
+        "synth", directory, stage_key("s"), work, log, on_redo=lambda *a: redone.append(a)
+    )
+    assert summary == {"ok": True}
+    assert calls == [[".key", "made-elsewhere"], [".key"]]
+    assert log.redone == {"synth": redone[0][1]} and "sandbox: a -> b" in redone[0][1]
+    assert (directory / ".done").exists() and not (directory / "made-elsewhere").exists()
+
+
 def report_rows(run_dir: Path) -> list:
     report = json.loads((run_dir / "report.json").read_text())
     return [
@@ -171,4 +217,4 @@ def test_bad_recipes_fail_before_any_work(tmp_path, case):
 def test_unknown_preset_is_named(tmp_path):
     result = run_cli("run", str(RECIPE), "--preset", "fast", "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 2
-    assert "no preset 'fast' (presets in this recipe: quick)" in result.stderr
+    assert "no preset 'fast' (presets in this recipe: quick, gpu)" in result.stderr
