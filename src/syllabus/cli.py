@@ -433,7 +433,9 @@ def train(
         }.items()
         if v
     }
-    config = loaded.train.model_copy(update=updates)
+    # nproc_per_node and device are how `syllabus run` launches training: here torchrun (or
+    # its absence) decides the processes, and the trainer takes a GPU whenever there is one.
+    config = loaded.train.trainer_config(**updates)
     if not config.data or not config.out:
         raise UserError(
             f"{recipe}: train.data and train.out must be set (in the recipe or with --data/--out)"

@@ -23,11 +23,11 @@ from syllabus.pipeline.config import (
     EvalStage,
     MixingStage,
     QualityStage,
+    RunTrainConfig,
     TokenizerStage,
     ValidationStage,
 )
 from syllabus.synth.config import SynthConfig
-from syllabus.train.config import TrainConfig
 
 
 class Recipe(StrictModel):
@@ -45,7 +45,7 @@ class Recipe(StrictModel):
     validation: ValidationStage = Field(default_factory=ValidationStage)
     """The one held-out set every arm's validation loss is measured on."""
     mixing: MixingStage = Field(default_factory=MixingStage)
-    train: TrainConfig | None = None
+    train: RunTrainConfig | None = None
     finetune: FinetuneConfig | None = None
     """`syllabus finetune`: specialise an existing model (base, data, method, export, eval)."""
     seeds: list[Annotated[int, at_least(0)]] = Field(default_factory=lambda: [1], min_length=1)

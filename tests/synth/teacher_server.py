@@ -94,6 +94,22 @@ def good_answer(prompt: str, seed: int) -> str:
     return _prose(key, 160)  # a textbook section
 
 
+def completion_answer(prompt: str, seed: int) -> str:
+    """A base model continuing the completion-mode exercise prompt: a function in HumanEval's
+    shape whose second docstring example is wrong (so it must be taken out), then the start of
+    the next function, which the generator must cut off (this server ignores stop strings)."""
+    key = f"{prompt}/{seed}"
+    k = _pick(key, 50) + 1
+    name = f"add_{_prose(key, 1).rstrip('.').lower()}_{k}"
+    return (
+        f'def {name}(a: int, b: int) -> int:\n    """Return a plus b plus {k}.\n'
+        f"    >>> {name}(1, 2)\n    {3 + k}\n"
+        f"    >>> {name}(5, 2)\n    {7 + k + 1}\n"
+        f"    >>> {name}(9, 2)\n    {11 + k}\n"
+        f'    """\n    return a + b + {k}\n\n\n# Topic: more\ndef next_one(x: int) -> int:\n'
+    )
+
+
 class TeacherServer(LocalJSONServer):
     """`faults`: {call number (1-based): fault} with fault one of "500", "429", "empty",
     "truncated", "garbage", "bad code", "hang"; `delay` seconds per answer."""
@@ -106,18 +122,22 @@ class TeacherServer(LocalJSONServer):
         self.answer = answer
         self.calls = 0
         self.prompts: list[str] = []
+        self.models: list[tuple[str, str]] = []
+        """(model asked for, "chat" or "complete") per call."""
         self._lock = threading.Lock()
         super().__init__()
 
     def handle(self, body, headers):
-        prompt = body["messages"][-1]["content"]
+        completion = "prompt" in body  # /v1/completions: a plain prompt to continue
+        prompt = body["prompt"] if completion else body["messages"][-1]["content"]
         with self._lock:
             self.calls += 1
             fault = self.faults.get(self.calls)
             self.prompts.append(prompt)
+            self.models.append((body.get("model"), "complete" if completion else "chat"))
         if self.delay:
             time.sleep(self.delay)
-        text = self.answer(prompt, body.get("seed", 0))
+        text = (completion_answer if completion else self.answer)(prompt, body.get("seed", 0))
         finish = "stop"
         if fault in ("500", "429"):
             return int(fault), b'{"error": {"message": "teacher overloaded"}}', {}
@@ -131,17 +151,15 @@ class TeacherServer(LocalJSONServer):
             text, finish = text[: len(text) // 3], "length"
         elif fault == "bad code":
             text = text.replace("return a + b", "return a +* b").replace("Problem:", "Problme")
+        choice = {"index": 0, "finish_reason": finish}
+        choice.update(
+            {"text": text} if completion else {"message": {"role": "assistant", "content": text}}
+        )
         payload = {
             "id": "x",
-            "object": "chat.completion",
+            "object": "text_completion" if completion else "chat.completion",
             "model": "scripted-teacher",
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": text},
-                    "finish_reason": finish,
-                }
-            ],
+            "choices": [choice],
             "usage": {
                 "prompt_tokens": len(prompt) // 4,
                 "completion_tokens": max(1, len(text) // 4),

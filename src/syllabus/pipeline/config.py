@@ -14,12 +14,13 @@ differs between arms is only the data the recipe names.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
 from syllabus.config import StrictModel, at_least, between
 from syllabus.curate.config import DecontamConfig
+from syllabus.train.config import TrainConfig
 
 SYNTH_KINDS = ("textbook", "exercise", "reasoning", "dialogue")
 DATASETS = ("raw", "filtered", "synth", *SYNTH_KINDS, "docs")
@@ -102,6 +103,26 @@ class TokenizerStage(StrictModel):
     sample_chars: Annotated[int, at_least(10_000)] = 4_000_000
     """Characters drawn to train the one shared tokenizer: an equal share for every arm (split
     by its mixing weights), the validation set left out."""
+
+
+class RunTrainConfig(TrainConfig):
+    """`[train]` of a `syllabus run` recipe: the trainer's settings, plus how the run launches
+    it. The trainer itself never sees the two fields below (`trainer_config`)."""
+
+    nproc_per_node: Annotated[int, between(1, 1024)] = 1
+    """Processes for each training stage. Above 1 the run launches `torchrun --standalone
+    --nproc_per_node N -m syllabus.cli train` per arm and seed (DDP: NCCL on GPUs, gloo on
+    CPU; `fsdp = true` shards). `batch_size` is per process, so N changes the global batch:
+    it is part of the stage key."""
+    device: Literal["auto", "cuda"] = "auto"
+    """`auto`: a GPU when torch sees one, else the CPU. `cuda`: the recipe is meant for a GPU
+    (a 125m model in bf16): on a machine without one the run refuses before any work rather
+    than spend a day on the CPU."""
+
+    def trainer_config(self, **updates) -> TrainConfig:
+        """The plain trainer config (what checkpoints record), with `updates` applied."""
+        values = self.model_dump(exclude={"nproc_per_node", "device"})
+        return TrainConfig.model_validate({**values, **updates})
 
 
 BENCHMARKS = {"humaneval-bpb": "humaneval", "humaneval": "humaneval"}

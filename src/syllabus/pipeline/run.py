@@ -15,6 +15,11 @@ reads included (see `stages.py`): a re-run skips finished stages, a changed stag
 everything downstream, and a stage killed half-way resumes (synth from its job journal,
 training from its last checkpoint, evaluation from its samples file).
 
+The same run scales out: a teacher over HTTP with [synth] budget_tokens and max_cost_usd (the
+cost estimate is printed before the first call), curation on Ray ([curate.executor] kind =
+"ray"; the decontamination of synthetic data and docs uses it too), and training under
+torchrun ([train] nproc_per_node): see recipes/phi1-openai.toml.
+
 Layout: <run>/synth (the teacher's output), <run>/datasets/{synth,raw,filtered,docs,...} (what
 arms train on, decontaminated), <run>/quality, <run>/validation, <run>/tokenizer,
 <run>/arms/<arm>/packed, <run>/arms/<arm>/seed-<s>/{model,eval}, <run>/report.{html,md,json}.
@@ -23,7 +28,10 @@ arms train on, decontaminated), <run>/quality, <run>/validation, <run>/tokenizer
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +66,7 @@ def run_recipe(
     """Run every stage the recipe configures. `stop_after` ends the run after the named stage
     (as if killed there), for tests and for running only the data part."""
     run_dir = Path(run_dir or Path(recipe.output_dir) / recipe.name)
-    check_before_work(recipe)
+    check_before_work(recipe, Path(recipe_path).parent if recipe_path else None)
     start = time.time()
     log = StageLog()
     inputs = {"recipe": recipe_path} if recipe_path else {}
@@ -77,7 +85,9 @@ def run_recipe(
                 break
         else:
             progress.update(task, stage="done")
-        run.extra["stages"] = {"ran": log.ran, "skipped": log.skipped, "times": log.times}
+        run.extra["stages"] = {
+            "ran": log.ran, "skipped": log.skipped, "times": log.times, "redone": log.redone,
+        }  # fmt: skip
         run.extra["summary"] = context.summary
     return RunResult(
         run_dir,
@@ -96,8 +106,9 @@ def used_datasets(recipe: Recipe) -> set[str]:
     return {name for arm in recipe.arms for name, _ in arm.sources()}
 
 
-def check_before_work(recipe: Recipe) -> None:
-    """Mistakes that would otherwise surface an hour in: fail now, saying what to change."""
+def check_before_work(recipe: Recipe, base_dir: Path | None = None) -> None:
+    """Mistakes that would otherwise surface an hour in: fail now, saying what to change.
+    `base_dir` is where the recipe's relative paths start (its folder)."""
     if not recipe.arms:
         raise UserError(
             f"recipe {recipe.name!r} has no [[arms]]: add at least one, e.g.\n"
@@ -129,6 +140,21 @@ def check_before_work(recipe: Recipe) -> None:
     for kind in synth_needed & set(SYNTH_KINDS):
         if getattr(recipe.synth, kind) is None:
             raise UserError(f"an arm uses {kind!r} but [synth.{kind}] is not in the recipe")
+    if synth_needed:
+        from syllabus.synth.cost import check_ceiling, estimate_cost
+
+        # Refused before any work, not after an hour of curation (the synth stage prints it).
+        check_ceiling(
+            estimate_cost(recipe.synth, recipe.teacher, seed=recipe.seed, base_dir=base_dir),
+            recipe.synth.max_cost_usd,
+        )
+    if used & {"raw", "filtered"}:
+        for index, source in enumerate(recipe.curate.sources):
+            if not Path(source.path).exists():
+                raise UserError(
+                    f"curate.sources[{index}].path: {source.path} does not exist; point it at "
+                    "your corpus (a directory, a .jsonl or Parquet file or a directory of them)"
+                )
     decontam = decontam_config(recipe)
     evaluated = {BENCHMARKS[task] for task in recipe.eval.tasks}
     if "humaneval" in evaluated and not (decontam.enabled and decontam.humaneval):
@@ -151,12 +177,34 @@ def _check_memory(recipe: Recipe) -> None:
         34 * config.batch_size * config.seq_len * shape.get("dim", 0) * shape.get("n_layers", 0)
     )
     need = 16 * params + activations
+    fix = "choose a smaller train.size or lower train.batch_size"
+    if config.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(
+                "train.device = 'cuda': this recipe (or preset) trains on a GPU, and torch sees "
+                "none on this machine; on a CPU use the recipe without the preset (or --preset "
+                "quick)"
+            )
+        memory = torch.cuda.get_device_properties(0).total_memory
+        if need > 0.9 * memory:
+            raise UserError(
+                f"train: a {params / 1e6:.0f}M-parameter model needs about {need / 2**30:.1f} GiB "
+                f"per GPU (batch {config.batch_size} x {config.seq_len}), more than the GPU's "
+                f"{memory / 2**30:.1f} GiB: {fix} (or set fsdp = true with nproc_per_node > 1)"
+            )
+        return
+    need *= config.nproc_per_node  # every process holds its own copy on the CPU
     available = _available_memory()
     if available and need > 0.8 * available:
+        processes = (
+            f" in each of {config.nproc_per_node} processes" if config.nproc_per_node > 1 else ""
+        )
         raise UserError(
             f"train: a {params / 1e6:.0f}M-parameter model needs about {need / 2**30:.1f} GiB to train "
-            f"(batch {config.batch_size} x {config.seq_len}), more than the {available / 2**30:.1f} GiB "
-            "available: choose a smaller train.size or lower train.batch_size"
+            f"(batch {config.batch_size} x {config.seq_len}{processes}), more than the "
+            f"{available / 2**30:.1f} GiB available: {fix}"
         )
 
 
@@ -188,15 +236,28 @@ class _Run:
         self.summary = ""
         self.results: dict = {}
 
-    def stage(self, name: str, directory: Path, key: str, work) -> dict:
+    def stage(self, name: str, directory: Path, key: str, work, resume_key=None) -> dict:
         self.keys[name] = key
-        summary = run_stage(name, directory, key, work, self.log)
+        summary = run_stage(
+            name, directory, key, work, self.log, resume_key=resume_key, on_redo=self._redo
+        )
         self.summaries[name] = summary
         if name in self.log.ran:
             self.progress.console.print(
                 f"[green]done[/green] {name} ({self.log.times[name]:.0f} s)"
             )
         return summary
+
+    def _redo(self, name: str, why: str) -> None:
+        from rich.markup import escape
+
+        from syllabus.fingerprint import START_FRESH
+
+        why = why.split("; " + START_FRESH)[0]
+        self.progress.console.print(
+            f"[yellow]{escape(name)}[/yellow]: {escape(why)}; redoing the stage from the start "
+            "(answers it asked a model for come back from the response cache)"
+        )
 
     def dataset(self, name: str) -> Path:
         return self.run_dir / "datasets" / name
@@ -268,23 +329,58 @@ def _synth_contents(ctx: _Run) -> dict:
         },
         "teacher": _model_contents(ctx.recipe.teacher),
     }
+    own_teachers = {
+        generator: _model_contents(getattr(synth, generator).teacher)
+        for generator in synth.generators
+        if getattr(synth, generator).teacher is not None
+    }
+    if own_teachers:  # [synth.<generator>.teacher]: their weights too
+        contents["teachers"] = own_teachers
     if synth.grounding is not None:
         contents["grounding"] = _contents(resolve(synth.grounding.corpus), "synth.grounding.corpus")
     return contents
+
+
+TEACHER_TRANSPORT = frozenset(
+    {"concurrency", "timeout_s", "max_retries", "backoff_s", "max_backoff_s", "api_key_env",
+     "price_in_per_mtok", "price_out_per_mtok"}
+)  # fmt: skip
+"""Teacher settings that change how calls are made and paid for, never an answer."""
 
 
 def _synth(ctx: _Run) -> None:
     from syllabus.synth import synth_recipe
 
     recipe = ctx.recipe
-    key = stage_key("synth", recipe.synth, recipe.teacher, recipe.seed, _synth_contents(ctx))
+    teacher = recipe.teacher.model_dump(mode="json", exclude=TEACHER_TRANSPORT)
+    contents = _synth_contents(ctx)
+    # Concurrency and the spend ceiling change no record: a finished stage stays finished.
+    made = recipe.synth.model_dump(mode="json", exclude={"concurrency", "max_cost_usd"})
+    key = stage_key("synth", made, teacher, recipe.seed, contents)
+    # A larger budget adds cycles to the records there and the near-duplicate pass is redone
+    # on every run (synth's own fingerprint says the same): they continue, not start over.
+    resumable = {k: v for k, v in made.items() if k not in ("budget_tokens", "dedup")}
+    resume_key = stage_key("synth", resumable, teacher, recipe.seed, contents)
 
     def work(out: Path) -> dict:
-        # The same call as `syllabus synth`: teacher prices and manifest and all.
-        result = synth_recipe(recipe, out, recipe_path=ctx.recipe_path, show_progress=False)
-        return {"records": result.records, "by_kind": result.stats["records_by_kind"]}
+        # The same call as `syllabus synth`: cost estimate, teacher prices and manifest and all.
+        result = synth_recipe(
+            recipe,
+            out,
+            recipe_path=ctx.recipe_path,
+            show_progress=False,
+            console=ctx.progress.console,
+        )
+        spent = (
+            json.loads((out / "spend.json").read_text()) if (out / "spend.json").exists() else {}
+        )
+        return {
+            "records": result.records,
+            "by_kind": result.stats["records_by_kind"],
+            "spent_usd": spent.get("usd", 0.0),
+        }
 
-    ctx.stage("synth", ctx.run_dir / "synth", key, work)
+    ctx.stage("synth", ctx.run_dir / "synth", key, work, resume_key=resume_key)
     # Teachers have read the benchmarks: their records pass the same check as every corpus.
     _decontaminate(ctx, "synth", ctx.run_dir / "synth", "synth")
     for kind in SYNTH_KINDS:
@@ -317,10 +413,15 @@ def _decontaminate(ctx: _Run, name: str, source: Path, source_stage: str) -> Non
     stage = f"decontam {name}"
     key = stage_key("decontam", config, ctx.keys[source_stage])
 
+    # The recipe's executor where it asks for one (Ray, or a number of workers): synthetic
+    # data at scale is large. Otherwise one process: starting more costs more than a few
+    # hundred records take. The output is the same either way (curate/pipeline.py).
+    executor = ctx.recipe.curate.executor if ctx.recipe.curate is not None else None
+    if executor is None or (executor.kind == "local" and executor.workers is None):
+        executor = ExecutorConfig(workers=1)
+
     def work(out: Path) -> dict:
-        result = single_step(
-            "decontam", [source], out, decontam=config, executor=ExecutorConfig(workers=1)
-        )
+        result = single_step("decontam", [source], out, decontam=config, executor=executor)
         return {"records": result.records, "stats": _curate_stats(out)}
 
     ctx.stage(stage, ctx.dataset(name), key, work)
@@ -558,11 +659,13 @@ def _tokenizer(ctx: _Run) -> None:
 
 
 def train_budget(config) -> int | None:
-    """Tokens training will read: max_tokens, or max_steps' worth (None for a time budget)."""
+    """Tokens training will read: max_tokens, or max_steps' worth (None for a time budget). A
+    step reads batch_size x grad_accum sequences in every one of nproc_per_node processes."""
     if config.max_tokens:
         return config.max_tokens
     if config.max_steps:
-        return config.max_steps * config.batch_size * config.grad_accum * config.seq_len
+        rows = config.batch_size * config.grad_accum * getattr(config, "nproc_per_node", 1)
+        return config.max_steps * rows * config.seq_len
     return None
 
 
@@ -614,18 +717,21 @@ def _train(ctx: _Run, arm, seed: int) -> None:
     from syllabus.train.trainer import train
 
     directory = ctx.run_dir / "arms" / arm.name / f"seed-{seed}"
-    config = ctx.recipe.train.model_copy(
-        update={
-            "data": str(ctx.run_dir / "arms" / arm.name / "packed"),
-            "out": str(directory / "model"),
-            "seed": seed,
-        }
+    settings = ctx.recipe.train
+    config = settings.trainer_config(
+        data=str(ctx.run_dir / "arms" / arm.name / "packed"),
+        out=str(directory / "model"),
+        seed=seed,
     )
-    key = stage_key(
-        "train", config.model_dump(exclude={"data", "out"}), ctx.keys[f"pack {arm.name}"]
-    )
+    processes = settings.nproc_per_node
+    parts = [config.model_dump(exclude={"data", "out"}), ctx.keys[f"pack {arm.name}"]]
+    if processes > 1:  # the global batch is batch_size x grad_accum x processes
+        parts.append({"nproc_per_node": processes})
+    key = stage_key("train", *parts)
 
     def work(out: Path) -> dict:
+        if processes > 1:
+            return _torchrun_train(config, processes, out)
         result = train(config, show_progress=False)
         return {
             "steps": result.steps,
@@ -637,6 +743,69 @@ def _train(ctx: _Run, arm, seed: int) -> None:
         }
 
     ctx.stage(f"train {arm.name} seed {seed}", directory / "model", key, work)
+
+
+DIE_WITH_PARENT = """\
+import ctypes, os, signal, sys
+# Linux: SIGTERM this process (torchrun, which then stops its workers) when the run that
+# started it dies, even by SIGKILL; a run started again must not find an orphan still training.
+ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)  # the parent died before the line above
+os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+"""
+
+
+def torchrun_command(recipe: Path, processes: int) -> list[str]:
+    """`torchrun --standalone --nproc_per_node N -m syllabus.cli train RECIPE -q`, with this
+    interpreter (torchrun is `python -m torch.distributed.run`)."""
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        "--nproc_per_node", str(processes), "-m", "syllabus.cli", "train", str(recipe), "-q",
+    ]  # fmt: skip
+
+
+def _torchrun_train(config, processes: int, out: Path) -> dict:
+    """Train one arm and seed data parallel under torchrun, as a user would from the shell:
+    the [train] table goes into `out/train.toml`, and the figures come back from the files
+    `syllabus train` writes (manifest.json, log.jsonl). Resuming is the trainer's own: the
+    same command continues from out/checkpoint.pt."""
+    import tomli_w
+
+    from syllabus.recipe import load_recipe
+    from syllabus.store import read_rows
+
+    recipe = out / "train.toml"
+    # TOML has no null: unset fields are left out, which is how a recipe says them.
+    table = {k: v for k, v in config.model_dump(mode="json").items() if v is not None}
+    recipe.write_text(tomli_w.dumps({"name": "train", "train": table}))
+    if load_recipe(recipe).train.trainer_config() != config:
+        raise RuntimeError(f"{recipe} does not say the same training config")
+    command = torchrun_command(recipe, processes)
+    if sys.platform == "linux":
+        command = [sys.executable, "-c", DIE_WITH_PARENT, str(os.getpid()), *command[1:]]
+    log = out / "torchrun.log"
+    with log.open("ab") as handle:
+        returncode = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT).returncode
+    if returncode != 0:
+        lines = log.read_text(errors="replace").splitlines()
+        errors = [line for line in lines if line.startswith("error: ")]
+        said = errors[-1] if errors else " | ".join(lines[-5:])
+        raise UserError(
+            f"training under torchrun ({processes} processes) failed with exit status "
+            f"{returncode}: {said} (the whole output is in {log})"
+        )
+    result = json.loads((out / "manifest.json").read_text())["result"]
+    steps = [row for row in read_rows(out / "log.jsonl") if "loss" in row]
+    return {
+        "steps": result["steps"],
+        "tokens": result["tokens"],
+        "final_loss": steps[-1]["loss"] if steps else None,
+        "val_loss": result["val_loss"],
+        "tokens_per_s": steps[-1]["tokens_per_s"] if steps else None,
+        "dtype": result["dtype"],
+        "processes": processes,
+    }
 
 
 def _eval(ctx: _Run, arm, seed: int) -> None:

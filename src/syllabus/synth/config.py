@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from syllabus.backends.config import BackendConfig
 from syllabus.config import StrictModel, at_least, between
 
 DEFAULT_AUDIENCES = ["complete beginner", "high-school student", "university student", "expert"]
@@ -63,48 +64,72 @@ class GroundingConfig(StrictModel):
     max_chars: Annotated[int, at_least(100)] = 800
 
 
-class TextbookConfig(StrictModel):
-    """Topic -> outline -> sections, each section one record."""
+class GeneratorConfig(StrictModel):
+    """What every generator's table has: jobs per topic leaf and, optionally, its own teacher."""
 
     per_topic: Annotated[int, at_least(1)] = 1
-    """Outlines (chapters) per topic leaf."""
+    teacher: BackendConfig | None = None
+    """This generator's own teacher (a table like [teacher]); default: the recipe's. E.g.
+    exercises from a base model in completion mode while a chat model writes the prose."""
+
+
+class TextbookConfig(GeneratorConfig):
+    """Topic -> outline -> sections, each section one record (`per_topic`: outlines per leaf)."""
+
     sections: Annotated[int, between(1, 12)] = 3
     """Sections asked for in each outline (at most this many are written)."""
     max_tokens: Annotated[int, at_least(16)] = 350
 
 
-class ExerciseConfig(StrictModel):
+class ExerciseConfig(GeneratorConfig):
     """Phi-1 CodeExercises: signature + docstring (prompt), body (solution), unit tests."""
 
-    per_topic: Annotated[int, at_least(1)] = 1
+    mode: Literal["chat", "completion"] = "chat"
+    """"chat": the teacher is asked for a function, then for asserts in a second call.
+    "completion" (base models): HumanEval's shape. The teacher continues a file of worked
+    functions (a few drawn per job from the `exercise_examples` template) with a new one: typed
+    signature, docstring with >>> examples, body; the examples are its tests."""
+    shots: Annotated[int, between(1, 8)] = 3
+    """Completion mode: worked functions shown in each prompt."""
     attempts: Annotated[int, between(1, 20)] = 3
     """Best-of-n: fresh tries (new seeds) per job until one verifies."""
     repairs: Annotated[int, between(0, 5)] = 1
-    """Rounds of 'this failed with <error>, fix it' per attempt."""
+    """Chat mode: rounds of 'this failed with <error>, fix it' per attempt."""
     separate_tests: bool = True
-    """Ask for the tests in their own call (after the solution) rather than in the same answer."""
+    """Chat mode: ask for the tests in their own call (after the solution), not in the same
+    answer."""
     keep_passing_asserts: bool = True
     """Keep the asserts that pass on the solution (at least `min_asserts`) instead of rejecting
-    the exercise for one wrong expected value; they must still fail on an empty body."""
+    the exercise for one wrong expected value; they must still fail on an empty body. In
+    completion mode the failing >>> examples are taken out of the docstring."""
     min_asserts: Annotated[int, between(1, 10)] = 2
     max_tokens: Annotated[int, at_least(16)] = 300
     time_limit_s: Annotated[float, between(0.5, 60)] = 5.0
 
+    @model_validator(mode="after")
+    def _chat_settings_in_chat_mode(self) -> ExerciseConfig:
+        # Repairs and a separate tests call are chat requests; a base model cannot take them.
+        chat_only = {"repairs", "separate_tests"} & self.model_fields_set
+        if self.mode == "completion" and chat_only:
+            raise ValueError(
+                f"{', '.join(sorted(chat_only))}: chat-mode settings; in completion mode the "
+                "docstring's >>> examples are the tests and there are no repair rounds"
+            )
+        return self
 
-class ReasoningConfig(StrictModel):
+
+class ReasoningConfig(GeneratorConfig):
     """Word problems with worked solutions whose final answer a program confirms."""
 
-    per_topic: Annotated[int, at_least(1)] = 1
     attempts: Annotated[int, between(1, 20)] = 2
     max_tokens: Annotated[int, at_least(16)] = 350
     tolerance: Annotated[float, between(0, 1)] = 1e-6
     """Relative difference allowed between the stated answer and the program's."""
 
 
-class DialogueConfig(StrictModel):
+class DialogueConfig(GeneratorConfig):
     """Student/teacher conversations about a topic."""
 
-    per_topic: Annotated[int, at_least(1)] = 1
     min_turns: Annotated[int, between(2, 40)] = 4
     max_tokens: Annotated[int, at_least(16)] = 400
 
@@ -136,6 +161,11 @@ class SynthConfig(StrictModel):
     sends them to an OpenAI-compatible server (llama-server accepts them)."""
     budget_tokens: Annotated[int, at_least(1)] | None = None
     """Stop once accepted records hold this many teacher tokens (repeats the plan as needed)."""
+    max_cost_usd: Annotated[float, at_least(0)] | None = None
+    """A ceiling on what the teacher is paid (at its price_in_per_mtok / price_out_per_mtok):
+    a plan estimated above it is refused before the first call, and a run stops starting jobs
+    once the answers it paid for (not those from the response cache, over every run into the
+    same directory) reach it. Raise it and run again to continue (see synth/cost.py)."""
     concurrency: Annotated[int, between(1, 256)] | None = None
     """Jobs in flight at once (default: the teacher's concurrency, at least 2 so verification
     overlaps generation)."""

@@ -6,6 +6,7 @@ Layout of an output directory (OUT is itself a dataset):
     OUT/generated/                every accepted record, written as jobs finish (resumable)
     OUT/jobs.jsonl                one line per finished job: its counts and rejection reasons
     OUT/stats.json, manifest.json
+    OUT/spend.json                what the teacher was paid so far, for [synth] max_cost_usd
 
     OUT/fingerprint.json          what made it: teacher, sampling, templates, grounding, settings
 
@@ -39,8 +40,9 @@ from syllabus.sandbox import Sandbox, isolation_level
 from syllabus.store import DatasetWriter, RowAppender, open_dataset
 from syllabus.synth import stats as synth_stats
 from syllabus.synth.config import SynthConfig
+from syllabus.synth.cost import SpendMeter, payers
 from syllabus.synth.generators import GENERATORS
-from syllabus.synth.jobs import Context, Job, Outcome
+from syllabus.synth.jobs import Context, Job, Outcome, uses_grammar
 from syllabus.synth.prompts import Templates, choose_voice, job_seed
 from syllabus.synth.topics import Topic, build_tree
 from syllabus.types import Record
@@ -93,7 +95,9 @@ class _Journal:
         self._rows.close()
 
 
-RESULTS = ("jobs.jsonl", "generated", "data", "index.json", "stats.json", "fingerprint.json")
+RESULTS = (
+    "jobs.jsonl", "generated", "data", "index.json", "stats.json", "fingerprint.json", "spend.json",
+)  # fmt: skip
 """What a synth run writes into OUT (besides manifest.json); `fresh` removes exactly these."""
 
 
@@ -107,17 +111,88 @@ def synthesize(
     show_progress: bool = True,
     prices: tuple[float, float] = (0.0, 0.0),
     fresh: bool = False,
+    stop_after_s: float | None = None,
 ) -> SynthResult:
-    """Generate `config`'s data with `backend` as the teacher into the dataset `out`.
+    """Generate `config`'s data with `backend` as the teacher into the dataset `out` (and
+    with their own teachers the generators whose table names one).
 
     Resumes what `out` holds when the same settings made it; refuses other settings (or, with
-    `fresh`, removes the old results first)."""
+    `fresh`, removes the old results first). `stop_after_s` (benchmarks) starts no job after
+    that many seconds and finishes the ones in flight: what it keeps depends on the machine's
+    speed, which is why recipes have no such setting."""
     if not config.generators:
         raise UserError(
             "the recipe's [synth] enables no generator: add [synth.textbook], [synth.exercise], "
             "[synth.reasoning] or [synth.dialogue]"
         )
-    out = Path(out)
+    teachers = _own_teachers(config)
+    try:
+        _check_teachers(config, backend, teachers)
+        return _synthesize(
+            config, backend, teachers, Path(out), seed=seed, base_dir=base_dir,
+            show_progress=show_progress, prices=prices, fresh=fresh, stop_after_s=stop_after_s,
+        )  # fmt: skip
+    finally:
+        for teacher in {id(t): t for t in teachers.values()}.values():
+            teacher.close()
+
+
+def _own_teachers(config: SynthConfig) -> dict[str, Backend]:
+    """Generator -> the backend its `[synth.<generator>.teacher]` table describes; generators
+    naming the same table share one backend."""
+    from syllabus.backends import make_backend
+
+    made: dict[str, Backend] = {}
+    teachers: dict[str, Backend] = {}
+    try:
+        for generator in config.generators:
+            section = getattr(config, generator).teacher
+            if section is not None:
+                key = section.model_dump_json()
+                if key not in made:
+                    made[key] = make_backend(section)
+                teachers[generator] = made[key]
+    except BaseException:
+        for teacher in made.values():
+            teacher.close()
+        raise
+    return teachers
+
+
+def _check_teachers(config: SynthConfig, backend: Backend, teachers: dict[str, Backend]) -> None:
+    """Every generator's teacher can take the requests it will be sent: a base model (no chat
+    template) only continues prompts, which exercises do in completion mode."""
+    for generator in config.generators:
+        teacher = teachers.get(generator, backend)
+        completion = generator == "exercise" and config.exercise.mode == "completion"
+        if (needs := "complete" if completion else "chat") in teacher.capabilities:
+            continue
+        table = f"[synth.{generator}.teacher]" if generator in teachers else "[teacher]"
+        fix = (
+            'a base model only continues text: set [synth.exercise] mode = "completion", and give '
+            "the other generators a chat teacher (their own `teacher` table or [teacher])"
+            if needs == "chat"
+            else "completion mode needs a teacher that continues plain prompts"
+        )
+        raise UserError(
+            f"[synth.{generator}]: its teacher {teacher.model_id} ({table}) cannot take {needs} "
+            f"requests; {fix}"
+        )
+
+
+def _synthesize(
+    config: SynthConfig,
+    backend: Backend,
+    teachers: dict[str, Backend],
+    out: Path,
+    *,
+    seed: int,
+    base_dir: Path | None,
+    show_progress: bool,
+    prices: tuple[float, float],
+    fresh: bool,
+    stop_after_s: float | None,
+) -> SynthResult:
     start = time.time()
     out.mkdir(parents=True, exist_ok=True)
     templates = Templates(config.templates, base_dir)
@@ -126,9 +201,6 @@ def synthesize(
         from syllabus.synth.grounding import Retriever
 
         retriever = Retriever(config.grounding, base_dir)
-    use_grammar = "grammar" in backend.capabilities and (
-        config.constrained == "on" or (config.constrained == "auto" and backend.kind == "embedded")
-    )
     if fresh:
         for name in RESULTS:
             if (out / name).is_dir():
@@ -137,9 +209,12 @@ def synthesize(
                 (out / name).unlink(missing_ok=True)
     check_fingerprint(
         out / "fingerprint.json",
-        _made_by(config, backend, templates, retriever, seed, use_grammar),
+        _made_by(config, backend, teachers, templates, retriever, seed),
         has_results=any((out / name).exists() for name in ("jobs.jsonl", "generated", "data")),
         what="synth",
+    )
+    meter = SpendMeter(
+        out / "spend.json", payers(config, backend, prices, teachers), config.max_cost_usd
     )
     topics, expanded = build_tree(config.topics, backend, templates, seed)
     journal = _Journal(out / "jobs.jsonl")
@@ -147,13 +222,14 @@ def synthesize(
     resume = (generated / "index.json").exists()
     writer = DatasetWriter(generated, shard_rows=8, append=resume)
     sandbox = Sandbox(workers=max(1, min(2, os.cpu_count() or 1)))
-    ctx = Context(backend, sandbox, templates, config, use_grammar=use_grammar)
+    ctx = Context(backend, sandbox, templates, config, teachers=teachers)
     run = _Run(
         journal, writer, ctx,
         limit=config.concurrency or max(2, backend.concurrency),
         per_cycle=len(topics) * sum(getattr(config, g).per_topic for g in config.generators),
         tokens=sum(e.get("tokens", 0) for e in journal.entries.values()),
-        start=start,
+        start=start, meter=meter,
+        deadline=start + stop_after_s if stop_after_s is not None else None,
     )  # fmt: skip
     try:
         with progress_bar(show_progress, "{task.fields[info]}") as progress:
@@ -165,28 +241,45 @@ def synthesize(
         writer.close()
         journal.close()
         sandbox.close()
+        meter.save()
     entries = [*journal.entries.values(), *run.incomplete]
     finished = _finalize(config, out, entries, topics, ctx, expanded, prices, start, run.stopped)
+    if meter.hit:
+        raise UserError(run.stopped)
     return finished
 
 
-def _made_by(config, backend, templates, retriever, seed, use_grammar) -> dict:
+def _made_by(config, backend, teachers, templates, retriever, seed) -> dict:
     """Everything that can change what a job writes, for fingerprint.json. Not what only sizes
     the run: a larger token budget resumes and adds cycles; concurrency and the final
     near-duplicate pass (redone on every run) change no record."""
-    return {
+    made_by = {
         "model": backend.model_id,
         "teacher": backend.identity,
         "sampling": backend.defaults,
         "seed": seed,
         "templates": templates.hashes,
         "grounding": digest(retriever.passages) if retriever is not None else None,
-        "constrained": use_grammar,
+        "constrained": uses_grammar(config, backend),
         "sandbox": isolation_level(),
         "synth": config.model_dump(
-            mode="json", exclude={"templates", "budget_tokens", "concurrency", "dedup"}
+            mode="json",
+            exclude={"templates", "budget_tokens", "concurrency", "dedup", "max_cost_usd"},
         ),
     }
+    if teachers:
+        # A generator's own teacher, named by its weights like the run's (a table names only
+        # a model, whose file can change).
+        made_by["teachers"] = {
+            generator: {
+                "model": teacher.model_id,
+                "teacher": teacher.identity,
+                "sampling": teacher.defaults,
+                "constrained": uses_grammar(config, teacher),
+            }
+            for generator, teacher in sorted(teachers.items())
+        }
+    return made_by
 
 
 @dataclass
@@ -209,10 +302,14 @@ class _Run:
     per_cycle: int
     tokens: int
     start: float
+    meter: SpendMeter
+    deadline: float | None = None
+    """No job starts after this time (`stop_after_s`)."""
     cycles: dict[int, _Cycle] = field(default_factory=dict)
     incomplete: list[dict] = field(default_factory=list)
     stopped: str = ""
-    """Why a token-budget run ended before its budget (a cycle that accepted nothing)."""
+    """Why a run ended before its plan or budget (a cycle that accepted nothing, the spend
+    ceiling)."""
 
     def count(self, cycle: int, records: int, rejected: dict) -> None:
         """Tally a finished job; a budget run stops once a whole cycle has kept nothing, since
@@ -233,7 +330,9 @@ class _Run:
 
 async def _run_jobs(jobs: Iterator[Job], run: _Run, progress, task) -> None:
     ctx, journal, writer = run.ctx, run.journal, run.writer
-    await ctx.backend._open()
+    backends = list({id(b): b for b in (ctx.backend, *ctx.teachers.values())}.values())
+    for backend in backends:
+        await backend._open()
     pending: set[asyncio.Task] = set()
     budget = ctx.config.budget_tokens
     accepted = sum(e["records"] for e in journal.entries.values())
@@ -246,6 +345,7 @@ async def _run_jobs(jobs: Iterator[Job], run: _Run, progress, task) -> None:
             and not run.stopped
             and len(pending) < run.limit
             and not (budget and run.tokens >= budget)
+            and not (run.deadline is not None and time.time() >= run.deadline)
         ):
             job = next(jobs, None)
             if job is None:
@@ -253,6 +353,9 @@ async def _run_jobs(jobs: Iterator[Job], run: _Run, progress, task) -> None:
             elif job.key in journal.entries:
                 entry = journal.entries[job.key]
                 run.count(job.cycle, entry["records"], entry.get("rejected", {}))
+            elif run.meter.reached():
+                run.meter.hit = True
+                run.stopped = run.meter.stop_message()
             else:
                 runner = GENERATORS[job.generator](job, ctx)
                 pending.add(asyncio.ensure_future(_tagged(job, runner)))
@@ -272,6 +375,7 @@ async def _run_jobs(jobs: Iterator[Job], run: _Run, progress, task) -> None:
                 run.incomplete.append({**entry, "incomplete": True})
             else:
                 journal.add(entry)
+        run.meter.save()
 
     try:
         while True:
@@ -307,7 +411,8 @@ async def _run_jobs(jobs: Iterator[Job], run: _Run, progress, task) -> None:
                 info=f"{accepted} records, {ctx.completion_tokens / elapsed:.0f} tok/s",
             )
     finally:
-        await ctx.backend._close_async()
+        for backend in backends:
+            await backend._close_async()
 
 
 async def _tagged(job: Job, runner) -> tuple[Job, Outcome]:
@@ -399,21 +504,31 @@ def synth_recipe(
     recipe_path: Path | None = None,
     show_progress: bool = True,
     fresh: bool = False,
+    console=None,
 ) -> SynthResult:
     """`syllabus synth`: the recipe's teacher writes its `[synth]` data into `out`, with a
-    manifest (config, versions, input hashes) beside it. `fresh` discards what `out` holds."""
+    manifest (config, versions, input hashes) beside it. `fresh` discards what `out` holds.
+
+    Before the first teacher call the plan's cost estimate is printed (on `console`, default
+    stderr) and recorded in the manifest; a plan over `[synth] max_cost_usd` is refused."""
+    from rich.console import Console
+    from rich.markup import escape
+
     from syllabus.backends import make_backend
     from syllabus.store.manifest import RunDir
+    from syllabus.synth.cost import check_ceiling, estimate_cost, teacher_prices
 
     out = Path(out)
     teacher = recipe.teacher
-    prices = (
-        getattr(teacher, "price_in_per_mtok", 0.0),
-        getattr(teacher, "price_out_per_mtok", 0.0),
-    )
+    prices = teacher_prices(teacher)
     inputs = {"recipe": recipe_path} if recipe_path else {}
     base_dir = Path(recipe_path).parent if recipe_path else None
+    estimate = estimate_cost(recipe.synth, teacher, seed=recipe.seed, base_dir=base_dir)
     with RunDir(out, stage="synth", config=recipe, inputs=inputs) as run:
+        (console or Console(stderr=True)).print(escape(estimate.line()), highlight=False)
+        run.extra["cost_estimate"] = estimate.as_dict()
+        run.write_manifest("running")
+        check_ceiling(estimate, recipe.synth.max_cost_usd)
         backend = make_backend(teacher)
         try:
             result = synthesize(

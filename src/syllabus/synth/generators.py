@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import random
 import re
 from dataclasses import dataclass, field
 
 from syllabus.sandbox import ExecResult, Limits
 from syllabus.synth.jobs import Context, Job, Outcome
 from syllabus.synth.parsing import (
+    COMPLETION_FUNCTION_GRAMMAR,
     DIALOGUE_GRAMMAR,
     FUNCTION_GRAMMAR,
     REASONING_GRAMMAR,
@@ -19,6 +21,8 @@ from syllabus.synth.parsing import (
     Rejected,
     asserts_grammar,
     code_blocks,
+    docstring_examples,
+    first_function,
     numbered_list,
     numbers_agree,
     outline_grammar,
@@ -28,6 +32,7 @@ from syllabus.synth.parsing import (
     parse_number,
     parse_reasoning,
     signature_types,
+    without_examples,
 )
 from syllabus.types import Provenance, Record
 
@@ -49,7 +54,7 @@ def _record(job: Job, ctx: Context, kind: str, text: str, template: str, meta: d
         },
         provenance=Provenance(
             generator=f"synth.{kind}",
-            model=ctx.backend.model_id,
+            model=ctx.teacher(job.generator).model_id,
             template=ctx.templates.origins[template],
             template_hash=ctx.templates.hashes[template],
             seed=job.seed,
@@ -90,11 +95,12 @@ async def textbook(job: Job, ctx: Context) -> Outcome:
     for attempt in range(2):
         outcome.attempts += 1
         answer = await ctx.ask(
+            job,
             "outline",
             ctx.templates.render("outline", sections=config.sections, **variables),
             seed=job.attempt_seed(attempt),
             max_tokens=30 * config.sections + 20,
-            grammar=outline_grammar(config.sections) if ctx.use_grammar else None,
+            grammar=outline_grammar(config.sections) if ctx.constrained(job.generator) else None,
         )
         if answer is None:
             outcome.rejected["teacher error"] += 1
@@ -111,7 +117,7 @@ async def textbook(job: Job, ctx: Context) -> Outcome:
             "section", outline=outline, index=index + 1, title=title, **variables
         )
         answer = await ctx.ask(
-            "section", prompt, seed=job.attempt_seed(100 + index), max_tokens=config.max_tokens
+            job, "section", prompt, seed=job.attempt_seed(100 + index), max_tokens=config.max_tokens
         )
         if answer is None:
             return Rejected("teacher error")
@@ -154,8 +160,11 @@ async def textbook(job: Job, ctx: Context) -> Outcome:
 @dataclass
 class Verdict:
     kept: list[str] = field(default_factory=list)
+    """The asserts that pass on the solution and fail on every stub."""
     error: Rejected | None = None
     dropped: int = 0
+    failing: list[str] = field(default_factory=list)
+    """The asserts that did not pass on the solution (kept out, with `keep_passing_asserts`)."""
 
 
 def _results(result: ExecResult) -> list[str] | None:
@@ -211,7 +220,11 @@ async def verify(function: Function, asserts: list[str], ctx: Context) -> Verdic
             return Verdict(
                 error=Rejected("trivial tests", "the tests pass on an empty or identity body")
             )
-        return Verdict(kept=informative, dropped=len(asserts) - len(informative))
+        return Verdict(
+            kept=informative,
+            dropped=len(asserts) - len(informative),
+            failing=[a for a, _ in failures],
+        )
     if failures:
         return Verdict(error=Rejected(failed_reason, first_failure))
     if not informative:
@@ -222,15 +235,24 @@ async def verify(function: Function, asserts: list[str], ctx: Context) -> Verdic
 
 
 async def exercise(job: Job, ctx: Context) -> Outcome:
+    if ctx.config.exercise.mode == "completion":
+        return await _exercise_completion(job, ctx)
+    return await _exercise_chat(job, ctx)
+
+
+async def _exercise_chat(job: Job, ctx: Context) -> Outcome:
+    """Ask for a function, then (`separate_tests`) for asserts in a second call; repair rounds
+    on a failure; best-of-n attempts."""
     config = ctx.config.exercise
     outcome = Outcome()
     variables = _variables(job, ctx)
-    constrain = ctx.use_grammar
+    constrain = ctx.constrained(job.generator)
     for attempt in range(config.attempts):
         outcome.attempts += 1
         seed = job.attempt_seed(attempt)
         prompt = ctx.templates.render("exercise", separate_tests=config.separate_tests, **variables)
         answer = await ctx.ask(
+            job,
             "exercise",
             prompt,
             seed=seed,
@@ -246,6 +268,7 @@ async def exercise(job: Job, ctx: Context) -> Outcome:
                 raise Rejected("copied the prompt's example", function.name)
             if config.separate_tests:
                 tests_answer = await ctx.ask(
+                    job,
                     "exercise_tests",
                     ctx.templates.render("exercise_tests", code=function.code, name=function.name),
                     seed=seed,
@@ -276,6 +299,7 @@ async def exercise(job: Job, ctx: Context) -> Outcome:
             outcome.attempts += 1
             outcome.reject(verdict.error)
             fixed = await ctx.ask(
+                job,
                 "exercise_repair",
                 ctx.templates.render(
                     "exercise_repair",
@@ -330,6 +354,82 @@ async def exercise(job: Job, ctx: Context) -> Outcome:
     return outcome
 
 
+COMPLETION_STOPS = ("\n# Topic", "\ndef ", "\nclass ", "\nif __name__", "\n\n\n")
+"""Where a base model's new function has certainly ended (without a grammar to end it)."""
+
+
+async def _exercise_completion(job: Job, ctx: Context) -> Outcome:
+    """HumanEval's shape from a base model: it continues a file of worked functions (a few
+    drawn per attempt) with a new one; the docstring's >>> examples are the tests. With
+    `keep_passing_asserts`, examples the body does not pass are taken out of the docstring."""
+    config = ctx.config.exercise
+    outcome = Outcome()
+    variables = _variables(job, ctx)
+    constrain = ctx.constrained(job.generator)
+    examples = ctx.templates.examples()
+    for attempt in range(config.attempts):
+        outcome.attempts += 1
+        seed = job.attempt_seed(attempt)
+        shown = random.Random(seed).sample(examples, min(config.shots, len(examples)))
+        # Rendered templates are stripped; the model starts on the line after the topic.
+        prompt = ctx.templates.render("exercise_completion", examples=shown, **variables) + "\n"
+        answer = await ctx.ask(
+            job,
+            "exercise",
+            prompt,
+            seed=seed,
+            max_tokens=config.max_tokens,
+            grammar=COMPLETION_FUNCTION_GRAMMAR if constrain else None,
+            complete=True,
+            stop=() if constrain else COMPLETION_STOPS,
+        )
+        if answer is None:
+            outcome.rejected["teacher error"] += 1
+            continue
+        try:
+            function = parse_function(first_function(answer.text))
+            if function.solution.strip() in prompt or f"def {function.name}(" in prompt:
+                raise Rejected("copied the prompt's example", function.name)
+            tests = docstring_examples(function)
+            if not tests:
+                raise Rejected("no docstring examples", f"{function.name} shows no >>> call")
+            # A repeated example is one test, not two.
+            verdict = await verify(function, list(dict.fromkeys(t.test for t in tests)), ctx)
+            if verdict.error is not None:
+                raise verdict.error
+            wrong = [t for t in tests if t.test in verdict.failing]
+            if wrong:
+                function = without_examples(function, wrong)
+        except Rejected as error:
+            outcome.reject(error, answer.text)
+            continue
+        outcome.techniques["verified"] += 1
+        outcome.techniques["best-of-n: verified on a later attempt"] += attempt > 0
+        outcome.techniques["kept passing asserts: wrong examples taken out"] += bool(wrong)
+        outcome.techniques["constrained output"] += constrain
+        outcome.records.append(
+            _record(
+                job,
+                ctx,
+                "exercise",
+                function.code,
+                "exercise_completion",
+                {
+                    "prompt": function.prompt,
+                    "solution": function.solution,
+                    "tests": "\n".join(verdict.kept),
+                    "entry_point": function.name,
+                    "attempt": attempt,
+                    "repairs": 0,
+                    "asserts_dropped": verdict.dropped,
+                    "completion_tokens": answer.usage.completion_tokens,
+                },
+            )
+        )
+        return outcome
+    return outcome
+
+
 # --------------------------------------------------------------------------------- reasoning
 
 
@@ -341,11 +441,12 @@ async def reasoning(job: Job, ctx: Context) -> Outcome:
         outcome.attempts += 1
         seed = job.attempt_seed(attempt)
         answer = await ctx.ask(
+            job,
             "reasoning",
             ctx.templates.render("reasoning", **variables),
             seed=seed,
             max_tokens=config.max_tokens,
-            grammar=REASONING_GRAMMAR if ctx.use_grammar else None,
+            grammar=REASONING_GRAMMAR if ctx.constrained(job.generator) else None,
         )
         if answer is None:
             outcome.rejected["teacher error"] += 1
@@ -353,6 +454,7 @@ async def reasoning(job: Job, ctx: Context) -> Outcome:
         try:
             problem, solution, stated = parse_reasoning(answer.text)
             program_answer = await ctx.ask(
+                job,
                 "reasoning_program",
                 ctx.templates.render("reasoning_program", problem=problem),
                 seed=seed,
@@ -417,11 +519,12 @@ async def dialogue(job: Job, ctx: Context) -> Outcome:
     config = ctx.config.dialogue
     outcome = Outcome(attempts=1)
     answer = await ctx.ask(
+        job,
         "dialogue",
         ctx.templates.render("dialogue", min_turns=config.min_turns, **_variables(job, ctx)),
         seed=job.attempt_seed(0),
         max_tokens=config.max_tokens,
-        grammar=DIALOGUE_GRAMMAR if ctx.use_grammar else None,
+        grammar=DIALOGUE_GRAMMAR if ctx.constrained(job.generator) else None,
     )
     if answer is None:
         outcome.rejected["teacher error"] += 1

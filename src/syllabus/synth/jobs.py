@@ -38,15 +38,25 @@ class Job:
         return job_seed(self.seed, attempt)
 
 
+def uses_grammar(config: SynthConfig, backend: Backend) -> bool:
+    """Whether answers from `backend` are shaped by grammars: only llama.cpp takes GBNF, so
+    "auto" means the embedded teacher; "on" also sends them to a server (llama-server)."""
+    return "grammar" in backend.capabilities and (
+        config.constrained == "on" or (config.constrained == "auto" and backend.kind == "embedded")
+    )
+
+
 @dataclass
 class Context:
-    """What a generator needs: the teacher, the sandbox, templates, and shared counters."""
+    """What a generator needs: the teachers, the sandbox, templates, and shared counters."""
 
     backend: Backend
+    """The run's teacher: topic expansion, and every generator without a teacher of its own."""
     sandbox: Sandbox
     templates: Templates
     config: SynthConfig
-    use_grammar: bool = False
+    teachers: dict[str, Backend] = field(default_factory=dict)
+    """Generator -> its own teacher (`[synth.<generator>.teacher]`)."""
     calls: Counter = field(default_factory=Counter)
     cached_calls: int = 0
     prompt_tokens: int = 0
@@ -54,19 +64,45 @@ class Context:
     teacher_errors: Counter = field(default_factory=Counter)
     consecutive_errors: int = 0
     last_error: str = ""
+    _one_model_at_a_time: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def teacher(self, generator: str) -> Backend:
+        return self.teachers.get(generator, self.backend)
+
+    def constrained(self, generator: str) -> bool:
+        return uses_grammar(self.config, self.teacher(generator))
 
     async def ask(
-        self, step: str, prompt: str, *, seed: int, max_tokens: int, grammar: str | None = None
+        self,
+        job: Job,
+        step: str,
+        prompt: str,
+        *,
+        seed: int,
+        max_tokens: int,
+        grammar: str | None = None,
+        complete: bool = False,
+        stop: Sequence[str] = (),
     ) -> Completion | None:
-        """One chat call; None (counted) when the teacher fails after its retries."""
-        request = self.backend.request(
-            messages=[{"role": "user", "content": prompt}],
+        """One call to the job's teacher: a chat message, or with `complete` a plain prompt to
+        continue (base models). None (counted) when the teacher fails after its retries."""
+        backend = self.teacher(job.generator)
+        overrides = {"stop": list(stop)} if stop else {}
+        request = backend.request(
+            messages=None if complete else [{"role": "user", "content": prompt}],
+            prompt=prompt if complete else None,
             seed=seed,
             max_tokens=max_tokens,
             grammar=grammar,
+            **overrides,
         )
         try:
-            answer = await self.backend.agenerate(request)
+            if backend.in_process and len(self._in_process_teachers()) > 1:
+                # Two in-process models generating at once fight over the same cores.
+                async with self._one_model_at_a_time:
+                    answer = await backend.agenerate(request)
+            else:
+                answer = await backend.agenerate(request)
         except BackendError as exc:
             self.teacher_errors[str(exc)[:160]] += 1
             self.consecutive_errors += 1
@@ -78,6 +114,9 @@ class Context:
         self.prompt_tokens += answer.usage.prompt_tokens
         self.completion_tokens += answer.usage.completion_tokens
         return answer
+
+    def _in_process_teachers(self) -> set[int]:
+        return {id(b) for b in (self.backend, *self.teachers.values()) if b.in_process}
 
     async def execute(self, program: str, limits: Limits, tests: Sequence[str] = ()) -> ExecResult:
         return await asyncio.to_thread(self.sandbox.run, program, limits=limits, tests=tests)

@@ -4,6 +4,7 @@ raises `Rejected` with a reason) instead of guessing; callers count the reasons.
 from __future__ import annotations
 
 import ast
+import doctest
 import math
 import re
 from dataclasses import dataclass
@@ -142,6 +143,75 @@ def _is_ellipsis(statement: ast.stmt) -> bool:
     return isinstance(statement, ast.Expr) and getattr(statement.value, "value", None) is Ellipsis
 
 
+def first_function(text: str) -> str:
+    """A base model's continuation cut after its first top-level function: from the `def` line
+    through the lines that belong to it (indented or blank), so whatever the model wrote next
+    (another function, prints, a stray comment) is not parsed with it."""
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.startswith("def ")), None)
+    if start is None:
+        return ""
+    end = start + 1
+    while end < len(lines) and (not lines[end].strip() or lines[end][0] in " \t"):
+        end += 1
+    return "".join(lines[start:end]).rstrip() + "\n"
+
+
+@dataclass(frozen=True)
+class DocExample:
+    """One `>>> call` / expected-value pair of a docstring, as an assert and where it sits."""
+
+    test: str
+    """`assert <call> == <expected>`."""
+    lines: range
+    """Its lines (`>>>` line and expected value) in the function's prompt, 0-based."""
+
+
+def docstring_examples(function: Function) -> list[DocExample]:
+    """The docstring's >>> examples that call the function and show a value, as asserts (as
+    HumanEval's prompts show them; doctest's own parser finds them). An example whose expected
+    output is not a Python expression (a traceback, printed text) is not a test."""
+    try:
+        tree = ast.parse(function.prompt + "    pass\n")
+    except SyntaxError:
+        return []
+    node = next(
+        (n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function.name), None
+    )
+    docstring = ast.get_docstring(node, clean=False) if node is not None else None
+    if not docstring:
+        return []
+    first_line = node.body[0].lineno - 1  # the docstring starts on its opening quotes' line
+    examples = []
+    for example in doctest.DocTestParser().get_examples(docstring):
+        source, want = example.source.strip(), example.want.strip()
+        try:
+            call = ast.parse(source, mode="eval")
+            ast.parse(want, mode="eval")
+        except SyntaxError:
+            continue
+        if not want or not _calls(call, function.name) or "\n" in want:
+            continue
+        start = first_line + example.lineno
+        count = example.source.count("\n") + example.want.count("\n")
+        examples.append(DocExample(f"assert {source} == {want}", range(start, start + count)))
+    return examples
+
+
+def without_examples(function: Function, drop: list[DocExample]) -> Function:
+    """`function` with these docstring examples taken out (the ones its body does not pass):
+    the prompt a model is given must not show wrong expected values. Checked by reading the
+    examples back: exactly the others must remain."""
+    remaining = [e.test for e in docstring_examples(function) if e not in drop]
+    lines = function.prompt.splitlines(keepends=True)
+    dropped = {line for example in drop for line in example.lines}
+    prompt = "".join(line for index, line in enumerate(lines) if index not in dropped)
+    rewritten = Function(function.name, prompt, function.solution)
+    if [e.test for e in docstring_examples(rewritten)] != remaining:
+        raise Rejected("docstring rewrite failed", "the failing examples could not be taken out")
+    return rewritten
+
+
 def parse_asserts(answer: str, name: str, limit: int = 10) -> list[str]:
     """`assert` statements in `answer` that call `name` (top level or inside test functions)."""
     found: list[str] = []
@@ -173,14 +243,18 @@ def _calling_asserts(tree: ast.AST, source: str, name: str) -> list[str]:
     for node in ast.walk(tree):
         if not isinstance(node, ast.Assert):
             continue
-        calls = any(
-            isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name) and sub.func.id == name
-            for sub in ast.walk(node.test)
-        )
         segment = ast.get_source_segment(source, node)
-        if calls and segment:
+        if _calls(node.test, name) and segment:
             out.append(" ".join(segment.split()) if "\n" in segment else segment)
     return out
+
+
+def _calls(tree: ast.AST, name: str) -> bool:
+    """Whether `tree` calls the function `name`."""
+    return any(
+        isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name) and sub.func.id == name
+        for sub in ast.walk(tree)
+    )
 
 
 _NUMBER = r"[-+]?\$?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?%?"
@@ -318,6 +392,20 @@ body ::= ("    " [^\n]+ "\n"){1,8}
 """
 """Plain types in the signature: the asserts writer then passes arguments of the right type,
 and the function stays small enough for a weak teacher to get right."""
+
+COMPLETION_FUNCTION_GRAMMAR = r"""root ::= "def " name "(" params ") -> " type ":\n    \"\"\"" doc "\n" example example example? "    \"\"\"\n" body
+name ::= [a-z] [a-z0-9_]*
+params ::= param (", " param){0,2}
+param ::= [a-z] [a-z0-9_]* ": " type
+type ::= "int" | "float" | "str" | "bool" | "list[int]" | "list[str]" | "dict[str, int]"
+doc ::= [^"\n]+
+example ::= "    >>> " [a-z] [a-z0-9_]* "(" [^\n]+ "\n    " [^\n]+ "\n"
+body ::= ("    " [^\n]+ "\n"){0,11} "    " [^\n]+ ("\n\n" | "\n\n\n")
+"""
+"""HumanEval's shape for a base model continuing a file: a typed signature, a one-line
+docstring with two or three >>> examples, then a body. A base model never stops on its own (it
+writes the next function), so the body ends at a blank line, which the model writes as one
+token with the newline before it."""
 
 REASONING_GRAMMAR = r"""root ::= "Problem: " problem "\nSolution: " solution "\nAnswer: " number "\n"
 problem ::= [^\n]+

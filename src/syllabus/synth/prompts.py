@@ -3,6 +3,7 @@ choices that keep a small teacher from writing the same text over and over."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import random
 from dataclasses import dataclass
@@ -21,14 +22,22 @@ TEMPLATE_NAMES = (
     "exercise",
     "exercise_tests",
     "exercise_repair",
+    "exercise_completion",
+    "exercise_examples",
     "reasoning",
     "reasoning_program",
     "dialogue",
 )
 
 
+RAW_FILES = {"exercise_examples": "exercise_examples.py"}
+"""Templates that are files to read, not Jinja2 to render (the worked functions a base model
+is shown: Python source, checked by its own doctests)."""
+
+
 def default_template(name: str) -> str:
-    return resources.files("syllabus.synth").joinpath(f"templates/{name}.j2").read_text()
+    file = RAW_FILES.get(name, f"{name}.j2")
+    return resources.files("syllabus.synth").joinpath(f"templates/{file}").read_text()
 
 
 class Templates:
@@ -59,6 +68,8 @@ class Templates:
         env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
         self._compiled = {}
         for name, source in self.sources.items():
+            if name in RAW_FILES:
+                continue
             try:
                 self._compiled[name] = env.from_string(source)
             except jinja2.TemplateSyntaxError as exc:
@@ -69,6 +80,33 @@ class Templates:
             name: hashlib.sha256(source.encode()).hexdigest()[:16]
             for name, source in self.sources.items()
         }
+
+    def examples(self) -> list[str]:
+        """The worked functions of `exercise_examples`: each top-level function with the comment
+        lines just above it (its `# Topic:`)."""
+        source = self.sources["exercise_examples"]
+        origin = self.origins["exercise_examples"]
+        try:
+            tree = ast.parse(source)
+        except SyntaxError as exc:
+            raise UserError(
+                f"synth.templates.exercise_examples ({origin}):{exc.lineno}: not Python ({exc.msg})"
+            ) from None
+        lines = source.splitlines()
+        examples = []
+        for node in tree.body:
+            if not isinstance(node, ast.FunctionDef):
+                continue
+            start = node.lineno - 1
+            while start > 0 and lines[start - 1].startswith("#"):
+                start -= 1
+            examples.append("\n".join(lines[start : node.end_lineno]))
+        if not examples:
+            raise UserError(
+                f"synth.templates.exercise_examples ({origin}): no functions; give worked "
+                "functions (typed signature, docstring with >>> examples, body)"
+            )
+        return examples
 
     def render(self, template: str, **variables) -> str:
         try:

@@ -68,10 +68,12 @@ def summarize(
     for entry in journal:
         g = generators.setdefault(
             entry["generator"],
-            {"jobs": 0, "unfinished_jobs": 0, "jobs_with_records": 0, "records": 0, "attempts": 0,
+            {"teacher": ctx.teacher(entry["generator"]).model_id, "jobs": 0, "unfinished_jobs": 0,
+             "jobs_with_records": 0, "records": 0, "tokens": 0, "attempts": 0,
              "rejected": Counter(), "techniques": Counter(), "examples_rejected": []},
         )  # fmt: skip
         g["jobs"] += 1
+        g["tokens"] += entry.get("tokens", 0)
         g["unfinished_jobs"] += bool(entry.get("incomplete"))
         g["jobs_with_records"] += entry["records"] > 0
         g["records"] += entry["records"]
