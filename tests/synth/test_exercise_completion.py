@@ -167,14 +167,17 @@ def test_docstring_examples_are_the_calls_with_a_value_and_their_lines():
         "    >>> print(clamp(7, 0, 10))\n    7\n"
         "    >>> clamp(1, 2)\n    Traceback (most recent call last):\n    TypeError: missing\n"
         "    >>> clamp(-3, 0, 10)\n    0\n"
+        "    >>> clamp(1, 0, 10)\n    1, 2\n"
         '    """\n    return max(low, min(value, high))\n'
     )
     examples = docstring_examples(function)
-    # `x = 3` shows nothing; a traceback is not an expected value.
+    # `x = 3` shows nothing; a traceback is not an expected value; a bare tuple is compared
+    # whole (not `== 1` with the message 2).
     assert [e.test for e in examples] == [
         "assert clamp(15, 0, 10) == 10",
         "assert print(clamp(7, 0, 10)) == 7",
         "assert clamp(-3, 0, 10) == 0",
+        "assert clamp(1, 0, 10) == (1, 2)",
     ]
     lines = function.prompt.splitlines()
     assert [lines[i].strip() for i in examples[2].lines] == [">>> clamp(-3, 0, 10)", "0"]

@@ -224,16 +224,7 @@ def train_model(
         if world.is_main:
             model.save_pretrained(target, safe_serialization=True)
             tokenizer.save_pretrained(target)
-        summary = {
-            "steps": result.steps,
-            "tokens": result.tokens,
-            "final_loss": result.final_loss,
-            "val_loss": result.val_loss,
-            "tokens_per_s": result.tokens_per_s,
-            "dtype": result.dtype,
-            "parameters": task.parameters,
-            "saved": str(target),
-        }
+        summary = {**result.figures(), "parameters": task.parameters, "saved": str(target)}
         (out / "train" / "train.json").write_text(json.dumps(summary, indent=2))
         return summary
     finally:

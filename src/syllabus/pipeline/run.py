@@ -732,15 +732,7 @@ def _train(ctx: _Run, arm, seed: int) -> None:
     def work(out: Path) -> dict:
         if processes > 1:
             return _torchrun_train(config, processes, out)
-        result = train(config, show_progress=False)
-        return {
-            "steps": result.steps,
-            "tokens": result.tokens,
-            "final_loss": result.final_loss,
-            "val_loss": result.val_loss,
-            "tokens_per_s": result.tokens_per_s,
-            "dtype": result.dtype,
-        }
+        return train(config, show_progress=False).figures()
 
     ctx.stage(f"train {arm.name} seed {seed}", directory / "model", key, work)
 

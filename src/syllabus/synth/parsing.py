@@ -187,11 +187,13 @@ def docstring_examples(function: Function) -> list[DocExample]:
         source, want = example.source.strip(), example.want.strip()
         try:
             call = ast.parse(source, mode="eval")
-            ast.parse(want, mode="eval")
+            expected = ast.parse(want, mode="eval")
         except SyntaxError:
             continue
         if not want or not _calls(call, function.name) or "\n" in want:
             continue
+        if isinstance(expected.body, ast.Tuple) and not want.startswith("("):
+            want = f"({want})"  # `assert f() == 1, 2` would assert f() == 1 with message 2
         start = first_line + example.lineno
         count = example.source.count("\n") + example.want.count("\n")
         examples.append(DocExample(f"assert {source} == {want}", range(start, start + count)))

@@ -48,6 +48,17 @@ class TrainResult:
     mfu: float | None
     dtype: str
 
+    def figures(self) -> dict:
+        """What a stage reports of its training (JSON-ready)."""
+        return {
+            "steps": self.steps,
+            "tokens": self.tokens,
+            "final_loss": self.final_loss,
+            "val_loss": self.val_loss,
+            "tokens_per_s": self.tokens_per_s,
+            "dtype": self.dtype,
+        }
+
 
 @dataclass
 class Batch:
