@@ -6,10 +6,10 @@ from the same shape by Syllabus's HF export config. The `nanochat` package on Py
 and is not usable as a peer: it is a third party's repackaging that holds only the `rustbpe`
 tokenizer (no model or training code), and its sdist needs crates.io to build.
 
-All train the same Llama shape (named sizes 1m and 5m) on the same packed tokens (part of the
+All train the same Llama shape (named sizes, e.g. 1m, 2m, 5m) on the same packed tokens (part of the
 Python standard library, BPE vocabulary 4096), batch 16 x 256 tokens, AdamW, grad clipping, in
 this process, one after the other, for several rounds. tokens/s is the median over steps after a
-warm-up. The baseline runs fp32, as nanoGPT does on CPU; Syllabus runs with `dtype = "auto"`
+warm-up, each step timed from the end of the one before (everything a loop does per step counts). The baseline runs fp32, as nanoGPT does on CPU; Syllabus runs with `dtype = "auto"`
 (it times fp32 and bf16 autocast and keeps the faster), and also in fp32 for a like-for-like
 figure. Prints the ratios; target >= 1.0.
 
@@ -19,6 +19,7 @@ figure. Prints the ratios; target >= 1.0.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import sysconfig
@@ -108,9 +109,8 @@ def baseline_rates(tokens: np.ndarray, size: str, steps: int) -> list[float]:
     model = MiniLlama(**SIZES[size])
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
     rng = np.random.default_rng(0)
-    rates = []
+    stamps = [time.perf_counter()]
     for _ in range(steps):
-        t0 = time.perf_counter()
         starts = rng.integers(0, len(tokens) - SEQ - 1, BATCH)
         batch = torch.from_numpy(
             np.stack([tokens[s : s + SEQ + 1].astype(np.int64) for s in starts])
@@ -120,8 +120,16 @@ def baseline_rates(tokens: np.ndarray, size: str, steps: int) -> list[float]:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        rates.append(BATCH * SEQ / (time.perf_counter() - t0))
-    return rates
+        stamps.append(time.perf_counter())
+    return period_rates(stamps)
+
+
+def period_rates(stamps: list[float]) -> list[float]:
+    """tokens/s of each step from the times its neighbours ended: every trainer is timed from
+    the end of one step to the end of the next, so data loading, logging and whatever else a
+    loop does per step count alike (the HF Trainer's step callbacks leave its data loading out,
+    Syllabus's own tokens_per_s leaves out its logging)."""
+    return [BATCH * SEQ / (b - a) for a, b in itertools.pairwise(stamps)]
 
 
 def syllabus_rates(packed: Path, size: str, steps: int, dtype: str) -> tuple[list[float], str]:
@@ -141,7 +149,8 @@ def syllabus_rates(packed: Path, size: str, steps: int, dtype: str) -> tuple[lis
     )
     result = train(config, show_progress=False)
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    return [row["tokens_per_s"] for row in rows if "tokens_per_s" in row], result.dtype
+    # The first step has no predecessor to be timed from: the rates start at step 2.
+    return period_rates([row["time"] for row in rows if "loss" in row]), result.dtype
 
 
 def hf_trainer_rates(tokens: np.ndarray, size: str, steps: int) -> list[float]:
@@ -161,13 +170,13 @@ def hf_trainer_rates(tokens: np.ndarray, size: str, steps: int) -> list[float]:
 
     class StepTimer(TrainerCallback):
         def __init__(self):
-            self.rates, self.t0 = [], 0.0
+            self.stamps: list[float] = []
 
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.t0 = time.perf_counter()
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.stamps.append(time.perf_counter())
 
         def on_step_end(self, args, state, control, **kwargs):
-            self.rates.append(BATCH * SEQ / (time.perf_counter() - self.t0))
+            self.stamps.append(time.perf_counter())
 
     timer = StepTimer()
     args = TrainingArguments(
@@ -189,7 +198,7 @@ def hf_trainer_rates(tokens: np.ndarray, size: str, steps: int) -> list[float]:
         seed=0,
     )
     Trainer(model=model, args=args, train_dataset=dataset, callbacks=[timer]).train()
-    return timer.rates
+    return period_rates(timer.stamps)
 
 
 def make_packed(workdir: Path) -> Path:
