@@ -10,6 +10,7 @@ import random
 import re
 from dataclasses import dataclass, field
 
+from syllabus.backends.base import Completion
 from syllabus.sandbox import ExecResult, Limits
 from syllabus.synth.jobs import Context, Job, Outcome
 from syllabus.synth.parsing import (
@@ -325,33 +326,46 @@ async def _exercise_chat(job: Job, ctx: Context) -> Outcome:
         if verdict.error is not None:
             outcome.reject(verdict.error, answer.text)
             continue
-        tests = "\n".join(verdict.kept)
         outcome.techniques["verified"] += 1
         outcome.techniques["best-of-n: verified on a later attempt"] += attempt > 0
         outcome.techniques["repair: verified after a repair"] += repairs > 0
         outcome.techniques["kept passing asserts: some dropped"] += verdict.dropped > 0
         outcome.techniques["constrained output"] += constrain
         outcome.records.append(
-            _record(
-                job,
-                ctx,
-                "exercise",
-                function.code,
-                "exercise",
-                {
-                    "prompt": function.prompt,
-                    "solution": function.solution,
-                    "tests": tests,
-                    "entry_point": function.name,
-                    "attempt": attempt,
-                    "repairs": repairs,
-                    "asserts_dropped": verdict.dropped,
-                    "completion_tokens": answer.usage.completion_tokens,
-                },
-            )
+            _exercise_record(job, ctx, "exercise", function, verdict, answer, attempt, repairs)
         )
         return outcome
     return outcome
+
+
+def _exercise_record(
+    job: Job,
+    ctx: Context,
+    template: str,
+    function: Function,
+    verdict: Verdict,
+    answer: Completion,
+    attempt: int,
+    repairs: int,
+) -> Record:
+    """A verified exercise: HumanEval's fields (prompt, solution, tests, entry point) in meta."""
+    return _record(
+        job,
+        ctx,
+        "exercise",
+        function.code,
+        template,
+        {
+            "prompt": function.prompt,
+            "solution": function.solution,
+            "tests": "\n".join(verdict.kept),
+            "entry_point": function.name,
+            "attempt": attempt,
+            "repairs": repairs,
+            "asserts_dropped": verdict.dropped,
+            "completion_tokens": answer.usage.completion_tokens,
+        },
+    )
 
 
 COMPLETION_STOPS = ("\n# Topic", "\ndef ", "\nclass ", "\nif __name__", "\n\n\n")
@@ -408,22 +422,8 @@ async def _exercise_completion(job: Job, ctx: Context) -> Outcome:
         outcome.techniques["kept passing asserts: wrong examples taken out"] += bool(wrong)
         outcome.techniques["constrained output"] += constrain
         outcome.records.append(
-            _record(
-                job,
-                ctx,
-                "exercise",
-                function.code,
-                "exercise_completion",
-                {
-                    "prompt": function.prompt,
-                    "solution": function.solution,
-                    "tests": "\n".join(verdict.kept),
-                    "entry_point": function.name,
-                    "attempt": attempt,
-                    "repairs": 0,
-                    "asserts_dropped": verdict.dropped,
-                    "completion_tokens": answer.usage.completion_tokens,
-                },
+            _exercise_record(
+                job, ctx, "exercise_completion", function, verdict, answer, attempt, repairs=0
             )
         )
         return outcome
