@@ -162,7 +162,14 @@ def test_quick_preset_killed_in_training_resumes_to_the_same_report(tmp_path):
     ):
         assert finished in stages["skipped"], finished
     assert "train filtered seed 1" in stages["ran"]
-    assert report_rows(killed) == report_rows(tmp_path / "whole")
+    # The same report up to float rounding: a stage resumed in a new process can round a few
+    # kernels differently (their code paths depend on memory alignment) and move a figure by
+    # ~1e-7; a resume that trained anything differently moves it by 1e-3 and more. The trainer's
+    # own SIGKILL test (tests/train) holds resumed losses and weights to bit identity.
+    resumed_rows, whole_rows = report_rows(killed), report_rows(tmp_path / "whole")
+    assert [row[:2] for row in resumed_rows] == [row[:2] for row in whole_rows]
+    for resumed_row, whole_row in zip(resumed_rows, whole_rows, strict=True):
+        assert resumed_row[2:] == pytest.approx(whole_row[2:], abs=1e-5), resumed_row[:2]
 
     # Re-running a finished run does nothing.
     again = run_cli(
