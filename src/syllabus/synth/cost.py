@@ -26,22 +26,12 @@ import jinja2
 
 from syllabus.errors import UserError
 from syllabus.synth.config import SynthConfig
+from syllabus.synth.generators import PROGRAM_MAX_TOKENS, TESTS_MAX_TOKENS, outline_max_tokens
 from syllabus.synth.prompts import Templates, choose_voice
+from syllabus.synth.topics import topics_max_tokens
 
 CHARS_PER_TOKEN = 4
 """The estimate's tokens per character (the project's usual chars / 4)."""
-
-# Answers the generators cap at fixed lengths (generators.py).
-TESTS_MAX_TOKENS = 200
-PROGRAM_MAX_TOKENS = 250
-
-
-def outline_max_tokens(sections: int) -> int:
-    return 30 * sections + 20
-
-
-def topics_max_tokens(count: int) -> int:
-    return max(64, 16 * count)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,16 @@ from syllabus.synth.parsing import (
 )
 from syllabus.types import Provenance, Record
 
+TESTS_MAX_TOKENS = 200
+"""The answer cap of a chat exercise's separate asserts call."""
+PROGRAM_MAX_TOKENS = 250
+"""The answer cap of a reasoning job's checking program."""
+
+
+def outline_max_tokens(sections: int) -> int:
+    """The answer cap of a textbook outline of `sections` titles."""
+    return 30 * sections + 20
+
 
 def _record(job: Job, ctx: Context, kind: str, text: str, template: str, meta: dict) -> Record:
     return Record(
@@ -100,7 +110,7 @@ async def textbook(job: Job, ctx: Context) -> Outcome:
             "outline",
             ctx.templates.render("outline", sections=config.sections, **variables),
             seed=job.attempt_seed(attempt),
-            max_tokens=30 * config.sections + 20,
+            max_tokens=outline_max_tokens(config.sections),
             grammar=outline_grammar(config.sections) if ctx.constrained(job.generator) else None,
         )
         if answer is None:
@@ -273,7 +283,7 @@ async def _exercise_chat(job: Job, ctx: Context) -> Outcome:
                     "exercise_tests",
                     ctx.templates.render("exercise_tests", code=function.code, name=function.name),
                     seed=seed,
-                    max_tokens=200,
+                    max_tokens=TESTS_MAX_TOKENS,
                     grammar=asserts_grammar(
                         function.name, 6, *signature_types(function.prompt, function.name)
                     )
@@ -458,7 +468,7 @@ async def reasoning(job: Job, ctx: Context) -> Outcome:
                 "reasoning_program",
                 ctx.templates.render("reasoning_program", problem=problem),
                 seed=seed,
-                max_tokens=250,
+                max_tokens=PROGRAM_MAX_TOKENS,
             )
             if program_answer is None:
                 raise Rejected("teacher error")

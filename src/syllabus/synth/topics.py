@@ -31,6 +31,11 @@ class Topic:
         return " ".join((self.subject, *self.path))
 
 
+def topics_max_tokens(count: int) -> int:
+    """The answer cap of a request for `count` topics or subtopics."""
+    return max(64, 16 * count)
+
+
 def build_tree(
     config: TopicsConfig, backend: Backend, templates: Templates, seed: int
 ) -> tuple[list[Topic], dict]:
@@ -72,7 +77,7 @@ def _ask(
         answer = backend.chat(
             [{"role": "user", "content": prompt}],
             seed=job_seed(seed, "topics", subject, parent),
-            max_tokens=max(64, 16 * count),
+            max_tokens=topics_max_tokens(count),
         )
     except BackendError as exc:
         raise UserError(f"synth.topics: could not expand the topic tree: {exc}") from None
