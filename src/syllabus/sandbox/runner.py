@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict
 
 from syllabus.config import StrictModel, at_least
 from syllabus.errors import UserError
+from syllabus.sandbox import tempdirs
 
 # passed: ran to its end (and every test passed). failed: an uncaught AssertionError (or a
 # failing test). error: any other exception, an exit() before the end, or an exit without
@@ -80,20 +81,32 @@ _uids = random.SystemRandom()  # not the global generator, which a caller may ha
 
 _launcher_lock = threading.Lock()
 _launcher_command: list[str] = []
+_process_dir: Path | None = None  # this process's "launcher" directory (see tempdirs)
+
+
+def _own_dir() -> Path:
+    """This process's private directory in the temp folder, made on first use.
+
+    Its first use is also when the leftovers of dead processes are swept (see tempdirs). Not
+    a guessable name someone else could plant first: the launcher's bytecode runs as root.
+    """
+    global _process_dir
+    if _process_dir is None:
+        tempdirs.sweep([tempfile.gettempdir(), RUN_PARENT])
+        _process_dir = tempdirs.make("launcher", tempfile.gettempdir())
+        atexit.register(tempdirs.remove_if_owner, _process_dir, os.getpid())
+    return _process_dir
 
 
 def _launcher() -> list[str]:
     """The command that starts a launcher: its bytecode, compiled once per process.
 
     Python never caches the bytecode of a script it is given, and compiling the launcher
-    would cost about 10 ms per run. The .pyc lives in a private directory (not a guessable
-    name in /tmp that someone else could plant first, as it runs as root).
+    would cost about 10 ms per run.
     """
     with _launcher_lock:
         if not _launcher_command:
-            directory = tempfile.mkdtemp(prefix="syllabus-sandbox-launcher-")
-            atexit.register(shutil.rmtree, directory, True)
-            target = os.path.join(directory, "launcher.pyc")
+            target = os.path.join(_own_dir(), "launcher.pyc")
             py_compile.compile(str(_LAUNCHER), cfile=target, dfile=str(_LAUNCHER), doraise=True)
             # -S: no site (stdlib only, no user or venv packages); -P: no script dir on
             # sys.path; -B: no .pyc writes. Not -I: it would also drop PYTHONHASHSEED, and
@@ -103,6 +116,15 @@ def _launcher() -> list[str]:
             python = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
             _launcher_command.extend([python, "-S", "-P", "-B", target])
         return _launcher_command
+
+
+def _forget_parent_directory() -> None:
+    # A forked child makes its own directory: its parent removes the inherited one on exit.
+    global _launcher_lock, _launcher_command, _process_dir
+    _launcher_lock, _launcher_command, _process_dir = threading.Lock(), [], None
+
+
+os.register_at_fork(after_in_child=_forget_parent_directory)
 
 
 class SandboxError(RuntimeError):
@@ -298,7 +320,7 @@ class _RunDir:
                 f"sandbox files take {size / _MIB:.1f} MiB, more than the scratch directory's "
                 f"{limits.scratch_mib} MiB: raise Limits.scratch_mib"
             )
-        self.base = Path(tempfile.mkdtemp(prefix="syllabus-sandbox-", dir=RUN_PARENT))
+        self.base = tempdirs.make("run", RUN_PARENT)
         self.started = time.perf_counter()
         try:
             (self.base / "program.py").write_bytes(code.encode("utf-8", "surrogatepass"))
@@ -344,17 +366,7 @@ class _RunDir:
         self.cleanup()
 
     def cleanup(self) -> None:
-        if not self.base.exists():  # already removed
-            return
-
-        # The program may leave read-only or mode-000 dirs in scratch (the rlimits level).
-        def unlock(function, path, _exc):
-            with contextlib.suppress(OSError):  # a leftover directory beats a raise here
-                os.chmod(os.path.dirname(path), 0o700)
-                os.chmod(path, 0o700)
-                function(path)
-
-        shutil.rmtree(self.base, onerror=unlock)
+        tempdirs.remove(self.base)
 
     def collect(self) -> ExecResult:
         elapsed = time.perf_counter() - self.started
@@ -611,7 +623,8 @@ class Sandbox:
         if self.workers < 1:
             raise UserError(f"workers must be at least 1, got {workers}")
         self.isolation = _resolve(isolation)
-        self._logdir = Path(tempfile.mkdtemp(prefix="syllabus-sandbox-launchers-"))
+        with _launcher_lock:
+            self._logdir = Path(tempfile.mkdtemp(prefix="launchers-", dir=_own_dir()))
         self._idle: list[_WarmLauncher] = []
         self._all: list[_WarmLauncher] = []
         self._started = 0
