@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 LLAMA_CMAKE_ARGS := -DCMAKE_C_FLAGS="$(NO_AMX)" -DCMAKE_CXX_FLAGS="$(NO_AMX)"
 
-.PHONY: demo test docs lint bench clean
+.PHONY: demo test check docs lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	# Without AMX kernels: on the Xeon machines with AMX, llama.cpp 0.3.36 crashes (SIGSEGV in
 	# ggml_backend_amx_mul_mat) on any prompt of more than one token, in every process that loads
 	# a model (llama_cpp.server too); -march=native still uses AVX-512/VNNI where present.
-	CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' $(BIN)/pip install --progress-bar off -e ".[dev]"
+	# Every extra (each stage's packages, see pyproject.toml) and the test tools.
+	CMAKE_ARGS='$(LLAMA_CMAKE_ARGS)' $(BIN)/pip install --progress-bar off -e ".[all,dev]"
 	touch $(STAMP)
 
 # Known-good text for the quality classifier (reference mode): Debian's python3-doc.
@@ -33,6 +34,12 @@ test: $(STAMP) docs
 		(apt-get update -qq && apt-get install -y -qq chromium) || \
 		echo "chromium not installed: the report's browser test will be skipped"
 	$(BIN)/python -m pytest -q
+
+# The edit-test loop (under 2 minutes): lint, and every test not marked slow (end-to-end runs,
+# training, real models). `make test` runs them all; CI runs `make test`.
+check: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from syllabus.errors import UserError
+from syllabus.extras import missing_extra
 
 app = typer.Typer(
     help="Syllabus: the Phi recipe for small language models. Make textbook-quality data, train "
@@ -1182,7 +1183,13 @@ def cli_command():
 
 def main() -> None:
     try:
-        cli_command()(prog_name="syllabus")
+        try:
+            cli_command()(prog_name="syllabus")
+        except ModuleNotFoundError as missing:  # an optional package: say which extra has it
+            error = missing_extra(missing)
+            if error is None:
+                raise
+            raise error from missing
     except UserError as exc:
         from rich.markup import escape
 
