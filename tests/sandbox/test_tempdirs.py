@@ -15,7 +15,6 @@ import pytest
 from syllabus.sandbox import tempdirs
 from syllabus.sandbox.runner import RUN_PARENT
 
-
 REPO = Path(__file__).resolve().parents[2]
 PARENTS = sorted({tempfile.gettempdir(), RUN_PARENT})
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from syllabus.curate.config import ExecutorConfig
 from syllabus.errors import UserError
+from syllabus.extras import require
 
 
 def world_size(config: ExecutorConfig) -> int:
@@ -32,10 +33,7 @@ def run_local(fn: Callable[[int, int], Any], world: int, processes: int) -> list
 
 
 def run_ray(fn: Callable[[int, int], Any], world: int, address: str | None) -> list[Any]:
-    try:
-        import ray
-    except ImportError:
-        raise UserError("executor kind = ray needs `pip install ray`") from None
+    ray = require("ray", "ray")  # executor kind = ray
     if not ray.is_initialized():
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
