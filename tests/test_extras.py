@@ -10,40 +10,62 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import textwrap
 import tomllib
+from importlib import metadata
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from syllabus.extras import EXTRA_OF_MODULE, MissingExtra, missing_extra, require
 from tests.conftest import REPO, run_cli
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 EXTRAS = PYPROJECT["optional-dependencies"]
-# Test tools (the dev extra) that library code may also try to import.
-DEV_MODULES = ("datasets", "datasketch", "lm_eval", "openai")
 
 
 def name_of(requirement: str) -> str:
-    """The normalised distribution name of a pinned requirement ('llama-cpp-python[server]==')."""
-    return re.split(r"[\[=<>~ ]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+    """The canonical distribution name of a requirement ('llama-cpp-python[server]==0.3.36')."""
+    return canonicalize_name(Requirement(requirement).name)
 
 
 def distributions_of(module: str) -> set[str]:
-    return {d.lower().replace("_", "-") for d in packages_distributions().get(module, [])}
+    return {canonicalize_name(d) for d in packages_distributions().get(module, [])}
+
+
+def install_closure(requirements: list[str]) -> set[str]:
+    """Every distribution that `pip install` of `requirements` brings, from installed metadata."""
+    seen: set[str] = set()
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        requirement = todo.pop()
+        name = canonicalize_name(requirement.name)
+        if name in seen:
+            continue
+        seen.add(name)
+        for text in metadata.requires(name) or []:
+            dependency = Requirement(text)
+            wanted = [{"extra": extra} for extra in requirement.extras] or [{"extra": ""}]
+            if dependency.marker is None or any(dependency.marker.evaluate(e) for e in wanted):
+                todo.append(dependency)
+    return seen
 
 
 def blocked_outside(*extras: str) -> list[str]:
-    """Top-level modules of the optional packages that neither the core nor `extras` install."""
-    allowed = {name_of(r) for r in PYPROJECT["dependencies"]}
-    allowed |= {name_of(r) for extra in extras for r in EXTRAS[extra]}
-    blocked = [m for m in EXTRA_OF_MODULE if not distributions_of(m) & allowed]
-    return sorted({*blocked, *DEV_MODULES})
+    """Top-level modules of every installed distribution that neither the core nor `extras`
+    (nor what they depend on) would install: what a machine with only those lacks."""
+    wanted = PYPROJECT["dependencies"] + [r for extra in extras for r in EXTRAS[extra]]
+    allowed = install_closure(wanted) | {"pip", "setuptools", "wheel", "syllabus"}
+    return sorted(
+        module
+        for module, names in packages_distributions().items()
+        if not {canonicalize_name(n) for n in names} & allowed
+    )
 
 
 def blocking_env(tmp_path: Path, blocked: list[str]) -> dict[str, str]:
@@ -154,8 +176,9 @@ def curate_recipe(path: Path, corpus: Path, executor: str) -> Path:
 @pytest.mark.slow
 def test_curate_runs_with_only_the_curate_extra_installed(tmp_path):
     blocked = blocked_outside("curate")
-    for heavy in ("llama_cpp", "torch", "transformers", "fastapi", "ray", "peft"):
+    for heavy in ("llama_cpp", "torch", "transformers", "fastapi", "ray", "peft", "pandas"):
         assert heavy in blocked
+    assert "rensa" not in blocked and "sklearn" not in blocked and "pyarrow" not in blocked
     env = blocking_env(tmp_path, blocked)
     # The blocker works: a blocked import fails as if the package were not installed.
     probe = run_cli("curate", "--help", env=env)
