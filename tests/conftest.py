@@ -6,11 +6,15 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from syllabus.sandbox import tempdirs
+from syllabus.sandbox.runner import RUN_PARENT
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,6 +23,12 @@ REPO = Path(__file__).resolve().parents[1]
 def _isolated_response_cache(tmp_path, monkeypatch):
     """Each test gets its own response cache so results never leak between tests."""
     monkeypatch.setenv("SYLLABUS_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Leave no sandbox directory behind: the kill-and-resume tests SIGKILL processes that held
+    some, and the next process to start a sandbox would sweep them; the suite does it now."""
+    tempdirs.sweep([tempfile.gettempdir(), RUN_PARENT])
 
 
 def free_port() -> int:
