@@ -25,6 +25,35 @@ def _isolated_response_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SYLLABUS_CACHE_DIR", str(tmp_path / "cache"))
 
 
+# Fixtures that load a real model, start a server, train or fine-tune (directly or through the
+# fixtures they use): every test that uses one is `slow`, so `make check` (pytest -m "not slow")
+# skips it wherever it lives, and a new test on such a fixture is sorted without a marker.
+SLOW_FIXTURES = frozenset(
+    {
+        "smollm2_path",  # tests that load the packaged GGUF themselves
+        "smollm2",
+        "llama_server",
+        "smollm2_gguf",  # tests/finetune: the base model made from it
+        "smollm2_hf",  # tests/eval: the GGUF converted to a transformers checkpoint
+        "gemma",  # tests/eval: gemma3-270m loaded
+        "route",  # tests/portfolio: a router over real models
+        "packed",  # tests/train: the trainer's runs
+        "trained",
+        "realistic",  # tests/train: a model with a 4,096-token tokenizer
+        "tiny_base",
+        "tiny_hf",
+        "finetuned",
+        "fair_run",  # tests/pipeline: a whole `syllabus run`
+    }
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Leave no sandbox directory behind: the kill-and-resume tests SIGKILL processes that held
     some, and the next process to start a sandbox would sweep them; the suite does it now."""
