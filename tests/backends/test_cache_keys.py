@@ -71,6 +71,7 @@ def test_loglikelihood_keys_hold_the_context_size(smollm2_path, tmp_path):
     assert cache.hits == 0 and a.logprob != b.logprob
 
 
+@pytest.mark.slow
 def test_hf_dtype_is_part_of_the_key(tmp_path):
     pytest.importorskip("transformers")
     from syllabus.backends.hf import HFBackend

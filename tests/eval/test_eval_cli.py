@@ -84,6 +84,7 @@ def test_canonical_answers_score_one_and_runs_resume(tmp_path):
         oracle.close()
 
 
+@pytest.mark.slow
 def test_empty_answers_score_zero(tmp_path):
     oracle = Oracle(lambda prompt: "")
     try:

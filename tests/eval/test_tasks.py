@@ -116,6 +116,7 @@ def test_bad_task_files_are_clear(tmp_path):
     assert result.returncode == 2 and "needs a file" in result.stderr
 
 
+@pytest.mark.slow
 def test_exact_and_custom_over_http_and_compare(tmp_path):
     answers = {
         "What is 3 + 4?": " 3 + 4 = 7.\n#### 7",
