@@ -325,6 +325,7 @@ os._exit(0)
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ALL_CASES, ids=str)
 def test_a_program_cannot_forge_its_own_pass(case):
     failing_tests = "\nassert 1 + 1 == 3, 'the tests fail'\n"
@@ -373,6 +374,7 @@ def _available_mib() -> int:
     raise AssertionError("no MemAvailable in /proc/meminfo")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ALL_CASES, ids=str)
 def test_a_forked_memory_bomb_stays_within_the_budget(case):
     # 16 children of 200 MiB each: 3.2 GiB together, against a budget of 256 MiB for the run.
@@ -421,6 +423,7 @@ def test_sandbox_check_as_a_user_without_root(home):
     assert len(probes) == 5
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not NAMESPACE_CASES, reason="no namespace can be made here: all is weak")
 def test_sandbox_check_says_what_protects_and_what_does_not():
     from tests.conftest import run_cli
