@@ -8,6 +8,7 @@ sitecustomize, so the curation's worker processes are blocked too), as on a mach
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -34,8 +35,14 @@ def name_of(requirement: str) -> str:
     return canonicalize_name(Requirement(requirement).name)
 
 
+@functools.cache
+def installed_modules() -> dict[str, list[str]]:
+    """{top-level module: its distributions} (a scan of every installed package: seconds)."""
+    return packages_distributions()
+
+
 def distributions_of(module: str) -> set[str]:
-    return {canonicalize_name(d) for d in packages_distributions().get(module, [])}
+    return {canonicalize_name(d) for d in installed_modules().get(module, [])}
 
 
 def install_closure(requirements: list[str]) -> set[str]:
@@ -63,7 +70,7 @@ def blocked_outside(*extras: str) -> list[str]:
     allowed = install_closure(wanted) | {"pip", "setuptools", "wheel", "syllabus"}
     return sorted(
         module
-        for module, names in packages_distributions().items()
+        for module, names in installed_modules().items()
         if not {canonicalize_name(n) for n in names} & allowed
     )
 

@@ -92,6 +92,7 @@ def test_cache_hits_and_counts(smollm2_path, tmp_path):
     backend.close()
 
 
+@pytest.mark.slow
 def test_gemma_base_model_completes(tmp_path_factory):
     from syllabus.backends import PACKAGED_MODELS
 
