@@ -120,6 +120,7 @@ def test_bad_teacher_output_is_counted_never_fatal(tmp_path):
     assert all("reason" in e and "raw" in e for e in examples)
 
 
+@pytest.mark.slow
 def test_a_dead_teacher_stops_the_run_with_a_clear_message_and_resumes(tmp_path):
     topics = [f"topic {i}" for i in range(12)]
     with TeacherServer(faults=dict.fromkeys(range(3, 11), "500")) as server:
@@ -214,6 +215,7 @@ sections = 2
 """
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_to_the_same_records(tmp_path):
     topics = json.dumps([f"topic {i}" for i in range(8)])
     with TeacherServer(delay=0.15) as server:

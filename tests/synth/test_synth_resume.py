@@ -55,6 +55,7 @@ def test_another_teacher_or_template_cannot_resume_a_synth_directory(tmp_path):
     assert len(open_dataset(out)) == 2 and len(open_dataset(out / "generated")) == 2
 
 
+@pytest.mark.slow
 def test_synth_cli_refuses_a_changed_teacher_in_one_line_and_fresh_starts_over(tmp_path):
     with TeacherServer() as server:
         recipe = tmp_path / "r.toml"
