@@ -27,6 +27,7 @@ def test_help_explains_with_example(command):
         assert "Example" in result.stdout
 
 
+@pytest.mark.slow
 def test_models_lists_and_loads_packaged_models():
     result = run_cli("models")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -34,6 +35,7 @@ def test_models_lists_and_loads_packaged_models():
     assert result.stdout.count("loads and generates") == 2
 
 
+@pytest.mark.slow
 def test_ask_embedded():
     result = run_cli("ask", "Say hello.", "--max-tokens", "8")
     assert result.returncode == 0, result.stderr

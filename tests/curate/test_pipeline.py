@@ -61,6 +61,7 @@ def test_curate_end_to_end_stats_reports_and_curriculum(planted_corpus, tmp_path
     assert not (out / "_work").exists()
 
 
+@pytest.mark.slow
 def test_output_does_not_depend_on_the_number_of_tasks(planted_corpus, tmp_path):
     root, _ = planted_corpus
     outputs = []
@@ -116,6 +117,7 @@ def test_recipe_mistakes_name_file_line_and_key(tmp_path):
         load_curate_config(path)
 
 
+@pytest.mark.slow
 def test_cli_dedup_and_errors(planted_corpus, tmp_path):
     root, _ = planted_corpus
     done = run_cli("dedup", str(root), "-o", str(tmp_path / "d"), "--workers", "1")
