@@ -316,7 +316,7 @@ def test_generate_is_seeded_and_stops(trained):
 
 
 def test_a_trained_checkpoint_evaluates_through_its_hf_export(trained, tmp_path):
-    from syllabus.eval.models import backend_for
+    from syllabus.backends.specs import backend_for
     from syllabus.eval.run import EvalSettings, evaluate
 
     with backend_for(str(trained)) as backend:

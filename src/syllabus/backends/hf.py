@@ -392,34 +392,3 @@ def _batches(rows: list[_Row], size: int, scored_tokens: int) -> Iterator[list[_
     if batch:
         yield batch
 
-
-def checkpoint_from_gguf(gguf_file: Path | str, out: Path | str) -> Path:
-    """Write a GGUF model (e.g. a packaged one) as a float32 Hugging Face checkpoint directory,
-    de-quantized by transformers: the same weights for the `hf` backend and for peers that load
-    transformers models (lm-eval-harness). Returns `out`; an existing checkpoint is kept."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    gguf_file, out = Path(gguf_file), Path(out)
-    if (out / "config.json").exists():
-        return out
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
-        quantized = AutoModelForCausalLM.from_pretrained(
-            gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32
-        )
-    except (OSError, ValueError) as exc:
-        raise BackendError(f"{gguf_file}: transformers could not read the GGUF ({exc})") from None
-    # transformers refuses to save a model it loaded from GGUF; a plain copy of the
-    # de-quantized weights under the same configuration saves.
-    settings = quantized.config.to_dict()
-    settings.pop("quantization_config", None)
-    model = AutoModelForCausalLM.from_config(
-        type(quantized.config).from_dict(settings), dtype=torch.float32
-    )
-    model.load_state_dict(quantized.state_dict(), strict=True)
-    partial = out.with_name(out.name + ".partial")
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    partial.rename(out)
-    return out

@@ -31,7 +31,7 @@ class Candidate:
 
     def open(self) -> Candidate:
         """Load the model (or connect). No response cache: a cached answer would fake latency."""
-        from syllabus.eval.models import backend_for
+        from syllabus.backends.specs import backend_for
 
         if self.backend is None:
             self.backend = backend_for(
