@@ -23,7 +23,6 @@ from syllabus.backends.specs import (
     parse_model_spec,
 )
 
-
 __all__ = [
     "PACKAGED_MODELS",
     "Backend",

@@ -19,7 +19,9 @@ from typing import Literal
 from syllabus.backends.base import Backend
 from syllabus.backends.cache import ResponseCache
 from syllabus.backends.config import EmbeddedConfig, HFConfig, OpenAIConfig
+from syllabus.backends.embedded import EmbeddedBackend
 from syllabus.backends.models import PACKAGED_MODELS, resolve_model
+from syllabus.backends.openai import OpenAIBackend
 from syllabus.errors import BackendError, UserError
 from syllabus.fingerprint import path_digest
 
@@ -66,7 +68,9 @@ def parse_model_spec(spec: str, *, what: str = "--model", endpoints: bool = True
         return ModelSpec(spec, "syllabus", path)
     packaged = f"a packaged model ({', '.join(PACKAGED_MODELS)}), a .gguf file"
     if endpoints:
-        refusal = "a Hugging Face checkpoint directory, a `syllabus train` directory, nor an http(s) URL"
+        refusal = (
+            "a Hugging Face checkpoint directory, a `syllabus train` directory, nor an http(s) URL"
+        )
     else:
         refusal = "a Hugging Face checkpoint directory nor a `syllabus train` directory"
     raise UserError(f"{what} {spec!r}: not {packaged}, {refusal}")
@@ -85,17 +89,11 @@ def backend_for(
     latency and cost, which a cached answer would fake."""
     model = parse_model_spec(spec, what=what)
     responses = ResponseCache() if cache else None
-    # Each backend pulls in its own heavy library (httpx, llama_cpp, torch + transformers):
-    # imported for the kind asked for only.
     if model.kind == "openai":
-        from syllabus.backends.openai import OpenAIBackend
-
         return OpenAIBackend(spec, api_model, api_key_env=api_key_env, cache=responses)
     if model.kind == "gguf":
-        from syllabus.backends.embedded import EmbeddedBackend
-
         return EmbeddedBackend(spec, n_ctx=2048, cache=responses)
-    from syllabus.backends.hf import HFBackend
+    from syllabus.backends.hf import HFBackend  # torch and transformers: only for an HF model
 
     if model.kind == "hf":
         return HFBackend(model.path, cache=responses)
@@ -111,8 +109,6 @@ def make_backend(
         cache = ResponseCache(config.cache_path)
     defaults = config.sampling()
     if isinstance(config, EmbeddedConfig):
-        from syllabus.backends.embedded import EmbeddedBackend
-
         return EmbeddedBackend(
             config.model,
             n_ctx=config.n_ctx,
@@ -122,8 +118,6 @@ def make_backend(
             cache=cache,
         )
     if isinstance(config, OpenAIConfig):
-        from syllabus.backends.openai import OpenAIBackend
-
         return OpenAIBackend(
             config.base_url,
             config.model,
@@ -137,7 +131,7 @@ def make_backend(
             defaults=defaults,
             cache=cache,
         )
-    from syllabus.backends.hf import HFBackend
+    from syllabus.backends.hf import HFBackend  # torch and transformers: only for an HF model
 
     return HFBackend(
         config.path, device=config.device, dtype=config.dtype, defaults=defaults, cache=cache
@@ -172,9 +166,7 @@ def load_gguf_as_hf(gguf_file: Path | str):
     where = {"gguf_file": gguf_file.name, "local_files_only": True}
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, **where)
-        model = AutoModelForCausalLM.from_pretrained(
-            gguf_file.parent, dtype=torch.float32, **where
-        )
+        model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, dtype=torch.float32, **where)
     except (OSError, ValueError) as exc:
         raise BackendError(f"{gguf_file}: transformers could not read the GGUF ({exc})") from None
     # transformers remembers that the model came from a GGUF: a quantizer on the model (whose

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gguf
 import numpy as np
 
 from syllabus.errors import UserError
@@ -116,8 +117,6 @@ def read_bpe_vocab(tokenizer_json: Path) -> tuple[list[str], list[str], dict[str
 
 
 def export_gguf(checkpoint: Path, out: Path, *, quant: str = "f16") -> Path:
-    import gguf
-
     checkpoint = Path(checkpoint)
     model = load_model(checkpoint)
     c = model.config
@@ -149,8 +148,6 @@ def write_gguf(model, out: Path, quant: str, name: str, add_tokenizer) -> Path:
     """The one GGUF writer: a Syllabus Llama's architecture keys and tensors, with the tokenizer
     keys written by `add_tokenizer(writer)` (from a Syllabus tokenizer.json above; a fine-tuned
     model's come verbatim from its base GGUF, see finetune/export.py)."""
-    import gguf
-
     if quant not in QUANTS:
         raise UserError(f"unknown GGUF type {quant!r}; choose one of {', '.join(QUANTS)}")
     c = model.config

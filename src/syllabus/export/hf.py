@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from syllabus.errors import UserError
 from syllabus.train.model import Llama, ModelConfig
@@ -36,8 +38,6 @@ def to_hf_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Ten
 
 
 def hf_config(model: Llama, eos_id: int | None, pad_id: int | None):
-    from transformers import LlamaConfig
-
     c = model.config
     return LlamaConfig(
         vocab_size=c.vocab_size,
@@ -124,8 +124,6 @@ def from_hf(config: dict, state_dict: dict[str, torch.Tensor]) -> Llama:
 
 def llama_from_hf(hf_dir: Path) -> Llama:
     """The HF Llama checkpoint in `hf_dir` (config.json and safetensors) as a Syllabus Llama."""
-    from safetensors.torch import load_file
-
     config = json.loads((hf_dir / "config.json").read_text())
     state: dict[str, torch.Tensor] = {}
     for file in sorted(hf_dir.glob("*.safetensors")):
@@ -141,8 +139,6 @@ def llama_from_hf(hf_dir: Path) -> Llama:
 def hf_tokenizer(checkpoint: Path, model: Llama):
     """The training tokenizer as transformers loads it, knowing the model's context (pipelines
     and `truncation=True` crop to `model_max_length`)."""
-    from transformers import PreTrainedTokenizerFast
-
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_file=str(Path(checkpoint) / "tokenizer.json"),
         eos_token=EOT,
@@ -153,8 +149,6 @@ def hf_tokenizer(checkpoint: Path, model: Llama):
 
 
 def export_hf(checkpoint: Path, out: Path) -> Path:
-    from transformers import LlamaForCausalLM
-
     model = load_model(checkpoint)
     tokenizer = hf_tokenizer(checkpoint, model)
     config = hf_config(model, tokenizer.eos_token_id, tokenizer.pad_token_id)

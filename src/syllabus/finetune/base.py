@@ -13,6 +13,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
 from syllabus.backends.specs import (
     SYLLABUS_CHECKPOINT,
     load_gguf_as_hf,
@@ -51,9 +54,6 @@ class BaseInfo:
 
 def prepare_base(spec: str, out: Path, chat_template: Path | None = None) -> BaseInfo:
     """Bring the base to `out` as an HF directory (float32 weights, tokenizer with a chat template)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     base = parse_model_spec(spec, what="finetune.base", endpoints=False)
     gguf = None
     staged = None
@@ -117,9 +117,6 @@ def read_base(out: Path) -> BaseInfo:
 
 def load_hf(directory: Path, *, device: str = "cpu"):
     """Model and tokenizer of a local HF directory (float32, no KV cache: training and scoring)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(
         directory, local_files_only=True, dtype=torch.float32
