@@ -19,9 +19,7 @@ from typing import Literal
 from syllabus.backends.base import Backend
 from syllabus.backends.cache import ResponseCache
 from syllabus.backends.config import EmbeddedConfig, HFConfig, OpenAIConfig
-from syllabus.backends.embedded import EmbeddedBackend
 from syllabus.backends.models import PACKAGED_MODELS, resolve_model
-from syllabus.backends.openai import OpenAIBackend
 from syllabus.errors import BackendError, UserError
 from syllabus.fingerprint import path_digest
 
@@ -89,9 +87,15 @@ def backend_for(
     latency and cost, which a cached answer would fake."""
     model = parse_model_spec(spec, what=what)
     responses = ResponseCache() if cache else None
+    # Each backend's module is imported for its kind only: httpx (openai) and numpy (embedded)
+    # add a second to importing syllabus.backends, measured; torch and transformers (hf) more.
     if model.kind == "openai":
+        from syllabus.backends.openai import OpenAIBackend
+
         return OpenAIBackend(spec, api_model, api_key_env=api_key_env, cache=responses)
     if model.kind == "gguf":
+        from syllabus.backends.embedded import EmbeddedBackend
+
         return EmbeddedBackend(spec, n_ctx=2048, cache=responses)
     from syllabus.backends.hf import HFBackend  # torch and transformers: only for an HF model
 
@@ -109,6 +113,8 @@ def make_backend(
         cache = ResponseCache(config.cache_path)
     defaults = config.sampling()
     if isinstance(config, EmbeddedConfig):
+        from syllabus.backends.embedded import EmbeddedBackend  # lazily: see backend_for
+
         return EmbeddedBackend(
             config.model,
             n_ctx=config.n_ctx,
@@ -118,6 +124,8 @@ def make_backend(
             cache=cache,
         )
     if isinstance(config, OpenAIConfig):
+        from syllabus.backends.openai import OpenAIBackend
+
         return OpenAIBackend(
             config.base_url,
             config.model,
