@@ -192,7 +192,8 @@ def loglikelihood_bench(args) -> None:
 
     from syllabus.backends import resolve_model
     from syllabus.backends.base import LogLikelihood
-    from syllabus.backends.hf import HFBackend, checkpoint_from_gguf
+    from syllabus.backends.hf import HFBackend
+    from syllabus.backends.specs import checkpoint_from_gguf
     from syllabus.eval import tasks
     from syllabus.eval.run import EvalSettings, evaluate
 

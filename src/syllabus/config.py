@@ -9,14 +9,12 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from pydantic_core import PydanticCustomError
 
 from syllabus.errors import UserError
-
-M = TypeVar("M", bound=BaseModel)
 
 
 class StrictModel(BaseModel):
@@ -134,12 +132,3 @@ def load_toml(path: Path | str) -> tuple[dict[str, Any], str]:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: invalid TOML: {exc}") from None
-
-
-def load_config(path: Path | str, model: type[M]) -> M:
-    """Load and validate a TOML file as `model`; every mistake becomes a `UserError`."""
-    data, text = load_toml(path)
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise UserError(format_validation_error(path, text, exc)) from None

@@ -22,10 +22,6 @@ def content_id(text: str, kind: str) -> str:
     return digest.hexdigest()
 
 
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 class Provenance(BaseModel):
     """Where a record came from: enough to regenerate or audit it."""
 

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from syllabus.backends.embedded import EmbeddedBackend
+from syllabus.backends.specs import backend_for
 from syllabus.errors import UserError
-from syllabus.eval.models import backend_for
 from syllabus.eval.run import EvalSettings, evaluate
 from tests.conftest import run_cli
 from tests.eval.test_eval_cli import SOLUTIONS, Oracle

@@ -243,7 +243,7 @@ TEXTS = [
 @pytest.fixture(scope="module")
 def smollm2_hf(smollm2_path, tmp_path_factory):
     """The packaged SmolLM2 GGUF de-quantized into a float32 transformers checkpoint."""
-    from syllabus.backends.hf import checkpoint_from_gguf
+    from syllabus.backends.specs import checkpoint_from_gguf
 
     return checkpoint_from_gguf(smollm2_path, tmp_path_factory.mktemp("smollm2") / "hf")
 

@@ -111,6 +111,54 @@ def test_hf_export_matches_logits(realistic, tmp_path):
     np.testing.assert_allclose(theirs, syllabus_logits(realistic, ids), atol=1e-4, rtol=1e-4)
 
 
+def test_the_hf_adapter_maps_weights_and_shape_both_ways(tmp_path):
+    """Syllabus Llama -> HF names and config -> back: the same shape and the same tensors, for
+    a tied and an untied output layer (an HF checkpoint saves a tied one once)."""
+    from syllabus.export.hf import from_hf, hf_config, llama_from_hf, to_hf_state_dict
+    from syllabus.train.model import Llama, ModelConfig
+
+    for tie in (True, False):
+        torch.manual_seed(0)
+        model = Llama(
+            ModelConfig(vocab_size=96, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64,
+                        max_seq_len=64, tie_embeddings=tie)
+        )  # fmt: skip
+        hf_state = to_hf_state_dict(model.state_dict())
+        assert "model.layers.1.self_attn.k_proj.weight" in hf_state
+        assert not any("rope_" in name for name in hf_state)
+        config = hf_config(model, eos_id=0, pad_id=None).to_dict()
+        if tie:
+            del hf_state["lm_head.weight"]  # as safetensors holds a tied checkpoint
+        back = from_hf(config, hf_state)
+        assert back.config == model.config
+        theirs, ours = back.state_dict(), model.state_dict()
+        assert theirs.keys() == ours.keys()
+        assert all(torch.equal(theirs[name], ours[name]) for name in ours)
+    # From a saved HF directory, as a fine-tuned model is read back for the GGUF and ONNX writers.
+    from transformers import LlamaForCausalLM
+
+    hf_model = LlamaForCausalLM(hf_config(model, eos_id=0, pad_id=None))
+    hf_model.load_state_dict(to_hf_state_dict(model.state_dict()), strict=True)
+    hf_model.save_pretrained(tmp_path / "hf")
+    ids = torch.tensor([[1, 5, 9, 2, 7]])
+    with torch.no_grad():
+        expected = model(ids)[0]
+        assert torch.allclose(llama_from_hf(tmp_path / "hf")(ids)[0], expected, atol=1e-5)
+        assert torch.allclose(hf_model(ids).logits, expected, atol=1e-4)
+
+
+def test_a_hf_model_that_is_not_a_plain_llama_is_refused():
+    from syllabus.export.hf import model_config_from_hf
+
+    config = {"model_type": "llama", "hidden_size": 32, "num_attention_heads": 4, "vocab_size": 8,
+              "num_hidden_layers": 1, "intermediate_size": 8, "hidden_act": "silu"}  # fmt: skip
+    assert model_config_from_hf(config).dim == 32
+    with pytest.raises(
+        UserError, match=r"not a plain Llama \(attention or MLP biases, activation 'gelu'\)"
+    ):
+        model_config_from_hf(config | {"attention_bias": True, "hidden_act": "gelu"})
+
+
 def test_hf_tokenizer_gives_the_training_ids_and_knows_the_context(realistic, tmp_path):
     from transformers import AutoTokenizer
 
@@ -316,7 +364,7 @@ def test_generate_is_seeded_and_stops(trained):
 
 
 def test_a_trained_checkpoint_evaluates_through_its_hf_export(trained, tmp_path):
-    from syllabus.eval.models import backend_for
+    from syllabus.backends.specs import backend_for
     from syllabus.eval.run import EvalSettings, evaluate
 
     with backend_for(str(trained)) as backend:

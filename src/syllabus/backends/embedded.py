@@ -10,6 +10,8 @@ from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
+import numpy as np
+
 from syllabus.backends.base import (
     Backend,
     Completion,
@@ -270,8 +272,6 @@ class EmbeddedBackend(Backend):
         )
 
     def _loglikelihood(self, context: str, continuation: str) -> LogLikelihood:
-        import numpy as np
-
         with self._lock:
             if not self._logits_all:
                 self._load(logits_all=True)

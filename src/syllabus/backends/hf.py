@@ -5,10 +5,15 @@ Never downloads: the path must hold `config.json`, weights and tokenizer files.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import torch
+import transformers
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from syllabus.backends.base import (
     Backend,
@@ -46,9 +51,6 @@ class HFBackend(Backend):
         super().__init__(defaults=defaults, cache=cache, concurrency=1)
         self.batch_size = batch_size
         self.batch_scored_tokens = batch_scored_tokens
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         self.path = Path(path).expanduser()
         if not (self.path / "config.json").exists():
             raise UserError(
@@ -79,9 +81,6 @@ class HFBackend(Backend):
 
     @property
     def identity(self) -> dict[str, Any]:
-        import torch
-        import transformers
-
         return {
             "kind": self.kind,
             "files": self.files,
@@ -96,8 +95,6 @@ class HFBackend(Backend):
         return str(self.path)
 
     def _generate(self, request: Request) -> Completion:
-        import torch
-
         params = request.params
         if request.mode == "chat":
             prompt = self.tokenizer.apply_chat_template(
@@ -174,8 +171,6 @@ class HFBackend(Backend):
         context: like `syllabus generate`, each token is predicted from the last
         `context_length` tokens. One `generate` call while prompt and output fit; past that one
         call per token over a window that slides (the prompt's start drops out)."""
-        import torch
-
         eos = self.model.generation_config.eos_token_id
         eos = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
         sequence, new, logits = prompt_ids, [], []
@@ -232,8 +227,6 @@ class HFBackend(Backend):
         batches, as lm-eval-harness does. Only the positions that predict a scored token go
         through the output layer.
         """
-        import torch
-
         encoded = self._encode_pairs(pairs)
         totals = [0.0] * len(pairs)
         wrong = [0] * len(pairs)
@@ -285,8 +278,6 @@ class HFBackend(Backend):
         `past` (a key/value cache, one entry per row) the rows continue it; `past_mask` (rows x
         cached positions) says which cached positions are real (contexts were left-padded).
         """
-        import torch
-
         width = max(len(row.fed) for row in rows)
         pad = self.tokenizer.pad_token_id or 0
         ids = torch.full((len(rows), width), pad, dtype=torch.long)
@@ -326,10 +317,6 @@ class HFBackend(Backend):
         """Contexts of several groups in one left-padded pass, their caches kept; each
         continuation's first token from its context's last logits, the rest of every
         continuation in batches on copies of its context's cache."""
-        import copy
-
-        import torch
-
         width = max(len(start) for start, _ in groups)
         ids = torch.full((len(groups), width), self.tokenizer.pad_token_id or 0, dtype=torch.long)
         mask = torch.zeros((len(groups), width), dtype=torch.bool)
@@ -391,35 +378,3 @@ def _batches(rows: list[_Row], size: int, scored_tokens: int) -> Iterator[list[_
         scored += len(row.targets)
     if batch:
         yield batch
-
-
-def checkpoint_from_gguf(gguf_file: Path | str, out: Path | str) -> Path:
-    """Write a GGUF model (e.g. a packaged one) as a float32 Hugging Face checkpoint directory,
-    de-quantized by transformers: the same weights for the `hf` backend and for peers that load
-    transformers models (lm-eval-harness). Returns `out`; an existing checkpoint is kept."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    gguf_file, out = Path(gguf_file), Path(out)
-    if (out / "config.json").exists():
-        return out
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
-        quantized = AutoModelForCausalLM.from_pretrained(
-            gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32
-        )
-    except (OSError, ValueError) as exc:
-        raise BackendError(f"{gguf_file}: transformers could not read the GGUF ({exc})") from None
-    # transformers refuses to save a model it loaded from GGUF; a plain copy of the
-    # de-quantized weights under the same configuration saves.
-    settings = quantized.config.to_dict()
-    settings.pop("quantization_config", None)
-    model = AutoModelForCausalLM.from_config(
-        type(quantized.config).from_dict(settings), dtype=torch.float32
-    )
-    model.load_state_dict(quantized.state_dict(), strict=True)
-    partial = out.with_name(out.name + ".partial")
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    partial.rename(out)
-    return out

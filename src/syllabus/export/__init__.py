@@ -11,6 +11,7 @@ FORMATS = ("hf", "gguf", "onnx")
 
 def export(checkpoint: Path, fmt: str, out: Path, *, quant: str = "f16") -> Path:
     """Export a `syllabus train` output directory; returns the written file or directory."""
+    # Each writer loads torch (and transformers, gguf or onnx): only the one asked for.
     if fmt == "hf":
         from syllabus.export.hf import export_hf
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gguf
 import numpy as np
 
 from syllabus.errors import UserError
@@ -25,7 +26,9 @@ from syllabus.train.trainer import load_model
 QUANTS = ("f32", "f16", "q8_0")
 
 
-def _permute_rope(weight: np.ndarray, n_heads: int) -> np.ndarray:
+def to_llama_cpp_rope(weight: np.ndarray, n_heads: int) -> np.ndarray:
+    """A q or k projection's rows (or a LoRA B matrix for them) reordered from the rotate-half
+    rotary layout to llama.cpp's adjacent pairs, head by head."""
     rows, cols = weight.shape
     return weight.reshape(n_heads, 2, rows // n_heads // 2, cols).swapaxes(1, 2).reshape(rows, cols)
 
@@ -41,10 +44,10 @@ def _tensor_map(model) -> dict[str, np.ndarray]:
         out.update(
             {
                 f"blk.{i}.attn_norm.weight": sd[p + "input_layernorm.weight"],
-                f"blk.{i}.attn_q.weight": _permute_rope(
+                f"blk.{i}.attn_q.weight": to_llama_cpp_rope(
                     sd[p + "self_attn.q_proj.weight"], c.n_heads
                 ),
-                f"blk.{i}.attn_k.weight": _permute_rope(
+                f"blk.{i}.attn_k.weight": to_llama_cpp_rope(
                     sd[p + "self_attn.k_proj.weight"], c.n_kv_heads
                 ),
                 f"blk.{i}.attn_v.weight": sd[p + "self_attn.v_proj.weight"],
@@ -88,7 +91,7 @@ def llama_cpp_pre_tokenizer(tokenizer: dict, where: Path) -> str:
     return "gpt-2"
 
 
-def _vocab(tokenizer_json: Path) -> tuple[list[str], list[str], dict[str, bool], str]:
+def read_bpe_vocab(tokenizer_json: Path) -> tuple[list[str], list[str], dict[str, bool], str]:
     """Tokens by id, BPE merges, the added tokens (content -> special?) and the llama.cpp
     pre-tokenizer of a tokenizer.json."""
     data = json.loads(tokenizer_json.read_text())
@@ -114,12 +117,10 @@ def _vocab(tokenizer_json: Path) -> tuple[list[str], list[str], dict[str, bool],
 
 
 def export_gguf(checkpoint: Path, out: Path, *, quant: str = "f16") -> Path:
-    import gguf
-
     checkpoint = Path(checkpoint)
     model = load_model(checkpoint)
     c = model.config
-    tokens, merges, added, pre_tokenizer = _vocab(checkpoint / "tokenizer.json")
+    tokens, merges, added, pre_tokenizer = read_bpe_vocab(checkpoint / "tokenizer.json")
 
     def add_tokenizer(writer) -> None:
         writer.add_tokenizer_model("gpt2")
@@ -147,8 +148,6 @@ def write_gguf(model, out: Path, quant: str, name: str, add_tokenizer) -> Path:
     """The one GGUF writer: a Syllabus Llama's architecture keys and tensors, with the tokenizer
     keys written by `add_tokenizer(writer)` (from a Syllabus tokenizer.json above; a fine-tuned
     model's come verbatim from its base GGUF, see finetune/export.py)."""
-    import gguf
-
     if quant not in QUANTS:
         raise UserError(f"unknown GGUF type {quant!r}; choose one of {', '.join(QUANTS)}")
     c = model.config

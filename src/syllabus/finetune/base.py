@@ -13,7 +13,17 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from syllabus.backends.specs import (
+    SYLLABUS_CHECKPOINT,
+    load_gguf_as_hf,
+    parse_model_spec,
+)
 from syllabus.errors import UserError
+from syllabus.export.hf import export_hf
+from syllabus.fingerprint import file_digest, path_digest
 
 # Syllabus tokenizers carry chat-role tokens but no template: this one uses them.
 SYLLABUS_CHAT_TEMPLATE = (
@@ -44,40 +54,31 @@ class BaseInfo:
 
 def prepare_base(spec: str, out: Path, chat_template: Path | None = None) -> BaseInfo:
     """Bring the base to `out` as an HF directory (float32 weights, tokenizer with a chat template)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from syllabus.backends.models import PACKAGED_MODELS, resolve_model
-    from syllabus.fingerprint import file_digest, path_digest
-
-    path = Path(spec).expanduser()
+    base = parse_model_spec(spec, what="finetune.base", endpoints=False)
     gguf = None
-    if spec in PACKAGED_MODELS or spec.endswith(".gguf"):
-        gguf, _ = resolve_model(spec)
-        kind, fingerprint = "gguf", file_digest(gguf)
-        load_from, extra = gguf.parent, {"gguf_file": gguf.name}
-    elif path.is_dir() and (path / "config.json").exists():
-        kind, fingerprint, load_from, extra = "hf", path_digest(path), path, {}
-    elif path.is_dir() and (path / "checkpoint.pt").exists():
-        from syllabus.export.hf import export_hf
-
-        kind, fingerprint = "syllabus", file_digest(path / "checkpoint.pt")
-        staged = out.parent / (out.name + ".syllabus-hf")
-        shutil.rmtree(staged, ignore_errors=True)
-        export_hf(path, staged)
-        load_from, extra = staged, {}
+    staged = None
+    if base.kind == "gguf":
+        gguf = base.gguf_file()
+        fingerprint = file_digest(gguf)
+        model, tokenizer = load_gguf_as_hf(gguf)
     else:
-        raise UserError(
-            f"finetune.base {spec!r}: not a packaged model ({', '.join(PACKAGED_MODELS)}), a .gguf "
-            "file, a Hugging Face checkpoint directory nor a `syllabus train` directory"
-        )
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(load_from, local_files_only=True, **extra)
-        model = AutoModelForCausalLM.from_pretrained(
-            load_from, local_files_only=True, dtype=torch.float32, **extra
-        )
-    except (OSError, ValueError) as exc:
-        raise UserError(f"finetune.base {spec!r}: transformers could not load it ({exc})") from None
+        if base.kind == "hf":
+            fingerprint, load_from = path_digest(base.path), base.path
+        else:  # a `syllabus train` directory, through its HF export (staged apart, then removed)
+            fingerprint = file_digest(base.path / SYLLABUS_CHECKPOINT)
+            staged = out.parent / (out.name + ".syllabus-hf")
+            shutil.rmtree(staged, ignore_errors=True)
+            load_from = export_hf(base.path, staged)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(load_from, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(
+                load_from, local_files_only=True, dtype=torch.float32
+            )
+        except (OSError, ValueError) as exc:
+            raise UserError(
+                f"finetune.base {spec!r}: transformers could not load it ({exc})"
+            ) from None
+    kind = base.kind
     if chat_template is not None:
         try:
             tokenizer.chat_template = Path(chat_template).read_text()
@@ -93,19 +94,13 @@ def prepare_base(spec: str, out: Path, chat_template: Path | None = None) -> Bas
             )
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    # A de-quantized GGUF remembers it was one; its weights are plain float32 now, saved as an
-    # ordinary checkpoint.
-    if getattr(model, "hf_quantizer", None) is not None:
-        model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        delattr(model.config, "quantization_config")
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     info = BaseInfo(kind, spec, fingerprint, out, gguf)
     (out / "base.json").write_text(json.dumps(info.to_json(), indent=2))
-    if kind == "syllabus":
-        shutil.rmtree(load_from, ignore_errors=True)
+    if staged is not None:
+        shutil.rmtree(staged, ignore_errors=True)
     return info
 
 
@@ -122,9 +117,6 @@ def read_base(out: Path) -> BaseInfo:
 
 def load_hf(directory: Path, *, device: str = "cpu"):
     """Model and tokenizer of a local HF directory (float32, no KV cache: training and scoring)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
     model = AutoModelForCausalLM.from_pretrained(
         directory, local_files_only=True, dtype=torch.float32

@@ -12,10 +12,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gguf
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
 from syllabus.errors import UserError
+from syllabus.export.gguf import read_bpe_vocab, to_llama_cpp_rope, write_gguf
+from syllabus.export.hf import llama_from_hf
+from syllabus.finetune.base import load_hf
+from syllabus.train.trainer import CHECKPOINT, write_checkpoint
 
 MERGE_TOLERANCE = 1e-3
 """Largest logit difference allowed between merged weights and base + adapter (float32)."""
@@ -29,8 +35,6 @@ def _logits(model, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
 def merge_adapter(base_dir: Path, adapter_dir: Path, out: Path, check: list[list[int]]) -> dict:
     """Write base + adapter as plain weights to `out`; compare their logits on `check` inputs."""
     from peft import PeftModel
-
-    from syllabus.finetune.base import load_hf
 
     base, tokenizer = load_hf(base_dir)
     model = PeftModel.from_pretrained(base, adapter_dir).eval()
@@ -66,26 +70,9 @@ def merge_adapter(base_dir: Path, adapter_dir: Path, out: Path, check: list[list
     return result
 
 
-def syllabus_llama(hf_dir: Path):
-    """The HF Llama checkpoint in `hf_dir` as a Syllabus Llama (for the GGUF and ONNX writers)."""
-    from safetensors.torch import load_file
-
-    from syllabus.train.model import from_hf
-
-    config = json.loads((hf_dir / "config.json").read_text())
-    state: dict[str, torch.Tensor] = {}
-    for file in sorted(hf_dir.glob("*.safetensors")):
-        state.update(load_file(file))
-    if not state:
-        raise UserError(f"{hf_dir}: no safetensors weights")
-    return from_hf(config, state)
-
-
 def write_syllabus_checkpoint(hf_dir: Path, out: Path) -> Path:
     """A `syllabus train`-style checkpoint of an HF Llama, so `syllabus export` takes it too."""
-    from syllabus.train.trainer import CHECKPOINT, write_checkpoint
-
-    model = syllabus_llama(hf_dir)
+    model = llama_from_hf(hf_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_checkpoint(
         out,
@@ -100,8 +87,6 @@ def write_syllabus_checkpoint(hf_dir: Path, out: Path) -> Path:
 
 def tokenizer_from_gguf(source: Path):
     """A function that copies every `tokenizer.*` key of `source` into a GGUFWriter."""
-    import gguf
-
     reader = gguf.GGUFReader(str(source))
     keys = [(name, field) for name, field in reader.fields.items() if name.startswith("tokenizer.")]
     values = [
@@ -119,12 +104,9 @@ def tokenizer_from_gguf(source: Path):
 def tokenizer_from_hf(hf_dir: Path):
     """Tokenizer metadata from an HF directory's tokenizer.json (byte-level BPE only: the
     export refuses a pipeline llama.cpp would split differently) and its chat template."""
-    import gguf
     from transformers import AutoTokenizer
 
-    from syllabus.export.gguf import _vocab
-
-    tokens, merges, added, pre = _vocab(hf_dir / "tokenizer.json")
+    tokens, merges, added, pre = read_bpe_vocab(hf_dir / "tokenizer.json")
     tokenizer = AutoTokenizer.from_pretrained(hf_dir, local_files_only=True)
 
     def add(writer) -> None:
@@ -151,17 +133,13 @@ def tokenizer_from_hf(hf_dir: Path):
 
 
 def export_model_gguf(hf_dir: Path, out: Path, quant: str, tokenizer_gguf: Path | None) -> Path:
-    from syllabus.export.gguf import write_gguf
-
     add_tokenizer = (
         tokenizer_from_gguf(tokenizer_gguf) if tokenizer_gguf else tokenizer_from_hf(hf_dir)
     )
-    return write_gguf(syllabus_llama(hf_dir), out, quant, hf_dir.name, add_tokenizer)
+    return write_gguf(llama_from_hf(hf_dir), out, quant, hf_dir.name, add_tokenizer)
 
 
 def _lora_pairs(adapter_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    from safetensors.torch import load_file
-
     weights = load_file(adapter_dir / "adapter_model.safetensors")
     pairs: dict[str, dict[str, np.ndarray]] = {}
     for name, tensor in weights.items():
@@ -187,10 +165,6 @@ GGUF_NAMES = {
 def export_adapter_gguf(adapter_dir: Path, base_hf: Path, out: Path) -> Path:
     """The LoRA adapter as a llama.cpp adapter GGUF (`llama-server --lora`, llama-cpp-python
     `lora_path`): A and B per module; q and k's B rows permuted like their base weights."""
-    import gguf
-
-    from syllabus.export.gguf import _permute_rope
-
     config = json.loads((base_hf / "config.json").read_text())
     adapter = json.loads((adapter_dir / "adapter_config.json").read_text())
     heads = config["num_attention_heads"]
@@ -205,9 +179,9 @@ def export_adapter_gguf(adapter_dir: Path, base_hf: Path, out: Path) -> Path:
         if rest not in GGUF_NAMES:
             raise UserError(f"{adapter_dir}: adapter on {module}, which llama.cpp cannot load")
         if rest == "self_attn.q_proj":
-            b = _permute_rope(b, heads)
+            b = to_llama_cpp_rope(b, heads)
         elif rest == "self_attn.k_proj":
-            b = _permute_rope(b, kv_heads)
+            b = to_llama_cpp_rope(b, kv_heads)
         name = f"blk.{layer}.{GGUF_NAMES[rest]}.weight"
         writer.add_tensor(name + ".lora_a", np.ascontiguousarray(a, dtype=np.float32))
         writer.add_tensor(name + ".lora_b", np.ascontiguousarray(b, dtype=np.float32))

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from syllabus.backends import Backend, Message, Request
+from syllabus.backends.specs import backend_for
+from syllabus.common.retrieval import Retriever
 from syllabus.portfolio.config import CandidateConfig, resolve
 
 
@@ -31,8 +33,6 @@ class Candidate:
 
     def open(self) -> Candidate:
         """Load the model (or connect). No response cache: a cached answer would fake latency."""
-        from syllabus.eval.models import backend_for
-
         if self.backend is None:
             self.backend = backend_for(
                 self.config.model,
@@ -45,16 +45,9 @@ class Candidate:
                 self.backend.timeout_s = self.config.timeout_s
         if self.config.retrieval is not None and self._retriever is None:
             # The BM25 retriever synth grounds its textbooks with, over the candidate's corpus.
-            from syllabus.synth.config import GroundingConfig
-            from syllabus.synth.grounding import Retriever
-
             retrieval = self.config.retrieval
             self._retriever = Retriever(
-                GroundingConfig(
-                    corpus=str(resolve(self.base, retrieval.corpus)),
-                    passages=retrieval.passages,
-                    max_chars=retrieval.max_chars,
-                )
+                resolve(self.base, retrieval.corpus), retrieval.passages, retrieval.max_chars
             )
         return self
 

@@ -171,13 +171,6 @@ class Dataset:
             counts.update(shard.get("kinds", {}))
         return counts
 
-    def content_hash(self) -> str:
-        """Hash of the shards' hashes: identifies the dataset's contents for cache keys."""
-        digest = hashlib.sha256()
-        for shard in self.index["shards"]:
-            digest.update(shard["sha256"].encode())
-        return digest.hexdigest()
-
     def iter_batches(self, batch_size: int = 1024) -> Iterator[list[Record]]:
         for file in self.files:
             try:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from syllabus.backends import Backend
+from syllabus.common.retrieval import Retriever
 from syllabus.errors import UserError
 from syllabus.fingerprint import check_fingerprint, digest
 from syllabus.progress import progress_bar
@@ -198,9 +199,8 @@ def _synthesize(
     templates = Templates(config.templates, base_dir)
     retriever = None
     if config.grounding is not None:
-        from syllabus.synth.grounding import Retriever
-
-        retriever = Retriever(config.grounding, base_dir)
+        grounding = config.grounding
+        retriever = Retriever(grounding.corpus, grounding.passages, grounding.max_chars, base_dir)
     if fresh:
         for name in RESULTS:
             if (out / name).is_dir():

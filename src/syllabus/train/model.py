@@ -2,7 +2,8 @@
 
 Single-device code; data parallelism, compilation and mixed precision are applied from outside
 (see `parallel.py` and `trainer.py`). Parameter names follow Hugging Face's `LlamaForCausalLM`
-closely so that export is a rename, not a rewrite.
+closely so that the HF state-dict adapter (export/hf.py, both directions) is a rename, not a
+rewrite.
 """
 
 from __future__ import annotations
@@ -216,53 +217,6 @@ class Llama(nn.Module):
             if stop_ids and int(next_token) in stop_ids:
                 break
         return tokens
-
-
-def from_hf(config: dict, state_dict: dict[str, torch.Tensor]) -> Llama:
-    """A Hugging Face `LlamaForCausalLM` (config.json as a dict, and its weights) as a Syllabus
-    Llama, so a fine-tuned HF model goes through the same exporters as a trained one. Refuses
-    Llama variants this model does not implement (biases, rope scaling, other activations)."""
-    from syllabus.errors import UserError
-
-    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
-    problems = [
-        what
-        for what, bad in (
-            (f"model_type {config.get('model_type')!r}", config.get("model_type") != "llama"),
-            ("attention or MLP biases", config.get("attention_bias") or config.get("mlp_bias")),
-            (f"rope type {rope.get('rope_type')!r}", rope.get("rope_type", "default") != "default"),
-            (f"activation {config.get('hidden_act')!r}", config.get("hidden_act") != "silu"),
-            (
-                "head_dim != hidden_size / heads",
-                config.get("head_dim", config["hidden_size"] // config["num_attention_heads"])
-                != config["hidden_size"] // config["num_attention_heads"],
-            ),
-        )
-        if bad
-    ]
-    if problems:
-        raise UserError(
-            f"this Hugging Face model is not a plain Llama ({', '.join(problems)}); GGUF and ONNX "
-            "export support plain Llama checkpoints (SmolLM2, TinyLlama, Syllabus models); use the HF export"
-        )
-    shape = ModelConfig(
-        vocab_size=config["vocab_size"],
-        dim=config["hidden_size"],
-        n_layers=config["num_hidden_layers"],
-        n_heads=config["num_attention_heads"],
-        n_kv_heads=config.get("num_key_value_heads") or config["num_attention_heads"],
-        ffn_dim=config["intermediate_size"],
-        max_seq_len=config.get("max_position_embeddings", 2048),
-        rope_theta=float(rope.get("rope_theta", config.get("rope_theta", 10000.0))),
-        norm_eps=float(config.get("rms_norm_eps", 1e-5)),
-        tie_embeddings=bool(config.get("tie_word_embeddings", False)),
-    )
-    model = Llama(shape)
-    renamed = {name.removeprefix("model."): tensor for name, tensor in state_dict.items()}
-    if shape.tie_embeddings:
-        renamed.setdefault("lm_head.weight", renamed["embed_tokens.weight"])
-    model.load_state_dict(renamed, strict=True)
-    return model.eval()
 
 
 def model_config(

@@ -1,5 +1,6 @@
-"""Seed passages for prompts: BM25 over a local corpus, one query per topic (Cosmopedia v2
-grounded its textbooks on retrieved web pages the same way)."""
+"""BM25 retrieval of passages from a local corpus: synth grounds each topic's prompts on them
+(Cosmopedia v2 grounded its textbooks on retrieved web pages the same way), and a portfolio
+candidate can put them in its prompts."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
+
 from syllabus.errors import UserError
-from syllabus.synth.config import GroundingConfig
+from syllabus.store import open_dataset
 
 TEXT_SUFFIXES = {".txt", ".md", ".rst", ".py"}
 
@@ -31,8 +34,6 @@ def _passages(text: str, max_chars: int) -> list[str]:
 
 def _documents(corpus: Path) -> list[str]:
     if (corpus / "index.json").exists():
-        from syllabus.store import open_dataset
-
         return [record.text for record in open_dataset(corpus)]
     if corpus.is_dir():
         docs = []
@@ -60,16 +61,22 @@ def _documents(corpus: Path) -> list[str]:
 
 
 class Retriever:
-    def __init__(self, config: GroundingConfig, base_dir: Path | None = None):
-        import bm25s
+    """Passages of at most `max_chars` from `corpus` (a Syllabus dataset, a JSONL file with a
+    `text` field, or a directory of text files), `passages` of them per query. A relative
+    corpus path starts at `base_dir` (the recipe's folder)."""
 
-        corpus = Path(config.corpus)
+    def __init__(
+        self, corpus: Path | str, passages: int, max_chars: int, base_dir: Path | None = None
+    ):
+        import bm25s  # loads scipy
+
+        corpus = Path(corpus)
         if not corpus.is_absolute() and base_dir is not None:
             corpus = base_dir / corpus
         if not corpus.exists():
             raise UserError(f"synth.grounding.corpus: {corpus} does not exist")
-        self.config = config
-        self.passages = [p for doc in _documents(corpus) for p in _passages(doc, config.max_chars)]
+        self.per_query = passages
+        self.passages = [p for doc in _documents(corpus) for p in _passages(doc, max_chars)]
         if not self.passages:
             raise UserError(f"synth.grounding.corpus: {corpus} holds no text passages")
         self._bm25 = bm25s.BM25()
@@ -78,9 +85,7 @@ class Retriever:
 
     def passages_for(self, query: str, rank: int = 0) -> list[str]:
         """The passages ranked `rank*n .. rank*n+n` for `query` (so repeats see new text)."""
-        import numpy as np
-
-        n = self.config.passages
+        n = self.per_query
         k = min(len(self.passages), n * (rank + 1))
         docs, _ = self._bm25.retrieve(
             self._tokenize([query], show_progress=False), k=k, show_progress=False
