@@ -12,7 +12,7 @@ import torch
 
 from syllabus.train.model import Llama
 from syllabus.train.tokenizer import EOT, PAD
-from syllabus.train.trainer import load_model
+from syllabus.train.checkpoint import load_model
 
 
 def hf_state_dict(model: Llama) -> dict[str, torch.Tensor]:

@@ -83,7 +83,7 @@ def syllabus_llama(hf_dir: Path):
 
 def write_syllabus_checkpoint(hf_dir: Path, out: Path) -> Path:
     """A `syllabus train`-style checkpoint of an HF Llama, so `syllabus export` takes it too."""
-    from syllabus.train.trainer import CHECKPOINT, write_checkpoint
+    from syllabus.train.checkpoint import CHECKPOINT, write_checkpoint
 
     model = syllabus_llama(hf_dir)
     out.mkdir(parents=True, exist_ok=True)
