@@ -8,16 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
 from syllabus.fingerprint import START_FRESH
 from syllabus.pipeline.stages import StageLog, run_stage
-
-if TYPE_CHECKING:  # recipe imports pipeline.config: the type is for annotations only
-    from syllabus.recipe import Recipe
+from syllabus.recipe import Recipe
 
 
 @dataclass
