@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import sys
@@ -49,6 +48,14 @@ def run(
         typer.Option(help="Apply the recipe's [presets.NAME] overrides, e.g. --preset quick."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            metavar="STAGE",
+            help="Stop after this stage, e.g. --until tokenizer or --until 'train raw seed 1' "
+            "(running again continues from there).",
+        ),
+    ] = None,
 ) -> None:
     """Run the whole recipe as an experiment: synth -> curate -> tokenizer -> pack -> train ->
     eval -> report, in one run directory.
@@ -67,7 +74,9 @@ def run(
     from syllabus.recipe import load_recipe
 
     loaded = load_recipe(recipe, preset=preset)
-    result = run_recipe(loaded, run_dir=run_dir, recipe_path=recipe, show_progress=not quiet)
+    result = run_recipe(
+        loaded, run_dir=run_dir, recipe_path=recipe, show_progress=not quiet, until=until
+    )
     table = Table(title=f"run {loaded.name}: {result.run_dir}")
     for column in ("stage", "status", "wall time"):
         table.add_column(column)
@@ -76,7 +85,8 @@ def run(
     for name in result.log.skipped:
         table.add_row(name, "cached", "-")
     console.print(table)
-    tasks = result.results.get("tasks") or []
+    # The evaluation tables are the report's (syllabus.report.compute_results).
+    tasks = (result.results.get("tasks") if result.results else None) or []
     for task in tasks:
         results = Table(title=task.get("label") or task["task"])
         for column in ("arm", "mean", "vs baseline [95% CI]"):
@@ -412,59 +422,18 @@ def train(
 ) -> None:
     """Pretrain a small Llama-architecture model from scratch; re-running resumes exactly.
 
-    Runs data parallel under torchrun: [bold]torchrun --nproc_per_node 2 -m syllabus.cli train RECIPE[/bold]
+    Runs data parallel under torchrun: [bold]torchrun --nproc_per_node 2 -m syllabus.train RECIPE[/bold]
+    (the same options; `-m syllabus.cli train` works too).
 
     Example: [bold]syllabus train recipes/train-tiny.toml --data packed -o runs/tiny[/bold]
     """
-    from syllabus.recipe import load_recipe
-    from syllabus.store.manifest import RunDir
-    from syllabus.train.trainer import train as train_model
+    from syllabus.train.launch import config_from_recipe
+    from syllabus.train.pretrain import train as train_model
 
-    loaded = load_recipe(recipe)
-    if loaded.train is None:
-        raise UserError(
-            f"{recipe}: no [train] section; add one with at least a budget (max_tokens = ...)"
-        )
-    updates = {
-        k: v
-        for k, v in {
-            "data": str(data) if data else None,
-            "out": str(out) if out else None,
-            "max_steps": max_steps,
-        }.items()
-        if v
-    }
-    # nproc_per_node and device are how `syllabus run` launches training: here torchrun (or
-    # its absence) decides the processes, and the trainer takes a GPU whenever there is one.
-    config = loaded.train.trainer_config(**updates)
-    if not config.data or not config.out:
-        raise UserError(
-            f"{recipe}: train.data and train.out must be set (in the recipe or with --data/--out)"
-        )
-    is_main = (
-        int(os.environ.get("RANK", "0")) == 0
-    )  # under torchrun only rank 0 writes the manifest
-    run = RunDir(
-        Path(config.out),
-        stage="train",
-        config=config,
-        inputs={"data": Path(config.data) / "meta.json"},
-    )
-    with run if is_main else contextlib.nullcontext():
-        result = train_model(config, show_progress=not quiet)
-        run.extra["result"] = {
-            "steps": result.steps,
-            "tokens": result.tokens,
-            "val_loss": result.val_loss,
-            "dtype": result.dtype,
-        }
-    if not is_main:
-        return
-    mfu = f"{100 * result.mfu:.1f}%" if result.mfu is not None else "n/a"
-    console.print(
-        f"trained {result.steps} steps, {result.tokens:,} tokens: loss {result.final_loss:.3f}, val loss {result.val_loss:.3f}, "
-        f"{result.tokens_per_s:,.0f} tok/s ({result.dtype}), MFU {mfu} -> {result.out}"
-    )
+    config = config_from_recipe(recipe, data=data, out=out, max_steps=max_steps)
+    result = train_model(config, show_progress=not quiet)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks for all
+        console.print(result.summary())
 
 
 @app.command()

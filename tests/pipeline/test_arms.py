@@ -223,7 +223,7 @@ def test_every_arm_validates_on_one_held_out_set_that_no_arm_trains_on(fair_run)
 def test_editing_a_file_a_stage_reads_runs_that_stage_again(fair_run):
     root, first, run = fair_run
     assert {"synth", "raw", "quality", "validation", "pack mix"} <= set(first.log.ran)
-    assert run(stop_after="validation").log.ran == []  # nothing changed: all cached
+    assert run(until="validation").log.ran == []  # nothing changed: all cached
     edits = {
         "synth": lambda: (root / "section.j2").write_text(
             (root / "section.j2").read_text() + "Keep it short.\n"
@@ -236,12 +236,13 @@ def test_editing_a_file_a_stage_reads_runs_that_stage_again(fair_run):
     }
     for stage, edit in edits.items():
         edit()
-        ran = run(stop_after="validation").log.ran
+        ran = run(until="validation").log.ran
         assert stage.strip() in ran and "validation" in ran, (stage, ran)
 
 
 def test_a_local_gguf_teachers_weights_are_in_the_synth_stage_key(tmp_path):
-    from syllabus.pipeline.run import _Run, _synth_contents
+    from syllabus.pipeline.context import RunContext
+    from syllabus.pipeline.data_stages import synth_contents
 
     weights = tmp_path / "teacher.gguf"
     weights.write_bytes(b"GGUF" + bytes(1000))
@@ -250,7 +251,7 @@ def test_a_local_gguf_teachers_weights_are_in_the_synth_stage_key(tmp_path):
         f'name = "g"\n[teacher]\nkind = "embedded"\nmodel = "{weights}"\n'
         '[synth.topics]\ntree = ["lists"]\n[synth.textbook]\n'
     )
-    context = _Run(load_recipe(recipe), tmp_path / "run", recipe, None, None, None)
-    before = _synth_contents(context)
+    context = RunContext(load_recipe(recipe), tmp_path / "run", recipe, None, None)
+    before = synth_contents(context)
     weights.write_bytes(b"GGUF" + bytes(999) + b"\x01")  # same size, other weights
-    assert _synth_contents(context)["teacher"] != before["teacher"]
+    assert synth_contents(context)["teacher"] != before["teacher"]

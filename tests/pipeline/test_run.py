@@ -221,6 +221,25 @@ def test_bad_recipes_fail_before_any_work(tmp_path, case):
     assert not (tmp_path / "run").exists()
 
 
+def test_until_an_unknown_stage_names_the_stages_before_any_work(tmp_path):
+    from syllabus.errors import UserError
+    from syllabus.pipeline import run_recipe
+    from syllabus.recipe import load_recipe
+
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(
+        'name = "x"\nseeds = [1, 2]\n[[arms]]\nname = "raw"\ndata = ["raw"]\n'
+        '[[curate.sources]]\npath = "@stdlib"\n[train]\nmax_tokens = 1000\n'
+    )
+    with pytest.raises(UserError) as error:
+        run_recipe(load_recipe(recipe), run_dir=tmp_path / "run", show_progress=False, until="pack")
+    assert str(error.value) == (
+        "--until 'pack' is not a stage of this run; its stages are: raw, validation, tokenizer, "
+        "pack raw, train raw seed 1, eval raw seed 1, train raw seed 2, eval raw seed 2, report"
+    )
+    assert not (tmp_path / "run").exists()
+
+
 def test_unknown_preset_is_named(tmp_path):
     result = run_cli("run", str(RECIPE), "--preset", "fast", "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 2

@@ -134,7 +134,7 @@ def test_a_missing_corpus_is_refused_before_the_teacher_is_paid(tmp_path):
 def test_the_gpu_preset_is_refused_on_a_machine_without_a_gpu(monkeypatch):
     import torch
 
-    from syllabus.pipeline.run import check_before_work
+    from syllabus.pipeline.checks import check_before_work
 
     recipe = load_recipe(REPO / "recipes" / "python-basics.toml", preset="gpu")
     assert (recipe.train.size, recipe.train.dtype, recipe.train.device) == (
@@ -162,11 +162,11 @@ def test_a_half_finished_synth_made_under_another_sandbox_is_redone(tmp_path, mo
         recipe = load_recipe(phi1_recipe(tmp_path, server), preset="quick")
         recipe.curate.executor = ExecutorConfig(workers=1)  # no Ray in this process
         run_dir = tmp_path / "run"
-        run_recipe(recipe, run_dir=run_dir, show_progress=False, stop_after="synth")
+        run_recipe(recipe, run_dir=run_dir, show_progress=False, until="synth")
         (run_dir / "synth" / ".done").unlink()  # as if killed before the stage finished
         other = "rlimits" if isolation_level() != "rlimits" else "userns"
         monkeypatch.setattr(engine, "isolation_level", lambda: other)
-        result = run_recipe(recipe, run_dir=run_dir, show_progress=False, stop_after="synth")
+        result = run_recipe(recipe, run_dir=run_dir, show_progress=False, until="synth")
     assert "synth" in result.log.redone and "sandbox" in result.log.redone["synth"]
     made_by = json.loads((run_dir / "synth" / "fingerprint.json").read_text())["made_by"]
     assert made_by["sandbox"] == other

@@ -87,7 +87,7 @@ def tiny_config(packed: Path, out: Path, **overrides):
 @pytest.fixture(scope="session")
 def trained(packed, tmp_path_factory) -> Path:
     """A tiny model trained for 150 steps: peaked enough for greedy decoding to be stable."""
-    from syllabus.train.trainer import train
+    from syllabus.train.pretrain import train
 
     out = tmp_path_factory.mktemp("trained")
     train(tiny_config(packed, out, max_steps=150, lr=1e-2, eval_every=50), show_progress=False)

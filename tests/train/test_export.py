@@ -16,9 +16,9 @@ import torch
 
 from syllabus.errors import UserError
 from syllabus.export import export
+from syllabus.train.checkpoint import load_model
 from syllabus.train.generate import generate
 from syllabus.train.tokenizer import EOT, MAX_TOKEN_BYTES, load_tokenizer
-from syllabus.train.trainer import load_model
 from tests.train.conftest import tiny_config
 
 PROMPT = "def __init__(self, "
@@ -62,8 +62,8 @@ def realistic(code_dataset, tmp_path_factory) -> Path:
     """A tiny model with a realistic tokenizer: 4,096 BPE tokens learnt from stdlib code."""
     from syllabus.store import open_dataset
     from syllabus.train.pack import PackSource, pack
+    from syllabus.train.pretrain import train
     from syllabus.train.tokenizer import train_tokenizer
-    from syllabus.train.trainer import train
 
     root = tmp_path_factory.mktemp("realistic")
     train_tokenizer((r.text for r in open_dataset(code_dataset)), root / "tok", vocab_size=4096)

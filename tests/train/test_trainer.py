@@ -12,8 +12,11 @@ import pytest
 import torch
 
 from syllabus.errors import UserError
+from syllabus.train import loop
+from syllabus.train.checkpoint import load_model
 from syllabus.train.model import Llama, ModelConfig
-from syllabus.train.trainer import load_model, lr_at, train
+from syllabus.train.pretrain import train
+from syllabus.train.schedule import lr_at
 from tests.conftest import REPO
 from tests.train.conftest import TINY_TRAIN, tiny_config
 
@@ -22,6 +25,26 @@ def losses(out) -> dict[int, float]:
     """Train loss per step from log.jsonl; a step logged twice (before a kill) keeps the last."""
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     return {row["step"]: row["loss"] for row in rows if "loss" in row}
+
+
+class Killed(Exception):
+    pass
+
+
+def train_killed_after(config, steps: int, monkeypatch) -> None:
+    """Train per `config` and die right after the checkpoint of step `steps` is written, as a
+    process killed there would (the loop has no stop parameter): the next call resumes from it."""
+    write = loop.write_checkpoint
+
+    def write_then_die(out, payload):
+        write(out, payload)
+        if payload["step"] >= steps:
+            raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "write_checkpoint", write_then_die)
+        with pytest.raises(Killed):
+            train(config, show_progress=False)
 
 
 def test_loss_goes_down_on_real_code(trained):
@@ -35,6 +58,32 @@ def test_loss_goes_down_on_real_code(trained):
     assert all("tokens_per_s" in row and "lr" in row for row in log if "loss" in row)
     assert (trained / "checkpoint.pt").exists() and (trained / "tokenizer.json").exists()
     assert any((trained / "tensorboard").iterdir())
+
+
+def test_train_writes_its_own_manifest(trained):
+    # The library call, not the CLI, records the run: `syllabus run` reads it back after torchrun.
+    manifest = json.loads((trained / "manifest.json").read_text())
+    assert manifest["stage"] == "train" and manifest["status"] == "finished"
+    assert manifest["result"]["steps"] == 150 and manifest["result"]["dtype"] == "float32"
+    assert manifest["result"]["val_loss"] == pytest.approx(losses_val(trained)[-1])
+    assert manifest["inputs"]["data"]["sha256"]
+
+
+def losses_val(out) -> list[float]:
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    return [row["val_loss"] for row in rows if "val_loss" in row]
+
+
+def test_python_m_syllabus_train_says_a_users_mistake_in_one_line(tmp_path):
+    recipe = tmp_path / "no-train.toml"
+    recipe.write_text('name = "x"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "syllabus.train", str(recipe), "-q"],
+        cwd=REPO, capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and "no [train] section" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_model_shape_and_gqa():
@@ -112,10 +161,10 @@ def test_resume_refuses_new_optimizer_settings(packed, tmp_path):
         )
 
 
-def test_resume_refuses_budget_change_that_moves_the_cosine_schedule(packed, tmp_path):
+def test_resume_refuses_budget_change_that_moves_the_cosine_schedule(packed, tmp_path, monkeypatch):
     tokens_per_step = 8 * 64
     first = tiny_config(packed, tmp_path / "run", max_steps=None, max_tokens=20 * tokens_per_step)
-    train(first, show_progress=False, stop_after_steps=10)  # checkpoint at step 10, past warmup
+    train_killed_after(first, 10, monkeypatch)  # checkpoint at step 10, past warmup
     longer = first.model_copy(update={"max_tokens": 40 * tokens_per_step})
     with pytest.raises(
         UserError, match=r"budget changed \(max_tokens 10240 -> 20480\) after step 10"
@@ -123,21 +172,21 @@ def test_resume_refuses_budget_change_that_moves_the_cosine_schedule(packed, tmp
         train(longer, show_progress=False)
 
 
-def test_resume_with_a_larger_wsd_budget_equals_a_run_given_it_from_the_start(packed, tmp_path):
+def test_resume_with_a_larger_wsd_budget_equals_a_run_given_it_from_the_start(
+    packed, tmp_path, monkeypatch
+):
     # In wsd's stable phase the learning rate does not depend on the budget: extending is safe.
     wsd = {"schedule": "wsd", "decay_fraction": 0.2, "checkpoint_every": 10}
     train(tiny_config(packed, tmp_path / "whole", max_steps=30, **wsd), show_progress=False)
     extended = tmp_path / "extended"
-    train(
-        tiny_config(packed, extended, max_steps=20, **wsd), show_progress=False, stop_after_steps=10
-    )
+    train_killed_after(tiny_config(packed, extended, max_steps=20, **wsd), 10, monkeypatch)
     train(tiny_config(packed, extended, max_steps=30, **wsd), show_progress=False)
     assert losses(extended) == losses(tmp_path / "whole")
 
 
-def test_resume_allows_safe_changes(packed, tmp_path):
+def test_resume_allows_safe_changes(packed, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    train(tiny_config(packed, out, max_steps=20), show_progress=False, stop_after_steps=10)
+    train_killed_after(tiny_config(packed, out, max_steps=20), 10, monkeypatch)
     result = train(
         tiny_config(packed, out, max_steps=20, eval_every=5, checkpoint_every=7, dtype="auto"),
         show_progress=False,
@@ -256,7 +305,7 @@ def test_truncated_token_file_is_a_clear_error(packed, tmp_path):
 
 def test_failed_save_keeps_previous_checkpoint(packed, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    train(tiny_config(packed, out, max_steps=20), show_progress=False, stop_after_steps=10)
+    train_killed_after(tiny_config(packed, out, max_steps=20), 10, monkeypatch)
     before = (out / "checkpoint.pt").read_bytes()
 
     def disk_full(obj, path, *args, **kwargs):

@@ -21,7 +21,7 @@ import numpy as np
 
 from syllabus.errors import UserError
 from syllabus.train.tokenizer import EOT, MAX_TOKEN_BYTES, PAD
-from syllabus.train.trainer import load_model
+from syllabus.train.checkpoint import load_model
 
 QUANTS = ("f32", "f16", "q8_0")
 

@@ -19,7 +19,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from syllabus.errors import UserError
 from syllabus.train.model import Llama, ModelConfig
 from syllabus.train.tokenizer import EOT, PAD
-from syllabus.train.trainer import load_model
+from syllabus.train.checkpoint import load_model
 
 HF_PREFIX = "model."
 """HF's `LlamaForCausalLM` nests every weight but the output layer under `model.`."""

@@ -11,7 +11,7 @@ import torch
 
 from syllabus.errors import UserError
 from syllabus.export.hf import hf_config, hf_tokenizer
-from syllabus.train.trainer import load_model
+from syllabus.train.checkpoint import load_model
 
 
 class _Logits(torch.nn.Module):

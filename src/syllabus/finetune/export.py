@@ -21,7 +21,7 @@ from syllabus.errors import UserError
 from syllabus.export.gguf import read_bpe_vocab, to_llama_cpp_rope, write_gguf
 from syllabus.export.hf import llama_from_hf
 from syllabus.finetune.base import load_hf
-from syllabus.train.trainer import CHECKPOINT, write_checkpoint
+from syllabus.train.checkpoint import CHECKPOINT, write_checkpoint
 
 MERGE_TOLERANCE = 1e-3
 """Largest logit difference allowed between merged weights and base + adapter (float32)."""

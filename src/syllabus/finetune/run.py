@@ -170,16 +170,15 @@ def train_model(
     data_dir: Path,
     out: Path,
     show_progress: bool,
-    stop_after_steps: int | None,
 ) -> dict | None:
     """Train with the shared loop into out/train; write out/adapter (LoRA) or out/model (full).
-    None when stopped early (`stop_after_steps`, for tests)."""
+    None when stopped early."""
     from transformers import AutoTokenizer
 
     from syllabus.finetune.task import FinetuneTask, load_trainable
     from syllabus.train import parallel
     from syllabus.train.config import LoopConfig
-    from syllabus.train.trainer import run
+    from syllabus.train.loop import run
 
     train_rows, val_rows = _load_rows(data_dir)
     world = parallel.init_world()
@@ -204,14 +203,7 @@ def train_model(
             {"source": base["source"], "fingerprint": base["fingerprint"]},
             world,
         )
-        result = run(
-            task,
-            loop,
-            out / "train",
-            world,
-            show_progress=show_progress,
-            stop_after_steps=stop_after_steps,
-        )
+        result = run(task, loop, out / "train", world, show_progress=show_progress)
         if steps is not None and result.steps < steps and not loop.max_time_s:
             return None
         previous = out / "train" / "train.json"
@@ -288,7 +280,6 @@ def finetune_recipe(
     *,
     recipe_path: Path | None = None,
     show_progress: bool = True,
-    stop_after_steps: int | None = None,
 ) -> FinetuneResult:
     from syllabus.finetune.base import prepare_base, read_base
 
@@ -339,7 +330,7 @@ def finetune_recipe(
         )
         result = FinetuneResult(out, data["audit"], data["decontam"], {}, data=data, log=log)
         start = time.time()
-        train = train_model(config, base, out / "data", out, show_progress, stop_after_steps)
+        train = train_model(config, base, out / "data", out, show_progress)
         log.times["train"] = round(time.time() - start, 2)
         if train is None:
             result.finished = False

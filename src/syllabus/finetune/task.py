@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from syllabus.errors import UserError
 from syllabus.finetune.render import IGNORE, Row, collate
 from syllabus.train import parallel
-from syllabus.train.trainer import Batch, StepBatches, TrainTask
+from syllabus.train.loop import Batch, StepBatches, TrainTask
 
 
 def rows_fingerprint(rows: list[Row]) -> str:

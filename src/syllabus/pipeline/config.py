@@ -111,7 +111,7 @@ class RunTrainConfig(TrainConfig):
 
     nproc_per_node: Annotated[int, between(1, 1024)] = 1
     """Processes for each training stage. Above 1 the run launches `torchrun --standalone
-    --nproc_per_node N -m syllabus.cli train` per arm and seed (DDP: NCCL on GPUs, gloo on
+    --nproc_per_node N -m syllabus.train` per arm and seed (DDP: NCCL on GPUs, gloo on
     CPU; `fsdp = true` shards). `batch_size` is per process, so N changes the global batch:
     it is part of the stage key."""
     device: Literal["auto", "cuda"] = "auto"

@@ -58,7 +58,6 @@ def run_stage(
     key: str,
     work: Callable[[Path], Any],
     log: StageLog,
-    on_start: Callable[[str], None] | None = None,
     *,
     resume_key: str | None = None,
     on_redo: Callable[[str, str], None] | None = None,
@@ -78,8 +77,6 @@ def run_stage(
         done_file.unlink()
     directory.mkdir(parents=True, exist_ok=True)
     key_file.write_text(resume_key)
-    if on_start:
-        on_start(name)
     start = time.time()
     try:
         summary = work(directory) or {}

@@ -10,7 +10,7 @@ from syllabus.config import StrictModel, at_least, between
 from syllabus.train.sizes import SIZES
 
 # Settings a resumed run may change: they do not touch the weights, the data order or the
-# learning rate of steps already taken. Budgets are checked apart (see trainer.check_resume):
+# learning rate of steps already taken. Budgets are checked apart (see checkpoint.check_resume):
 # they may change only while the schedule of the steps already taken stays the same.
 RESUME_SAFE = frozenset({"out", "eval_every", "checkpoint_every", "peak_flops"})
 BUDGETS = frozenset({"max_tokens", "max_steps", "max_time_s"})

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
+from syllabus.train.checkpoint import load_model
 from syllabus.train.tokenizer import eot_id, load_tokenizer
-from syllabus.train.trainer import load_model
 
 
 def generate(
