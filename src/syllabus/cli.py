@@ -853,7 +853,10 @@ def curate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset directory to write.")],
     workers: WorkersOption = None,
     ray: RayOption = False,
-    keep_rejected: Annotated[bool, typer.Option("--keep-rejected", help="Write every dropped record to OUT/rejected with why it was dropped.")] = False,  # fmt: skip
+    keep_rejected: Annotated[
+        bool,
+        typer.Option("--keep-rejected", help="Write dropped records to OUT/rejected, with why."),
+    ] = False,
 ) -> None:
     """Filter, deduplicate, decontaminate, score and order a corpus, as a recipe's [curate] says.
 

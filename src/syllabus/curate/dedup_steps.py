@@ -52,9 +52,7 @@ class DedupSignatures(Step):
         self.config = config
         self.folder = folder
 
-    def run(
-        self, data: Iterable[Record], rank: int = 0, world_size: int = 1
-    ) -> Iterator[Record]:
+    def run(self, data: Iterable[Record], rank: int = 0, world_size: int = 1) -> Iterator[Record]:
         config = self.config
         seqs: list[int] = []
         keys: list[str] = []

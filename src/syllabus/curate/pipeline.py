@@ -294,15 +294,11 @@ def curate(
     )
 
 
-def _write_rejected(
-    path: Path, files: list[Path], more: list[Record], shard_rows: int
-) -> int:
+def _write_rejected(path: Path, files: list[Path], more: list[Record], shard_rows: int) -> int:
     """Every task's rejected records, in input order, as a Syllabus dataset; how many."""
     tables = [pq.read_table(file) for file in files]
     tables.append(
-        pa.Table.from_pylist(
-            [{"seq": r.meta[SEQ], **r.to_row()} for r in more], schema=WORK_SCHEMA
-        )
+        pa.Table.from_pylist([{"seq": r.meta[SEQ], **r.to_row()} for r in more], schema=WORK_SCHEMA)
     )
     table = pa.concat_tables(tables).sort_by("seq")
     with DatasetWriter(path, shard_rows=shard_rows) as writer:

@@ -657,9 +657,7 @@ class QualityFilter(Step):
         self.histogram: dict[int, int] = {}
         self.examples: dict[int, list[dict[str, Any]]] = {}
 
-    def run(
-        self, data: Iterable[Record], rank: int = 0, world_size: int = 1
-    ) -> Iterator[Record]:
+    def run(self, data: Iterable[Record], rank: int = 0, world_size: int = 1) -> Iterator[Record]:
         batch: list[Record] = []
         for record in data:
             batch.append(record)

@@ -61,9 +61,7 @@ class Step:
         """None to keep the record, or why it is dropped."""
         return None
 
-    def run(
-        self, data: Iterable[Record], rank: int = 0, world_size: int = 1
-    ) -> Iterator[Record]:
+    def run(self, data: Iterable[Record], rank: int = 0, world_size: int = 1) -> Iterator[Record]:
         for record in data:
             start = time.perf_counter()
             self.stats.saw(record)
