@@ -43,7 +43,8 @@ def _rank_file(folder: Path, rank: int) -> Path:
 
 
 class DedupSignatures(Step):
-    """Per task: exact keys, shingles and MinHash signatures of every record passing by."""
+    """Per task: exact keys, shingles and MinHash signatures of every record passing by. Only
+    its time counts in the stats: `DropDuplicates` counts the records, once."""
 
     name = "dedup"
 
@@ -78,7 +79,6 @@ class DedupSignatures(Step):
             ids.append(record.id)
             sources.append(record.source)
             keys.append(exact_key(record.text) if config.exact else record.id)
-            self.stats.bytes_in += len(record.text.encode("utf-8", "surrogatepass"))
             lengths.append(len(record.text))
             pending.append(record.text)
             if len(pending) >= BATCH:
