@@ -229,31 +229,13 @@ def curate(
             reports.update(finished.reports)
             top.update(finished.stats)
         last = len(plan.groups) - 1
-        start = time.perf_counter()
         tables = [
             pq.read_table(work / f"group-{last}" / f"rank-{r:05d}" / "records.parquet")
             for r in range(world)
         ]
         table = pa.concat_tables(tables) if tables else WORK_SCHEMA.empty_table()
         table, order_note = order_table(table, config.curriculum)
-        write = StepStats("write")
-        rejected_at_write: list[Record] = []
-        with DatasetWriter(out, shard_rows=config.shard_rows) as writer:
-            for row in table.drop_columns(["seq"]).to_pylist():
-                record = Record.from_row(row)
-                seq = record.meta.pop(SEQ)
-                write.saw(record)
-                if writer.write(record):
-                    write.kept(record)
-                else:
-                    reason = "same id as an earlier record"
-                    write.drop(reason)
-                    meta = {SEQ: seq, "dropped_by": "write", "drop_reason": reason}
-                    meta["duplicate_of"] = record.id
-                    rejected_at_write.append(
-                        record.model_copy(update={"meta": {**record.meta, **meta}})
-                    )
-        write.wall_time_s = time.perf_counter() - start
+        write, rejected_at_write = write_dataset(table, out, config.shard_rows)
         steps["write"] = write
         rejected = None
         if config.keep_rejected:
@@ -292,6 +274,32 @@ def curate(
         wall_time_s=time.perf_counter() - started,
         rejected=rejected,
     )
+
+
+def write_dataset(table: pa.Table, out: Path, shard_rows: int) -> tuple[StepStats, list[Record]]:
+    """The last step: the records of `table` (in its order) as a Syllabus dataset at `out`;
+    its stats and the records it rejected (an id written before)."""
+    start = time.perf_counter()
+    write = StepStats("write")
+    rejected: list[Record] = []
+    with DatasetWriter(out, shard_rows=shard_rows) as writer:
+        for row in table.drop_columns(["seq"]).to_pylist():
+            record = Record.from_row(row)
+            seq = record.meta.pop(SEQ)
+            write.saw(record)
+            if writer.write(record):
+                write.kept(record)
+                continue
+            reason = "same id as an earlier record"
+            write.drop(reason)
+            meta = {SEQ: seq, "dropped_by": "write", "drop_reason": reason}
+            rejected.append(
+                record.model_copy(
+                    update={"meta": {**record.meta, **meta, "duplicate_of": record.id}}
+                )
+            )
+    write.wall_time_s = time.perf_counter() - start
+    return write, rejected
 
 
 def _write_rejected(path: Path, files: list[Path], more: list[Record], shard_rows: int) -> int:
