@@ -9,12 +9,14 @@ import pytest
 
 from syllabus.curate.config import CurateConfig, ExecutorConfig, load_curate_config
 from syllabus.curate.pipeline import curate, single_step
+from syllabus.curate.quality import labels_to_fit
 from syllabus.curate.steps import Step
 from syllabus.errors import UserError
 from syllabus.eval.humaneval import load_problems
 from syllabus.stats import StepStats
 from syllabus.store import open_dataset
 from syllabus.types import Record
+from tests.conftest import run_cli
 from tests.curate.conftest import stdlib_files
 from tests.curate.test_decontam import plant
 
@@ -154,3 +156,29 @@ def test_a_step_counts_drops_by_reason_and_runs_on_its_share():
     assert [len(r.text) for r in kept] == [0, 2, 4]
     assert step.stats.dropped == {"odd length": 3} and step.stats.records_in == 6
     assert isinstance(step.stats, StepStats) and step.stats.records_dropped == 3
+
+
+def test_cli_keep_rejected_flag(tiny_corpus, tmp_path):
+    root, _, _ = tiny_corpus
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(
+        f'[curate]\n[[curate.sources]]\npath = "{root}"\n[curate.filters]\nmin_chars = 200\n'
+    )
+    done = run_cli("curate", str(recipe), "-o", str(tmp_path / "o"), "-w", "1", "--keep-rejected")
+    assert done.returncode == 0, done.stderr
+    assert f"rejected records: {tmp_path / 'o' / 'rejected'}" in done.stdout.replace("\n", "")
+    reasons = {r.meta["drop_reason"] for r in open_dataset(tmp_path / "o" / "rejected")}
+    assert reasons == {"exact duplicate", "contaminated: humaneval", "too short"}
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["config"]["keep_rejected"] is True and manifest["rejected"] == 3
+
+
+def test_labels_to_fit_takes_the_score_or_the_expected_score():
+    rows = [
+        {"text": "a", "score": 3, "expected": 2.6},
+        {"text": "b", "score": None, "expected": 1.2},
+        {"text": "c", "score": 4, "expected": None},
+        {"text": "d", "score": None, "expected": None},
+    ]
+    assert labels_to_fit(rows) == (["a", "c"], [3, 4], 2)
+    assert labels_to_fit(rows, use_expected=True) == (["a", "b", "c"], [2.6, 1.2, 4], 1)
