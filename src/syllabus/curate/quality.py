@@ -37,6 +37,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
+from syllabus.backends import make_backend
 from syllabus.curate.places import python_docs_dir
 from syllabus.curate.sources import html_to_text
 from syllabus.curate.steps import Finished, Step
@@ -175,8 +176,6 @@ def annotate(
 ) -> AnnotateResult:
     """Label records with an LLM judge; appends to `out` (JSONL) and resumes from it when the
     same judge, rubric and settings wrote it (`OUT.fingerprint.json`); `fresh` starts over."""
-    from syllabus.backends import make_backend
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     sidecar = labels_fingerprint_path(out)
