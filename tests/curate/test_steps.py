@@ -156,6 +156,8 @@ def test_a_step_counts_drops_by_reason_and_runs_on_its_share():
     assert [len(r.text) for r in kept] == [0, 2, 4]
     assert step.stats.dropped == {"odd length": 3} and step.stats.records_in == 6
     assert isinstance(step.stats, StepStats) and step.stats.records_dropped == 3
+    # A step is also a callable over records (the same generator).
+    assert [len(r.text) for r in EvenLength()([Record(text="ab"), Record(text="a")])] == [2]
 
 
 def test_cli_keep_rejected_flag(tiny_corpus, tmp_path):

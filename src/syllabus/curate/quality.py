@@ -666,8 +666,6 @@ class QualityFilter(Step):
         if batch:
             yield from self._score(batch)
 
-    __call__ = run
-
     def _score(self, batch: list[Record]) -> Iterator[Record]:
         start = time.perf_counter()
         scores = self.model.predict([r.text for r in batch])

@@ -73,7 +73,10 @@ class Step:
             else:
                 self.drop(record, verdict)
 
-    __call__ = run
+    def __call__(
+        self, data: Iterable[Record], rank: int = 0, world_size: int = 1
+    ) -> Iterator[Record]:
+        return self.run(data, rank, world_size)
 
     def drop(self, record: Record, verdict: str | Drop) -> None:
         """Count a dropped record by reason, and keep it if the recipe asks."""
