@@ -823,11 +823,15 @@ def curate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset directory to write.")],
     workers: WorkersOption = None,
     ray: RayOption = False,
+    keep_rejected: Annotated[
+        bool,
+        typer.Option("--keep-rejected", help="Write dropped records to OUT/rejected, with why."),
+    ] = False,
 ) -> None:
     """Filter, deduplicate, decontaminate, score and order a corpus, as a recipe's [curate] says.
 
     Writes a dataset plus stats.json, reports/dedup.json, reports/decontam-<benchmark>.json and
-    manifest.json.
+    manifest.json; with --keep-rejected (or keep_rejected = true) the dropped records too.
 
     Example: [bold]syllabus curate recipes/curate-stdlib.toml -o runs/curate-stdlib[/bold]
     """
@@ -839,7 +843,11 @@ def curate(
         config.executor = _executor(
             workers or config.executor.workers, ray or config.executor.kind == "ray"
         )
-    _curate_summary(run_curate(config, out, recipe_path=recipe))
+    config.keep_rejected = config.keep_rejected or keep_rejected
+    result = run_curate(config, out, recipe_path=recipe)
+    _curate_summary(result)
+    if result.rejected is not None:
+        console.print(f"[dim]rejected records: {result.rejected}")
 
 
 @app.command()
@@ -1024,7 +1032,7 @@ def fit(
     Example: [bold]syllabus fit --reference -o models/edu[/bold]   or   [bold]syllabus fit labels.jsonl -o models/edu[/bold]
     """
     from syllabus.curate.quality import fit as run_fit
-    from syllabus.curate.quality import read_labels, reference_examples
+    from syllabus.curate.quality import labels_to_fit, read_labels, reference_examples
 
     groups, chunk_chars = None, None
     if reference:
@@ -1033,18 +1041,7 @@ def fit(
         chunk_chars = examples.chunk_chars
         source = "reference"
     elif labels is not None:
-        rows = read_labels(labels)
-        texts, values = [], []
-        for row in rows:
-            value = (
-                row.get("expected")
-                if use_expected and row.get("expected") is not None
-                else row.get("score")
-            )
-            if value is not None:
-                texts.append(row["text"])
-                values.append(value)
-        skipped = len(rows) - len(texts)
+        texts, values, skipped = labels_to_fit(read_labels(labels), use_expected=use_expected)
         if skipped:
             err_console.print(f"[yellow]{skipped} rows without a score skipped")
         source = str(labels)

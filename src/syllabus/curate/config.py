@@ -1,13 +1,17 @@
-"""The `[curate]` section of a recipe: one table per step."""
+"""The `[curate]` section of a recipe: the steps in order, then one table per step."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from syllabus.config import StrictModel, at_least, between
+from syllabus.config import StrictModel, at_least, between, format_validation_error, load_toml
 from syllabus.curate.places import expand_place
+from syllabus.errors import UserError
+
+StepName = Literal["read", "filters", "dedup", "decontam", "quality"]
+DEFAULT_STEPS: list[StepName] = ["read", "filters", "dedup", "decontam", "quality"]
 
 
 class SourceConfig(StrictModel):
@@ -107,6 +111,14 @@ class ExecutorConfig(StrictModel):
 
 class CurateConfig(StrictModel):
     sources: Annotated[list[SourceConfig], Field(min_length=1)]
+    steps: list[StepName] = Field(default_factory=lambda: list(DEFAULT_STEPS))
+    """The steps records pass through, in order; each is configured by its table below (a
+    decontam step without `decontam.enabled`, or a quality step without `quality.model`, is
+    skipped). `read` comes first; the curriculum order and the write come last, always. A step
+    named twice reports as NAME and NAME-2."""
+    keep_rejected: bool = False
+    """Write every dropped record to OUT/rejected (a Syllabus dataset) with meta dropped_by,
+    drop_reason and, where known, duplicate_of or contamination."""
     filters: FiltersConfig = Field(default_factory=FiltersConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     decontam: DecontamConfig = Field(default_factory=DecontamConfig)
@@ -114,6 +126,13 @@ class CurateConfig(StrictModel):
     curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     shard_rows: Annotated[int, at_least(1)] = 10_000
+
+    @field_validator("steps")
+    @classmethod
+    def _read_first(cls, steps: list[str]) -> list[str]:
+        if not steps or steps[0] != "read" or "read" in steps[1:]:
+            raise ValueError('must start with "read", once (e.g. ["read", "filters", "dedup"])')
+        return steps
 
 
 class _CurateSection(BaseModel):
@@ -125,11 +144,6 @@ class _CurateSection(BaseModel):
 
 def load_curate_config(path) -> CurateConfig:
     """The `[curate]` table of a recipe TOML; mistakes name the file, line and key."""
-    from pydantic import ValidationError
-
-    from syllabus.config import format_validation_error, load_toml
-    from syllabus.errors import UserError
-
     data, text = load_toml(path)
     if "curate" not in data:
         raise UserError(f"{path}: no [curate] table (see recipes/curate-stdlib.toml)")

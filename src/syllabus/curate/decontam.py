@@ -19,8 +19,9 @@ import numpy as np
 
 from syllabus.curate.config import DecontamConfig
 from syllabus.curate.dedup import combine_ngrams, word_spans
-from syllabus.curate.steps import Step
+from syllabus.curate.steps import Drop, Finished, Step
 from syllabus.errors import UserError
+from syllabus.eval.humaneval import load_problems
 from syllabus.types import Record
 
 ID_FIELDS = ("task_id", "id", "question_id", "problem_id", "name")
@@ -44,8 +45,6 @@ def ngrams(text: str, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, bytes
 
 
 def humaneval_items() -> list[BenchmarkItem]:
-    from syllabus.eval.humaneval import load_problems
-
     return [
         BenchmarkItem("humaneval", p.task_id, p.prompt + p.canonical_solution)
         for p in load_problems()
@@ -100,6 +99,18 @@ class Hit:
             "matched": self.matched,
             "matching_ngrams": self.ngrams,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Hit:
+        return cls(
+            data["record_id"],
+            data["source"],
+            data["benchmark"],
+            data["item_id"],
+            tuple(data["span"]),
+            data["matched"],
+            data["matching_ngrams"],
+        )
 
 
 class NgramIndex:
@@ -182,22 +193,51 @@ def build_index(config: DecontamConfig) -> NgramIndex:
 
 
 class Decontaminate(Step):
-    """Drops records that share an n-gram with a benchmark item; keeps the hits for the report."""
+    """Drops records that share an n-gram with a benchmark item; keeps the hits for the report.
+
+    A rejected record's meta["contamination"] names the first item it matched: benchmark, item
+    id, n-gram length and the [start, end) characters of the matched span in its text."""
 
     name = "decontam"
 
-    def __init__(self, config: DecontamConfig, index: NgramIndex | None = None):
-        super().__init__()
+    def __init__(
+        self, config: DecontamConfig, index: NgramIndex | None = None, name: str | None = None
+    ):
+        super().__init__(name)
         self.config = config
-        self.index = index or build_index(config)
+        self._index = index
         self.hits: list[Hit] = []
 
-    def keep(self, record: Record) -> str | None:
+    @property
+    def index(self) -> NgramIndex:
+        # Built on first use: a task that runs other step groups never needs it.
+        if self._index is None:
+            self._index = build_index(self.config)
+        return self._index
+
+    def keep(self, record: Record) -> Drop | None:
         hits = self.index.match(record)
         if not hits:
             return None
         self.hits.extend(hits)
-        return f"contaminated: {hits[0].benchmark}"
+        first = hits[0]
+        contamination = {
+            "benchmark": first.benchmark,
+            "item": first.item_id,
+            "ngram": self.index.n,
+            "start": first.span[0],
+            "end": first.span[1],
+        }
+        return Drop(f"contaminated: {first.benchmark}", {"contamination": contamination})
+
+    def outputs(self) -> dict[str, Any]:
+        return {"hits": [hit.to_json() for hit in self.hits]}
+
+    def finish(self, outputs: list[dict[str, Any]], reports: Path) -> Finished:
+        hits = [Hit.from_json(hit) for part in outputs for hit in part.get("hits", [])]
+        hits.sort(key=lambda h: (h.benchmark, h.item_id, h.source, h.record_id))
+        written = write_reports(hits, self.index, reports)
+        return Finished(reports={f"decontam-{name}": path for name, path in written.items()})
 
 
 def write_reports(hits: list[Hit], index: NgramIndex, out: Path) -> dict[str, Path]:

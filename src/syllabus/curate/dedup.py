@@ -15,12 +15,14 @@ Signatures come from rensa's MinHash over those 64-bit hashes.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import rensa
 
 _MASK64 = (1 << 64) - 1
 _BASE = 0x100000001B3  # odd, so invertible modulo 2**64
@@ -201,8 +203,6 @@ def signatures(
     flat: np.ndarray, offsets: np.ndarray, num_perm: int = 128, seed: int = 0
 ) -> np.ndarray:
     """MinHash signatures (uint32, one row per document) of shingle rows, with rensa."""
-    import rensa
-
     if len(offsets) <= 1:
         return np.zeros((0, num_perm), dtype=np.uint32)
     matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
@@ -358,8 +358,6 @@ def find_near_duplicates(
         for start in range(0, len(texts), chunk_size)
     ]
     if processes > 1 and len(chunks) > 1:
-        import multiprocessing
-
         with multiprocessing.get_context("spawn").Pool(processes) as pool:
             parts = pool.map(_shingle_and_sign, chunks)
     else:

@@ -51,8 +51,8 @@ def duplicate_line_fractions(lines: list[str]) -> tuple[float, float]:
 class HeuristicFilter(Step):
     name = "filters"
 
-    def __init__(self, config: FiltersConfig):
-        super().__init__()
+    def __init__(self, config: FiltersConfig, name: str | None = None):
+        super().__init__(name)
         self.config = config
 
     def keep(self, record: Record) -> str | None:

