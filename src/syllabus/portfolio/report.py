@@ -288,15 +288,17 @@ def operating_rows(cascade: dict) -> list[tuple[str, dict, bool]]:
             if reach is not None:
                 named.append((f"recovers {target:.0%} of the gap", reach))
     named.append((f"{cascade['then']} alone", curve[-1]))
-    chosen = cascade["operating_point"]
     rows: list[tuple[str, dict, bool]] = []
-    for name, point in [("chosen threshold", chosen), *named]:
+    for name, point in [*named, ("chosen threshold", cascade["operating_point"])]:
+        chosen = name == "chosen threshold"
         same = next((i for i, row in enumerate(rows) if _same_point(row[1], point)), None)
         if same is None:
-            rows.append((name, point, point is chosen))
+            rows.append((name, point, chosen))
         else:
-            rows[same] = (f"{rows[same][0]}; {name}", rows[same][1], rows[same][2])
-    return sorted(rows, key=lambda row: (row[1]["share_escalated"], row[0]))
+            # The same figures: one row, showing the chosen threshold where it is one of them.
+            point = point if chosen else rows[same][1]
+            rows[same] = (f"{rows[same][0]}; {name}", point, rows[same][2] or chosen)
+    return sorted(rows, key=lambda row: row[1]["share_escalated"])
 
 
 def _same_point(a: dict, b: dict) -> bool:
