@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+import textwrap
 
 from syllabus.report.data import Arm, Histogram
 from syllabus.report.html import finite
@@ -69,22 +70,28 @@ def funnel_svg(arms: list[Arm], arm_colours: dict[str, str]) -> str | None:
     rows = [arm for arm in arms if arm.funnel]
     if not rows:
         return None
-    heights = [max(1.0, 0.28 * len(arm.funnel) + 0.5) for arm in rows]
+    labels = {
+        arm.name: [textwrap.fill(step.step, 28) for step in arm.funnel] for arm in rows
+    }  # long step names wrap instead of running into the next chart
+    lines = {
+        name: sum(label.count("\n") + 1 for label in wrapped) for name, wrapped in labels.items()
+    }
+    heights = [max(1.0, 0.2 * lines[arm.name] + 0.08 * len(arm.funnel) + 0.6) for arm in rows]
     with matplotlib.rc_context(RC):
         fig = Figure(figsize=(8, sum(heights) + 0.3), layout="constrained")
         axes = fig.subplots(len(rows), 2, squeeze=False, gridspec_kw={"height_ratios": heights})
         for (ax_records, ax_tokens), arm in zip(axes, rows, strict=True):
-            steps = [step.step for step in arm.funnel]
+            steps = labels[arm.name]
             for ax, key in ((ax_records, "records"), (ax_tokens, "tokens")):
                 values = [getattr(step, key) for step in arm.funnel]
                 shown = [float(v) if finite(v) else 0.0 for v in values]
                 positions = list(range(len(steps)))
                 bars = ax.barh(positions, shown, color=arm_colours.get(arm.name, PALETTE[0]))
-                ax.set_yticks(positions, steps)
+                ax.set_yticks(positions, steps if key == "records" else [""] * len(steps))
                 ax.invert_yaxis()
                 title = f"{arm.name}: {key}"
                 if key == "tokens":
-                    title += " (est. = chars / 4, tok. = tokenizer: not comparable)"
+                    title += " (est.: chars / 4; tok.: tokenizer)"
                     for bar, step in zip(bars, arm.funnel, strict=True):
                         if step.token_unit == "tokenizer":
                             bar.set_hatch("///")
