@@ -240,3 +240,27 @@ def test_report_data_round_trips_through_json(report_data):
     again = ReportData.from_json(json.loads(json.dumps(data.to_json())))
     assert again == data
     assert compute_typed(again).to_json() == compute_typed(data).to_json()
+
+
+def test_a_mixed_arm_keeps_shares_within_each_dataset(report_data, tmp_path):
+    """An arm of two datasets: each dataset's steps are shares of that dataset's first step,
+    the mix's steps (packed, budget) of the packed count; never docs over synth."""
+    report_data["arms"] = report_data["arms"][:1]
+    report_data["arms"][0]["funnel"] = [
+        {"step": "synth: decontam", "records": 3, "tokens": 835, "token_unit": "estimated",
+         "source": "synth"},
+        {"step": "docs: read", "records": 8, "tokens": 1_703, "token_unit": "estimated",
+         "source": "docs"},
+        {"step": "docs: decontam", "records": 7, "tokens": 1_470, "token_unit": "estimated",
+         "source": "docs"},
+        {"step": "synth: less the shared validation set", "records": 2, "tokens": 1_650,
+         "token_unit": "tokenizer", "source": "synth"},
+        {"step": "packed (mixed)", "records": 7, "tokens": 5_517, "token_unit": "tokenizer"},
+        {"step": "trained on (budget)", "tokens": 2_000, "token_unit": "tokenizer"},
+    ]  # fmt: skip
+    md = write_report(report_data, tmp_path)[1].read_text()
+    assert "| raw | docs: read | 8 | 1,703 | 100.0% | — | — |" in md
+    assert "| raw | docs: decontam | 7 | 1,470 | 86.3% | — | — |" in md
+    assert "| raw | packed (mixed) | 7 | — | — | 5,517 | 100.0% |" in md
+    assert "| raw | trained on (budget) | n/a | — | — | 2,000 | 36.3% |" in md
+    assert "204.0%" not in md and "334.4%" not in md  # docs over synth, mix over synth

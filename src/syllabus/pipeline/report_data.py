@@ -45,7 +45,11 @@ def _step_rows(name: str, stats: dict, always: tuple[str, ...] = ("decontam",)) 
             continue
         rows.append(
             FunnelStep(
-                f"{name}: {step}", numbers["records_out"], numbers["tokens_out"], "estimated"
+                f"{name}: {step}",
+                numbers["records_out"],
+                numbers["tokens_out"],
+                "estimated",
+                source=name,
             )
         )
     return rows
@@ -56,7 +60,7 @@ def _dataset_rows(ctx, name: str) -> list[FunnelStep]:
     rows: list[FunnelStep] = []
     if name in ("synth", *SYNTH_KINDS):
         synth = ctx.summaries.get("synth") or {}
-        rows.append(FunnelStep("synth: accepted", synth.get("records")))
+        rows.append(FunnelStep("synth: accepted", synth.get("records"), source="synth"))
         rows += [
             r
             for r in _step_rows(
@@ -66,7 +70,7 @@ def _dataset_rows(ctx, name: str) -> list[FunnelStep]:
         ]
         if name != "synth":
             kind = ctx.summaries.get(f"synth {name}") or {}
-            rows.append(FunnelStep(f"synth: {name} only", kind.get("records")))
+            rows.append(FunnelStep(f"synth: {name} only", kind.get("records"), source="synth"))
     elif name == "docs":
         rows += _step_rows("docs", (ctx.summaries.get("decontam docs") or {}).get("stats", {}))
     else:
@@ -87,6 +91,7 @@ def _funnel(ctx, arm) -> list[FunnelStep]:
                     source["documents"] - source["documents_held_out"],
                     source["tokens_available"],
                     "tokenizer",
+                    source=source["name"],
                 )
             )
     if pack:

@@ -34,6 +34,9 @@ class FunnelStep:
     records: int | None = None
     tokens: int | None = None
     token_unit: TokenUnit | None = None
+    source: str | None = None
+    """The dataset the step belongs to; None for steps of the arm's mix (packing, budget). A
+    share kept is taken within one source and one unit."""
 
 
 @dataclass

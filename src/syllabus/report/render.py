@@ -254,10 +254,16 @@ def unit_heading(unit: str | None) -> str:
 
 
 def kept_share(step: FunnelStep, funnel: list[FunnelStep]) -> str:
-    """Tokens kept, as a share of the first step of the same funnel counted in the same unit:
-    an estimate and a tokenizer count are never divided by each other."""
+    """Tokens kept, as a share of the first step of the same funnel from the same source (one
+    dataset, or the mix) counted in the same unit: an estimate and a tokenizer count are never
+    divided by each other, nor one dataset by another."""
     first = next(
-        (s.tokens for s in funnel if s.token_unit == step.token_unit and finite(s.tokens)), None
+        (
+            s.tokens
+            for s in funnel
+            if s.token_unit == step.token_unit and s.source == step.source and finite(s.tokens)
+        ),
+        None,
     )
     if not finite(step.tokens) or not first:
         return NA
@@ -295,7 +301,7 @@ def _funnel_html(arms: list[Arm], colours: dict[str, str]) -> str:
         table("funnel", [header[0], Cell(header[1], "text"), *header[2:]], html_rows)
         + '\n<p class="meta">Curation counts tokens as characters / 4 (no tokenizer exists yet); '
         'packing and training count the run\'s tokenizer tokens. Each "kept" is a share of the '
-        "first step counted in the same unit.</p>"
+        "first step of the same dataset (or of the mix) counted in the same unit.</p>"
     )
 
 
