@@ -20,9 +20,9 @@ from syllabus.report.html import (
     page,
     swatch,
     table,
+    write_atomic,
 )
 from syllabus.report.html import finite as _finite
-from syllabus.report.render import write_atomic
 
 if TYPE_CHECKING:  # run.py imports this module to write the reports
     from syllabus.portfolio.run import PortfolioResult, TaskDecision

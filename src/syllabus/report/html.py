@@ -13,6 +13,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 DASH = "—"
 """Shown where there is no value at all (not evaluated, not measured)."""
@@ -136,3 +137,10 @@ def legend(entries: dict[str, str]) -> str:
     """Abbreviations used in a table's header, spelled out under it."""
     items = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in entries.items())
     return f'<dl class="legend">{items}</dl>'
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """A reader never sees half a report."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

@@ -25,6 +25,7 @@ from syllabus.report.html import (
     page,
     swatch,
     table,
+    write_atomic,
 )
 
 # ---------------------------------------------------------------------------------------- HTML
@@ -391,10 +392,3 @@ def write_report(
         out_dir / "report.json", json.dumps(results.to_json(), indent=2, ensure_ascii=False) + "\n"
     )
     return html_path, md_path
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """A reader never sees half a report."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
