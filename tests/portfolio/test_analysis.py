@@ -281,3 +281,34 @@ def test_cascade_report_shows_named_operating_rows_not_one_per_threshold(tmp_pat
     assert html.count('<svg class="plot"') == 3  # quality-cost, latency, every cascade's curve
     md = render_markdown(result)
     assert "APGR" in md and "chosen threshold**" in md  # bold: the chosen row
+
+
+def test_run_portfolio_writes_the_typed_result_as_recommendation_json(tmp_path, monkeypatch):
+    """`run_portfolio` end to end with measuring replaced by the hand-made records: the
+    returned result, recommendation.json and the two reports agree."""
+    import json
+
+    from syllabus.portfolio import run as portfolio_run
+    from syllabus.portfolio.tasks import Item
+
+    (tmp_path / "t.jsonl").write_text('{"prompt": "x", "reference": "y"}\n')
+    (tmp_path / "p.toml").write_text(
+        'name = "p"\n\n[[candidates]]\nname = "small"\nmodel = "smollm2"\n'
+        'price = { usd_per_hour = 1.0 }\n\n[[candidates]]\nname = "large"\n'
+        'model = "smollm2"\nprice = { usd_per_hour = 2.0 }\n\n[[tasks]]\nname = "t"\n'
+        'data = "t.jsonl"\nquality_threshold = 0.5\np95_latency_s = 5.0\ndaily_volume = 100\n'
+    )
+    keys = [f"k{i}" for i in range(30)]
+    records = {
+        ("t", "small"): [row(k, i % 4 != 0, latency=0.5) for i, k in enumerate(keys)],
+        ("t", "large"): [row(k, True, latency=2.0) for k in keys],
+    }
+    items = {"t": [Item(key=k, prompt="x") for k in keys]}
+    monkeypatch.setattr(portfolio_run, "measure", lambda *args, **kwargs: (items, records))
+    result = portfolio_run.run_portfolio(tmp_path / "p.toml", tmp_path / "out", show_progress=False)
+    assert result.task("t").choice == "small"  # 0.75 [0.57, 0.87] clears 0.5, at half the price
+    saved = json.loads((tmp_path / "out" / "recommendation.json").read_text())
+    assert saved == json.loads(json.dumps(result.to_json()))
+    assert saved["tasks"][0]["choice"] == "small" and saved["manifest"]["status"] == "finished"
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert result.task("t").sentence.split(":")[0] in html and 'data-option="small"' in html
