@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from syllabus.report.evaluation import DASH, Evaluation, diff_text, number
+from syllabus.report.evaluation import Evaluation, diff_text, number
+from syllabus.report.html import DASH
 
 
 def interval_tables(evaluation: Evaluation, *, digits: int = 4) -> list[Table]:
