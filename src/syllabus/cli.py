@@ -542,22 +542,11 @@ def finetune(
     for name, path in result.exports.items():
         console.print(f"[dim]{name}: {path}")
     if result.results:
-        for task in result.results["tasks"]:
-            table = Table(title=task["label"])
-            for column in ("model", "score", "vs base [95% CI]"):
-                table.add_column(column)
-            for row in task["rows"]:
-                mean = "-" if row["mean"] is None else f"{row['mean']:.4f}"
-                diff = (
-                    "base"
-                    if row["is_baseline"]
-                    else "-"
-                    if row["diff"] is None
-                    else f"{row['diff']:+.4f} [{row['lo']:+.4f}, {row['hi']:+.4f}]"
-                )
-                table.add_row(row["arm"], mean, diff)
+        from syllabus.report.console import interval_tables
+
+        for table in interval_tables(result.results):
             console.print(table)
-        console.print(f"[bold]{result.results['summary']}[/bold]")
+        console.print(f"[bold]{result.results.summary}[/bold]")
     console.print(f"report: {result.report}; wall time {result.wall_time_s:.0f} s")
 
 
@@ -726,8 +715,8 @@ def portfolio(
     from syllabus.portfolio.run import run_portfolio
 
     result = run_portfolio(config, out, show_progress=not quiet)
-    for task in result["tasks"]:
-        console.print(task["sentence"], markup=False, highlight=False)
+    for task in result.tasks:
+        console.print(task.sentence, markup=False, highlight=False)
     console.print(
         f"wrote {out / 'report.html'}, {out / 'report.md'}, {out / 'recommendation.json'}"
     )

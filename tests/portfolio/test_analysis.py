@@ -166,3 +166,149 @@ def test_cascade_thresholds_come_from_one_split_and_figures_from_the_other():
     # gap at the share of wrong answers: APGR is high and CPT(80%) is under that share.
     assert result["apgr"] > 0.5
     assert result["cpt80"] <= sum(not by_key[k]["passed"] for k in report) / len(report) + 1e-9
+
+
+# -- the typed result and the report of a whole analysis ----------------------------------------
+
+
+def portfolio_result():
+    """`analyse` over hand-made records: a small and a large candidate on 16 items, a hosted
+    one priced from assumed tokens, and a log-prob cascade of the two measured ones; the texts
+    that made the option table run wide (no usage reported, not streamed) included."""
+    from syllabus.portfolio.config import AssumedTokens
+    from syllabus.portfolio.run import analyse
+    from syllabus.portfolio.tasks import Item
+
+    keys = [f"k{i:02d}" for i in range(16)]
+    small = [
+        row(
+            k,
+            i % 2 != 0,
+            latency=0.2,
+            streamed=False,
+            usage_unreported=True,
+            logprob_latency_s=0.25,
+            mean_logprob=-0.3 - (2.0 if i % 2 == 0 else 0.0) - i / 100,
+        )
+        for i, k in enumerate(keys)
+    ]
+    large = [row(k, i != 5, latency=1.5, prompt=40, completion=12) for i, k in enumerate(keys)]
+    task = TaskConfig(
+        name="capitals-of-the-world",
+        data="t.jsonl",
+        quality_threshold=0.7,
+        p95_latency_s=2.0,
+        daily_volume=25_000,
+    )
+    hourly = PriceConfig(usd_per_hour=1.2)
+    portfolio = PortfolioConfig(
+        name="wide-portfolio",
+        candidates=[
+            CandidateConfig(name="small-model-served-locally", model="smollm2", price=hourly),
+            CandidateConfig(name="large", model="smollm2", price=hourly),
+            CandidateConfig(
+                name="frontier",
+                model="openai:https://example.invalid/v1",
+                api_key_env="NO_SUCH_KEY_FOR_TESTS",
+                skip_without_key=True,
+                price=PriceConfig(usd_per_mtok_in=2.0, usd_per_mtok_out=8.0),
+                assume=AssumedTokens(prompt_tokens=300, completion_tokens=40),
+            ),
+        ],
+        tasks=[task],
+        cascades=[
+            CascadeConfig(
+                name="small-then-large", first="small-model-served-locally", then="large",
+                check="logprob",
+            )
+        ],
+    )  # fmt: skip
+    items = {task.name: [Item(key=k, prompt="x") for k in keys]}
+    records = {(task.name, "small-model-served-locally"): small, (task.name, "large"): large}
+    return analyse(portfolio, items, records)
+
+
+def test_analysis_is_typed_and_recommendation_json_keeps_its_shape():
+    import json
+
+    result = portfolio_result()
+    task = result.task("capitals-of-the-world")
+    assert [o["name"] for o in task.options] == [
+        "small-model-served-locally",
+        "large",
+        "frontier",
+        "small-then-large",
+    ]
+    assert task.choice is not None
+    assert task.choice in {o["name"] for o in task.options if o["meets"]}
+    assert task.sentence.startswith("capitals-of-the-world: use ")
+    data = json.loads(json.dumps(result.to_json()))
+    assert list(data)[:6] == [
+        "name",
+        "confidence",
+        "bound",
+        "bound_reason",
+        "days_per_month",
+        "tasks",
+    ]
+    saved = data["tasks"][0]
+    assert saved["choice"] == task.choice and saved["items"] == 16
+    assert saved["cascades"][0]["name"] == "small-then-large"
+    # Non-finite thresholds are strings in the JSON (JSON has no infinity).
+    assert all(isinstance(p["threshold"], str | float | int) for p in saved["cascades"][0]["curve"])
+
+
+def test_cascade_report_shows_named_operating_rows_not_one_per_threshold(tmp_path):
+    from syllabus.portfolio.report import operating_rows, render_html, render_markdown
+
+    result = portfolio_result()
+    cascade = result.tasks[0].cascades[0]
+    rows = operating_rows(cascade)
+    assert len(cascade["curve"]) > len(rows) >= 3  # the sweep has more points than rows
+    names = [name for name, _, _ in rows]
+    assert any(name.startswith("small-model-served-locally alone") for name in names)
+    assert any("large alone" in name for name in names)
+    chosen = [(name, point) for name, point, is_chosen in rows if is_chosen]
+    assert len(chosen) == 1 and "chosen threshold" in chosen[0][0]
+    assert chosen[0][1] == cascade["operating_point"]
+    assert 0 < chosen[0][1]["share_escalated"] < 1  # small alone does not reach the bar
+    shares = [point["share_escalated"] for _, point, _ in rows]
+    assert shares == sorted(shares) and shares[0] == 0.0 and shares[-1] == 1.0
+    html = render_html(result)
+    section = html[html.index("<h3>Cascade small-then-large") : html.index('id="latency"')]
+    assert section.count("<tr data-point=") == len(rows)
+    assert 'class="text best"' in section  # the chosen threshold's row is highlighted
+    assert html.count('<svg class="plot"') == 3  # quality-cost, latency, every cascade's curve
+    md = render_markdown(result)
+    assert "APGR" in md and "chosen threshold**" in md  # bold: the chosen row
+
+
+def test_run_portfolio_writes_the_typed_result_as_recommendation_json(tmp_path, monkeypatch):
+    """`run_portfolio` end to end with measuring replaced by the hand-made records: the
+    returned result, recommendation.json and the two reports agree."""
+    import json
+
+    from syllabus.portfolio import run as portfolio_run
+    from syllabus.portfolio.tasks import Item
+
+    (tmp_path / "t.jsonl").write_text('{"prompt": "x", "reference": "y"}\n')
+    (tmp_path / "p.toml").write_text(
+        'name = "p"\n\n[[candidates]]\nname = "small"\nmodel = "smollm2"\n'
+        'price = { usd_per_hour = 1.0 }\n\n[[candidates]]\nname = "large"\n'
+        'model = "smollm2"\nprice = { usd_per_hour = 2.0 }\n\n[[tasks]]\nname = "t"\n'
+        'data = "t.jsonl"\nquality_threshold = 0.5\np95_latency_s = 5.0\ndaily_volume = 100\n'
+    )
+    keys = [f"k{i}" for i in range(30)]
+    records = {
+        ("t", "small"): [row(k, i % 4 != 0, latency=0.5) for i, k in enumerate(keys)],
+        ("t", "large"): [row(k, True, latency=2.0) for k in keys],
+    }
+    items = {"t": [Item(key=k, prompt="x") for k in keys]}
+    monkeypatch.setattr(portfolio_run, "measure", lambda *args, **kwargs: (items, records))
+    result = portfolio_run.run_portfolio(tmp_path / "p.toml", tmp_path / "out", show_progress=False)
+    assert result.task("t").choice == "small"  # 0.75 [0.57, 0.87] clears 0.5, at half the price
+    saved = json.loads((tmp_path / "out" / "recommendation.json").read_text())
+    assert saved == json.loads(json.dumps(result.to_json()))
+    assert saved["tasks"][0]["choice"] == "small" and saved["manifest"]["status"] == "finished"
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert result.task("t").sentence.split(":")[0] in html and 'data-option="small"' in html

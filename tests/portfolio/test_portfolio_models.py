@@ -273,18 +273,18 @@ def test_rerun_resumes_and_a_changed_task_is_measured_again(measured, tmp_path):
     copy = tmp_path / "out"
     shutil.copytree(out, copy)
     again = run_portfolio(path, copy, show_progress=False)
-    for before, after in zip(first["tasks"], again["tasks"], strict=True):
-        assert [o.get("latencies_s") for o in before["options"]] == [
-            o.get("latencies_s") for o in after["options"]
+    for before, after in zip(first.tasks, again.tasks, strict=True):
+        assert [o.get("latencies_s") for o in before.options] == [
+            o.get("latencies_s") for o in after.options
         ]
     changed = tmp_path / "changed.toml"
     changed.write_text(path.read_text().replace("max_tokens = 6", "max_tokens = 5"))
     fresh = run_portfolio(changed, copy, show_progress=False)
-    capitals = next(t for t in fresh["tasks"] if t["task"] == "capitals")
-    small = next(o for o in capitals["options"] if o["name"] == "small")
+    capitals = fresh.task("capitals")
+    small = next(o for o in capitals.options if o["name"] == "small")
     assert (
         small["latencies_s"]
-        != next(o for o in first["tasks"][0]["options"] if o["name"] == "small")["latencies_s"]
+        != next(o for o in first.tasks[0].options if o["name"] == "small")["latencies_s"]
     )
 
 

@@ -305,9 +305,9 @@ def test_the_route_log_is_the_next_portfolio_task(route, tmp_path):
     served = [r for r in route.records() if r["served_by"] == "small" and not r["escalated"]]
     out = tmp_path / "out"
     result = run_portfolio(route.config, out, show_progress=False)
-    task = result["tasks"][0]
+    task = result.tasks[0]
     answered = [r for r in route.records() if r["status"] == "ok"]  # not the refused ones
-    assert task["kind"] == "log" and task["items"] == len(answered)
+    assert task.kind == "log" and task.items == len(answered)
     rows = {
         r["key"]: r
         for r in map(

@@ -1,4 +1,5 @@
-"""A synthetic report_data: 3 arms x 2 seeds x 20 problems, shaped like `syllabus run`'s."""
+"""A synthetic report_data.json: 3 arms x 2 seeds x 20 problems, shaped like `syllabus run`'s
+(tests read it with `ReportData.from_json`)."""
 
 from __future__ import annotations
 
@@ -34,9 +35,9 @@ def _arm(name: str, description: str, shift: float, pass_rate: float, rng) -> di
         "name": name,
         "description": description,
         "funnel": [
-            {"step": "source", "records": 1790, "tokens": 8_000_000},
-            {"step": "filter", "records": 261, "tokens": 1_200_000},
-            {"step": "pack", "records": 261, "tokens": 983_040},
+            {"step": "source", "records": 1790, "tokens": 8_000_000, "token_unit": "estimated"},
+            {"step": "filter", "records": 261, "tokens": 1_200_000, "token_unit": "estimated"},
+            {"step": "pack", "records": 261, "tokens": 983_040, "token_unit": "tokenizer"},
         ],
         "model": {"size": "1m", "params": 1_200_000, "tokens": 983_040},
         "curves": curves,

@@ -6,7 +6,18 @@ import json
 import math
 import re
 
-from syllabus.report import compute_results, write_report
+from syllabus.report import ReportData
+from syllabus.report import compute_results as compute_typed
+from syllabus.report import write_report as write_typed
+
+
+def write_report(data: dict, out):
+    """The report of a report_data.json-shaped dict."""
+    return write_typed(ReportData.from_json(data), out)
+
+
+def compute_results(data: dict):
+    return compute_typed(ReportData.from_json(data))
 
 
 def _row(html: str, arm: str) -> str:
@@ -114,8 +125,8 @@ def test_single_arm(report_data, tmp_path):
     report_data["score_histogram"] = {"edges": [0, 1], "counts": {"raw": [3]}}
     html = write_report(report_data, tmp_path)[0].read_text()
     results = compute_results(report_data)
-    assert results["winner"] == "raw"
-    assert "no baseline to compare with" in results["summary"]
+    assert results.winner == "raw"
+    assert "no baseline to compare with" in results.summary
     assert "baseline" in _row(html, "raw")
 
 
@@ -124,11 +135,11 @@ def test_no_difference_and_missing_baseline(report_data, tmp_path):
     for arm in report_data["arms"][1:]:
         arm["eval"] = json.loads(json.dumps(same))
     results = compute_results(report_data)
-    assert results["winner"] is None
-    assert results["summary"].startswith("No arm differs from raw on HumanEval bits/byte")
+    assert results.winner is None
+    assert results.summary.startswith("No arm differs from raw on HumanEval bits/byte")
     report_data["baseline"] = "nope"
     results = compute_results(report_data)
-    assert results["baseline"] is None and "not among the arms" in results["notes"][0]
+    assert results.baseline is None and "not among the arms" in results.notes[0]
     html = write_report(report_data, tmp_path)[0].read_text()
     assert "Δ vs" not in html
 
@@ -183,3 +194,73 @@ def test_preparation_shows_what_each_arm_lost_to_decontamination_and_lowered_wei
     assert "| textbook | synth | teacher&#x27;s checks" not in md
     assert "| textbook | synth | teacher's checks, decontaminated | 3 records (612 tokens) |" in md
     assert "- textbook: synth: weight share lowered from 30.0% to 1.3%" in md
+
+
+def test_funnel_keeps_token_units_apart(report_data, tmp_path):
+    """Curation estimates tokens (chars / 4), packing counts tokenizer tokens: each has its own
+    column, and a share kept is only ever taken within one unit. Here the tokenizer counts more
+    tokens than the estimate did (as in a real run, where a cross-unit ratio read 127.1%)."""
+    funnel = report_data["arms"][0]["funnel"]
+    funnel[2]["tokens"] = 10_168_000  # packed: more tokenizer tokens than 8,000,000 estimated
+    funnel.append({"step": "trained on (budget)", "tokens": 5_084_000, "token_unit": "tokenizer"})
+    html = write_report(report_data, tmp_path)[0].read_text()
+    section = html[
+        html.index('<table class="funnel">') : html.index(
+            "</table>", html.index('<table class="funnel">')
+        )
+    ]
+    header = re.search(r"<thead>(.*?)</thead>", section, re.S).group(1)
+    assert "estimated tokens (chars / 4)" in header and "tokenizer tokens" in header
+    raw = [r for r in re.findall(r"<tr>(.*?)</tr>", section, re.S) if "raw" in r]
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)[1:] for row in raw]
+    # step, records, estimated tokens, kept, tokenizer tokens, kept
+    assert cells[0][1:] == ["1,790", "8,000,000", "100.0%", "—", "—"]
+    assert cells[1][1:] == ["261", "1,200,000", "15.0%", "—", "—"]
+    assert cells[2][1:] == ["261", "—", "—", "10,168,000", "100.0%"]  # first tokenizer count
+    assert cells[3][1:] == ["n/a", "—", "—", "5,084,000", "50.0%"]
+    assert "127.1%" not in html and "12.3%" not in html  # never tokenizer / estimated
+    md = (tmp_path / "report.md").read_text()
+    assert "| raw | pack | 261 | — | — | 10,168,000 | 100.0% |" in md
+
+
+def test_funnel_without_recorded_units_says_so(report_data, tmp_path):
+    for arm in report_data["arms"]:
+        for step in arm["funnel"]:
+            del step["token_unit"]
+    html = write_report(report_data, tmp_path)[0].read_text()
+    assert "tokens (unit not recorded)" in html
+
+
+def test_report_data_round_trips_through_json(report_data):
+    from syllabus.report.data import FunnelStep
+
+    data = ReportData.from_json(report_data)
+    assert data.arms[0].funnel[2] == FunnelStep("pack", 261, 983_040, "tokenizer")
+    assert data.tasks["humaneval"].lower_is_better is False
+    again = ReportData.from_json(json.loads(json.dumps(data.to_json())))
+    assert again == data
+    assert compute_typed(again).to_json() == compute_typed(data).to_json()
+
+
+def test_a_mixed_arm_keeps_shares_within_each_dataset(report_data, tmp_path):
+    """An arm of two datasets: each dataset's steps are shares of that dataset's first step,
+    the mix's steps (packed, budget) of the packed count; never docs over synth."""
+    report_data["arms"] = report_data["arms"][:1]
+    report_data["arms"][0]["funnel"] = [
+        {"step": "synth: decontam", "records": 3, "tokens": 835, "token_unit": "estimated",
+         "source": "synth"},
+        {"step": "docs: read", "records": 8, "tokens": 1_703, "token_unit": "estimated",
+         "source": "docs"},
+        {"step": "docs: decontam", "records": 7, "tokens": 1_470, "token_unit": "estimated",
+         "source": "docs"},
+        {"step": "synth: less the shared validation set", "records": 2, "tokens": 1_650,
+         "token_unit": "tokenizer", "source": "synth"},
+        {"step": "packed (mixed)", "records": 7, "tokens": 5_517, "token_unit": "tokenizer"},
+        {"step": "trained on (budget)", "tokens": 2_000, "token_unit": "tokenizer"},
+    ]  # fmt: skip
+    md = write_report(report_data, tmp_path)[1].read_text()
+    assert "| raw | docs: read | 8 | 1,703 | 100.0% | — | — |" in md
+    assert "| raw | docs: decontam | 7 | 1,470 | 86.3% | — | — |" in md
+    assert "| raw | packed (mixed) | 7 | — | — | 5,517 | 100.0% |" in md
+    assert "| raw | trained on (budget) | n/a | — | — | 2,000 | 36.3% |" in md
+    assert "204.0%" not in md and "334.4%" not in md  # docs over synth, mix over synth

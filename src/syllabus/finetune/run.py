@@ -13,18 +13,39 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from syllabus.backends.models import PACKAGED_MODELS, resolve_model
 from syllabus.errors import UserError
+from syllabus.eval.humaneval import ExecutionSettings
+from syllabus.eval.models import backend_for
+from syllabus.eval.run import EvalSettings, evaluate
+from syllabus.export.onnx import export_onnx
+from syllabus.finetune.base import load_hf, prepare_base, read_base
 from syllabus.finetune.config import FinetuneConfig
-from syllabus.fingerprint import path_digest as hash_path
+from syllabus.finetune.data import collect, decontaminate
+from syllabus.finetune.export import (
+    export_adapter_gguf,
+    export_model_gguf,
+    merge_adapter,
+    write_syllabus_checkpoint,
+)
+from syllabus.finetune.render import Row, audit, build_rows, render, trainable
+from syllabus.finetune.task import FinetuneTask, load_trainable, qlora_available
+from syllabus.fingerprint import file_digest, path_digest
 from syllabus.pipeline.stages import StageLog, run_stage, stage_key
-from syllabus.store import read_rows
+from syllabus.report import Evaluation, ReportData, compute_results, write_report
+from syllabus.report.data import Arm, FunnelStep, ModelInfo, TaskSpec
+from syllabus.report.sources import loss_curve, per_problem_scores
 from syllabus.store.manifest import RunDir
+from syllabus.train import parallel
+from syllabus.train.config import LoopConfig
+from syllabus.train.loop import run as train_loop
 
 ARMS = ("base", "finetuned")
 
@@ -33,12 +54,17 @@ ARMS = ("base", "finetuned")
 class FinetuneResult:
     out: Path
     audit: dict
+    """The mask audit (finetune/render.py `audit`): tokens per role, trained tokens, example."""
     decontam: dict
     train: dict
+    """The training figures (train.json): steps, final_loss, val_loss, tokens_per_s, saved..."""
     data: dict = field(default_factory=dict)
     merge: dict | None = None
     exports: dict = field(default_factory=dict)
-    results: dict | None = None
+    report_data: ReportData | None = None
+    """What report.html shows (base and fine-tuned side by side); None without evaluation."""
+    results: Evaluation | None = None
+    """The evaluation table computed from `report_data` (as report.json)."""
     report: Path | None = None
     log: StageLog = field(default_factory=StageLog)
     wall_time_s: float = 0.0
@@ -53,9 +79,6 @@ def _eval_files(config: FinetuneConfig) -> list[Path]:
 
 
 def _source_key(spec: str) -> str:
-    from syllabus.backends.models import PACKAGED_MODELS, resolve_model
-    from syllabus.fingerprint import file_digest, path_digest
-
     if spec in PACKAGED_MODELS or spec.endswith(".gguf"):
         return file_digest(resolve_model(spec)[0])
     path = Path(spec)
@@ -99,10 +122,6 @@ def check_packing(model, rows) -> dict:
 
 def prepare_data(config: FinetuneConfig, seed: int, base_dir: Path, out: Path) -> dict:
     from transformers import AutoTokenizer
-
-    from syllabus.finetune.base import load_hf
-    from syllabus.finetune.data import collect, decontaminate
-    from syllabus.finetune.render import audit, build_rows, render, trainable
 
     collected = collect(
         config.data.datasets, config.data.kinds, config.data.heldout, seed, config.data.system
@@ -155,8 +174,6 @@ def prepare_data(config: FinetuneConfig, seed: int, base_dir: Path, out: Path) -
 
 
 def _load_rows(data_dir: Path):
-    from syllabus.finetune.render import Row
-
     saved = torch.load(data_dir / "rows.pt", weights_only=False)
     return [Row(**r) for r in saved["train"]], [Row(**r) for r in saved["val"]]
 
@@ -174,11 +191,6 @@ def train_model(
     """Train with the shared loop into out/train; write out/adapter (LoRA) or out/model (full).
     None when stopped early."""
     from transformers import AutoTokenizer
-
-    from syllabus.finetune.task import FinetuneTask, load_trainable
-    from syllabus.train import parallel
-    from syllabus.train.config import LoopConfig
-    from syllabus.train.loop import run
 
     train_rows, val_rows = _load_rows(data_dir)
     world = parallel.init_world()
@@ -203,7 +215,7 @@ def train_model(
             {"source": base["source"], "fingerprint": base["fingerprint"]},
             world,
         )
-        result = run(task, loop, out / "train", world, show_progress=show_progress)
+        result = train_loop(task, loop, out / "train", world, show_progress=show_progress)
         if steps is not None and result.steps < steps and not loop.max_time_s:
             return None
         previous = out / "train" / "train.json"
@@ -240,10 +252,6 @@ def _task_groups(config: FinetuneConfig, data_dir: Path) -> dict[str, list[str]]
 def evaluate_gguf(
     gguf: Path, config: FinetuneConfig, data_dir: Path, out: Path, show: bool
 ) -> dict:
-    from syllabus.eval.humaneval import ExecutionSettings
-    from syllabus.eval.models import backend_for
-    from syllabus.eval.run import EvalSettings, evaluate
-
     settings = EvalSettings(
         max_tokens=config.eval.max_tokens,
         limit=config.eval.limit,
@@ -257,20 +265,6 @@ def evaluate_gguf(
     return summaries
 
 
-def _per_problem(out: Path, group: str, task: str) -> tuple[list[str], list[float]]:
-    """Per-problem scores (pass or not) in a fixed order, from an evaluation's samples."""
-    rows = read_rows(out / group / task / "samples.jsonl")
-    scores: dict[str, float] = {}
-    for row in rows:
-        key = row.get("task_id") or row.get("key")
-        if "passed" in row:
-            scores[key] = float(row["passed"])
-        elif "bpb" in row:
-            scores[key] = float(row["bpb"])
-    keys = sorted(scores, key=lambda k: (len(k), k))
-    return keys, [scores[k] for k in keys]
-
-
 # -- the whole run -----------------------------------------------------------------------------
 
 
@@ -281,14 +275,10 @@ def finetune_recipe(
     recipe_path: Path | None = None,
     show_progress: bool = True,
 ) -> FinetuneResult:
-    from syllabus.finetune.base import prepare_base, read_base
-
     config: FinetuneConfig | None = recipe.finetune
     if config is None:
         raise UserError(f"{recipe_path or recipe.name}: no [finetune] table")
     if config.method == "qlora":  # before any work: say at once that this machine cannot
-        from syllabus.finetune.task import qlora_available
-
         qlora_available(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     out = Path(out)
     started = time.time()
@@ -300,7 +290,10 @@ def finetune_recipe(
     with RunDir(out, stage="finetune", config=config, inputs=inputs) as manifest:
         template = Path(config.chat_template) if config.chat_template else None
         base_key = stage_key(
-            "base", config.base, _source_key(config.base), hash_path(template) if template else None
+            "base",
+            config.base,
+            _source_key(config.base),
+            path_digest(template) if template else None,
         )
         run_stage(
             "base",
@@ -318,8 +311,8 @@ def finetune_recipe(
             config.seq_len,
             config.packing,
             recipe.seed,
-            [hash_path(Path(p)) for p in config.data.datasets],
-            [hash_path(p) for p in _eval_files(config)],
+            [path_digest(Path(p)) for p in config.data.datasets],
+            [path_digest(p) for p in _eval_files(config)],
         )
         data = run_stage(
             "data",
@@ -339,8 +332,8 @@ def finetune_recipe(
         trained_dir = out / ("model" if config.method == "full" else "adapter")
         # The weights and their config, not the model card peft rewrites beside them.
         weights = stage_key(
-            [hash_path(f) for f in sorted(trained_dir.glob("*.safetensors"))],
-            [hash_path(f) for f in sorted(trained_dir.glob("*config.json"))],
+            [path_digest(f) for f in sorted(trained_dir.glob("*.safetensors"))],
+            [path_digest(f) for f in sorted(trained_dir.glob("*config.json"))],
         )
         served = trained_dir
         if config.method != "full" and config.merge:
@@ -376,7 +369,9 @@ def finetune_recipe(
                     lambda d, g=gguf: evaluate_gguf(g, config, out / "data", d, show_progress),
                     log,
                 )
-            result.results, result.report = _report(recipe, config, result, evaluations)
+            result.report_data = _report_data(recipe, config, result)
+            result.report = _write_report(result)
+            result.results = compute_results(result.report_data)
         result.wall_time_s = round(time.time() - started, 1)
         manifest.extra["result"] = {
             "train": result.train,
@@ -388,16 +383,12 @@ def finetune_recipe(
 
 
 def _merge(base_dir: Path, adapter: Path, out: Path, check: list[list[int]]) -> dict:
-    from syllabus.finetune.export import merge_adapter
-
     return merge_adapter(base_dir, adapter, out, check)
 
 
 def _export(config, base: dict, served: Path, trained: Path, quant: str, out: Path) -> dict:
     """GGUF of the served model and of the base (same converter, same type), and what the
     recipe asks for: HF (already written), ONNX, the LoRA adapter for llama.cpp."""
-    from syllabus.finetune.export import export_adapter_gguf, export_model_gguf
-
     gguf_source = Path(base["gguf"]) if base.get("gguf") else None
     plain = config.method == "full" or served != trained  # whole weights, not only an adapter
     exports = {"hf": str(served)}
@@ -423,12 +414,7 @@ def _export(config, base: dict, served: Path, trained: Path, quant: str, out: Pa
 def _export_onnx(served: Path, out: Path) -> Path:
     """ONNX through Syllabus's exporter, then the served model's own tokenizer and special ids
     (the exporter's defaults are a Syllabus tokenizer's)."""
-    import shutil
-
     from transformers import AutoTokenizer
-
-    from syllabus.export.onnx import export_onnx
-    from syllabus.finetune.export import write_syllabus_checkpoint
 
     checkpoint = write_syllabus_checkpoint(served, out / "syllabus").parent
     shutil.copy(served / "tokenizer.json", checkpoint / "tokenizer.json")
@@ -442,62 +428,47 @@ def _export_onnx(served: Path, out: Path) -> Path:
     return onnx_dir
 
 
-def _curve(train_dir: Path) -> list[dict]:
-    rows = read_rows(train_dir / "log.jsonl")
-    by_step: dict[int, dict] = {}
-    for row in rows:
-        point = by_step.setdefault(row["step"], {"step": row["step"], "tokens": row["tokens"]})
-        if "loss" in row:
-            point["train_loss"] = row["loss"]
-        if "val_loss" in row:
-            point["val_loss"] = row["val_loss"]
-    return [by_step[s] for s in sorted(by_step)]
-
-
-def _report(recipe, config: FinetuneConfig, result: FinetuneResult, evaluations: dict):
-    from syllabus.report.render import compute_results, write_report
-
+def _report_data(recipe, config: FinetuneConfig, result: FinetuneResult) -> ReportData:
+    """Base and fine-tuned as two arms of one report, evaluated on the same problems."""
     out = result.out
     groups = _task_groups(config, out / "data")
-    tasks, arms = {}, []
+    tasks: dict[str, TaskSpec] = {}
+    arms = []
     for arm in ARMS:
         scores = {}
         for group, specs in groups.items():
             for spec in specs:
                 name = spec.partition("=")[0]
                 label = "heldout" if group == "heldout" else name
-                keys, values = _per_problem(out / "eval" / arm, group, name)
-                scores[label] = {"0": values}
-                lower = name in {"humaneval-bpb", "bpb"}
-                tasks[label] = {
-                    "label": f"held-out exercises pass@1 ({len(keys)} problems)"
+                values = per_problem_scores(out / "eval" / arm / group / name / "samples.jsonl")
+                scores[label] = {"0": list(values.values())}
+                tasks[label] = TaskSpec(
+                    f"held-out exercises pass@1 ({len(values)} problems)"
                     if label == "heldout"
-                    else f"{name} ({len(keys)} problems)",
-                    "lower_is_better": lower,
-                }
+                    else f"{name} ({len(values)} problems)",
+                    lower_is_better=name in {"humaneval-bpb", "bpb"},
+                )
+        finetuned = arm == "finetuned"
         arms.append(
-            {
-                "name": arm,
-                "description": f"{config.base} as GGUF {config.eval.quant}"
-                if arm == "base"
-                else f"{config.method} fine-tune, as GGUF {config.eval.quant}",
-                "funnel": _funnel(result) if arm == "finetuned" else [],
-                "model": {"gguf": result.exports[f"{arm}_gguf"]},
-                "curves": {"0": _curve(out / "train")} if arm == "finetuned" else {},
-                "eval": scores,
-                "samples": [],
-            }
+            Arm(
+                name=arm,
+                description=f"{config.method} fine-tune, as GGUF {config.eval.quant}"
+                if finetuned
+                else f"{config.base} as GGUF {config.eval.quant}",
+                funnel=_funnel(result) if finetuned else [],
+                model=ModelInfo(gguf=result.exports[f"{arm}_gguf"]),
+                curves={"0": loss_curve(out / "train" / "log.jsonl")} if finetuned else {},
+                eval=scores,
+            )
         )
-    primary = "humaneval" if "humaneval" in tasks else next(iter(tasks), None)
-    data = {
-        "name": recipe.name,
-        "created_at": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "baseline": "base",
-        "primary": primary,
-        "tasks": tasks,
-        "arms": arms,
-        "score_histogram": None,
-        "manifest": {
+    return ReportData(
+        name=recipe.name,
+        created_at=time.strftime("%Y-%m-%d %H:%M:%S"),
+        baseline="base",
+        primary="humaneval" if "humaneval" in tasks else next(iter(tasks), None),
+        tasks=tasks,
+        arms=arms,
+        manifest={
             "base": config.base,
             "method": config.method,
             "train": result.train,
@@ -507,8 +478,14 @@ def _report(recipe, config: FinetuneConfig, result: FinetuneResult, evaluations:
             "exports": result.exports,
             "stage_times_s": result.log.times,
         },
-    }
-    write_report(data, out)
+    )
+
+
+def _write_report(result: FinetuneResult) -> Path:
+    """report.html and report.md (the shared renderer), then the fine-tuning section of
+    report.md: the mask audit, the rendered example, decontamination and the merge check."""
+    out = result.out
+    write_report(result.report_data, out)
     with (out / "report.md").open("a") as report:
         report.write("\n## Fine-tuning\n\n")
         report.write(
@@ -520,22 +497,22 @@ def _report(recipe, config: FinetuneConfig, result: FinetuneResult, evaluations:
         report.write(f"Decontamination removed {len(removed)} conversations: {removed}\n\n")
         if result.merge:
             report.write(f"Merge check: {json.dumps(result.merge)}\n")
-    return compute_results(data), out / "report.html"
+    return out / "report.html"
 
 
-def _funnel(result: FinetuneResult) -> list[dict]:
-    data, audit = result.data, result.audit
+def _funnel(result: FinetuneResult) -> list[FunnelStep]:
+    """Conversations through the data stage; tokens are the base model's tokenizer tokens."""
+    data, mask = result.data, result.audit
     return [
-        {"step": "conversations", "records": data["conversations"], "tokens": None},
-        {"step": "after decontamination", "records": data["after_decontam"], "tokens": None},
-        {
-            "step": "training (less validation)",
-            "records": data["train_conversations"],
-            "tokens": sum(audit["tokens_by_role"].values()),
-        },
-        {
-            "step": "trained tokens (assistant)",
-            "records": audit["usable"],
-            "tokens": audit["trained_tokens"],
-        },
+        FunnelStep("conversations", data["conversations"]),
+        FunnelStep("after decontamination", data["after_decontam"]),
+        FunnelStep(
+            "training (less validation)",
+            data["train_conversations"],
+            sum(mask["tokens_by_role"].values()),
+            "tokenizer",
+        ),
+        FunnelStep(
+            "trained tokens (assistant)", mask["usable"], mask["trained_tokens"], "tokenizer"
+        ),
     ]

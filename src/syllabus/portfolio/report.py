@@ -1,20 +1,31 @@
-"""report.html (self-contained, in the style of the run report: inline CSS, inline SVG from
-matplotlib, no fetches) and report.md, from the dict `run.analyse` returns."""
+"""report.html (self-contained, built on the run report's page: `syllabus.report.html`, inline
+SVG from matplotlib, no fetches) and report.md, from the `PortfolioResult` `run.analyse` returns.
+
+A cascade shows as its threshold sweep drawn as curves (one figure for every cascade) and a few
+named operating rows (each model alone, the least escalation recovering half and 80% of the
+gap, the chosen threshold), not a row per threshold."""
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from syllabus.report import plots
-from syllabus.report.render import _CSP, _CSS, _SCRIPT, _e
+from syllabus.report.html import (
+    DASH,
+    Cell,
+    escape,
+    legend,
+    manifest_section,
+    page,
+    swatch,
+    table,
+    write_atomic,
+)
+from syllabus.report.html import finite as _finite
 
-DASH = "—"
-
-
-def _finite(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+if TYPE_CHECKING:  # run.py imports this module to write the reports
+    from syllabus.portfolio.run import PortfolioResult, TaskDecision
 
 
 def _money(value) -> str:
@@ -45,18 +56,18 @@ def pareto(options: list[dict]) -> list[dict]:
     return sorted(front, key=lambda o: o["cost_per_month_usd"])
 
 
-def quality_cost_svg(tasks: list[dict], colours: dict[str, str]) -> str | None:
+def quality_cost_svg(tasks: list[TaskDecision], colours: dict[str, str]) -> str | None:
     import matplotlib
     from matplotlib.figure import Figure
 
-    shown = [t for t in tasks if any(o["measured"] for o in t["options"])]
+    shown = [t for t in tasks if any(o["measured"] for o in t.options)]
     if not shown:
         return None
-    with matplotlib.rc_context(plots._RC):
+    with matplotlib.rc_context(plots.RC):
         fig = Figure(figsize=(4.2 * len(shown), 3.4), layout="constrained")
         axes = fig.subplots(1, len(shown), squeeze=False)[0]
         for ax, task in zip(axes, shown, strict=True):
-            for o in task["options"]:
+            for o in task.options:
                 if not o["measured"] or not _finite(o.get("cost_per_month_usd")):
                     continue
                 cost = max(o["cost_per_month_usd"], 1e-6)
@@ -69,7 +80,7 @@ def quality_cost_svg(tasks: list[dict], colours: dict[str, str]) -> str | None:
                     capsize=3,
                     label=o["name"],
                 )
-            front = pareto(task["options"])
+            front = pareto(task.options)
             if len(front) > 1:
                 ax.step(
                     [max(o["cost_per_month_usd"], 1e-6) for o in front],
@@ -81,7 +92,7 @@ def quality_cost_svg(tasks: list[dict], colours: dict[str, str]) -> str | None:
                     label="Pareto front",
                 )
             ax.axhline(
-                task["quality_threshold"],
+                task.quality_threshold,
                 color="#d62728",
                 linestyle="--",
                 linewidth=0.8,
@@ -89,26 +100,26 @@ def quality_cost_svg(tasks: list[dict], colours: dict[str, str]) -> str | None:
             )
             ax.set_xscale("log")
             ax.set_ylim(-0.05, 1.05)
-            ax.set_xlabel(f"USD per month at {task['daily_volume']:,}/day")
+            ax.set_xlabel(f"USD per month at {task.daily_volume:,}/day")
             ax.set_ylabel("pass rate (interval)")
-            ax.set_title(task["task"], loc="left", fontsize=9)
+            ax.set_title(task.task, loc="left", fontsize=9)
             ax.legend(frameon=False, fontsize=7)
             ax.grid(alpha=0.3)
-        return plots._svg(fig, "quality-cost")
+        return plots.to_svg(fig, "quality-cost")
 
 
-def latency_svg(tasks: list[dict], colours: dict[str, str]) -> str | None:
+def latency_svg(tasks: list[TaskDecision], colours: dict[str, str]) -> str | None:
     import matplotlib
     from matplotlib.figure import Figure
 
-    shown = [t for t in tasks if any(o.get("latencies_s") for o in t["options"])]
+    shown = [t for t in tasks if any(o.get("latencies_s") for o in t.options)]
     if not shown:
         return None
-    with matplotlib.rc_context(plots._RC):
+    with matplotlib.rc_context(plots.RC):
         fig = Figure(figsize=(4.2 * len(shown), 3.2), layout="constrained")
         axes = fig.subplots(1, len(shown), squeeze=False)[0]
         for ax, task in zip(axes, shown, strict=True):
-            measured = [o for o in task["options"] if o.get("latencies_s")]
+            measured = [o for o in task.options if o.get("latencies_s")]
             parts = ax.boxplot(
                 [o["latencies_s"] for o in measured],
                 tick_labels=[o["name"] for o in measured],
@@ -118,27 +129,36 @@ def latency_svg(tasks: list[dict], colours: dict[str, str]) -> str | None:
             for patch, o in zip(parts["boxes"], measured, strict=True):
                 patch.set_facecolor(colours.get(o["name"], "#ccc"))
                 patch.set_alpha(0.6)
-            ax.axhline(task["p95_latency_s"], color="#d62728", linestyle="--", linewidth=0.8)
+            ax.axhline(task.p95_latency_s, color="#d62728", linestyle="--", linewidth=0.8)
             ax.set_ylabel("seconds per call (red: p95 objective)")
-            ax.set_title(task["task"], loc="left", fontsize=9)
+            ax.set_title(task.task, loc="left", fontsize=9)
             ax.tick_params(axis="x", labelrotation=20, labelsize=7)
             ax.grid(alpha=0.3, axis="y")
-        return plots._svg(fig, "latency")
+        return plots.to_svg(fig, "latency")
 
 
 def cascade_svg(cascades: list[dict]) -> str | None:
+    """Each cascade's threshold sweep: pass rate against the share escalated (left) and quality
+    kept against cost saved (right), the operating point starred."""
     import matplotlib
     from matplotlib.figure import Figure
 
     if not cascades:
         return None
-    with matplotlib.rc_context(plots._RC):
-        fig = Figure(figsize=(8, 3.0 * len(cascades)), layout="constrained")
+    with matplotlib.rc_context(plots.RC):
+        fig = Figure(figsize=(8, 2.8 * len(cascades)), layout="constrained")
         axes = fig.subplots(len(cascades), 2, squeeze=False)
         for (ax_share, ax_cost), cascade in zip(axes, cascades, strict=True):
             curve = sorted(cascade["curve"], key=lambda p: p["share_escalated"])
+            chosen = cascade["operating_point"]
             ax_share.plot(
-                [p["share_escalated"] for p in curve], [p["quality"] for p in curve], marker="o"
+                [p["share_escalated"] for p in curve],
+                [p["quality"] for p in curve],
+                marker="o",
+                markersize=3,
+            )
+            ax_share.plot(
+                [chosen["share_escalated"]], [chosen["quality"]], "*", color="#d62728", ms=11
             )
             ax_share.axhline(
                 cascade["weak_quality"], color="#7f7f7f", linestyle="--", linewidth=0.8
@@ -160,13 +180,18 @@ def cascade_svg(cascades: list[dict]) -> str | None:
                 [p["cost_saved"] for p in kept],
                 [p["quality_kept"] for p in kept],
                 marker="o",
+                markersize=3,
                 color="#2ca02c",
             )
+            if _finite(chosen.get("cost_saved")) and _finite(chosen.get("quality_kept")):
+                ax_cost.plot(
+                    [chosen["cost_saved"]], [chosen["quality_kept"]], "*", color="#d62728", ms=11
+                )
             ax_cost.set_xlabel(f"cost saved vs {cascade['then']} alone")
             ax_cost.set_ylabel(f"quality kept (of {cascade['then']})")
             for ax in (ax_share, ax_cost):
                 ax.grid(alpha=0.3)
-        return plots._svg(fig, "cascades")
+        return plots.to_svg(fig, "cascades")
 
 
 def _option_cells(o: dict) -> list[str]:
@@ -210,7 +235,16 @@ HEADER = [
     "verdict",
 ]
 
+OPTION_LEGEND = {
+    "pass rate [interval]": "share of items passed, with its Wilson interval and item count",
+    "p50 / p95": "median and 95th percentile over the calls",
+    "TTFT": "time to first token (a cascade's is its whole latency: it answers when checked)",
+    "tok/s": "completion tokens per second of generation, one call at a time",
+    "tokens in / out": "mean prompt and completion tokens per call",
+}
+
 CASCADE_HEADER = [
+    "point",
     "threshold",
     "escalated",
     "pass rate",
@@ -222,8 +256,9 @@ CASCADE_HEADER = [
 ]
 
 
-def _cascade_cells(p: dict) -> list[str]:
+def _cascade_cells(name: str, p: dict) -> list[str]:
     return [
+        name,
         str(p["threshold"]) if not _finite(p["threshold"]) else f"{p['threshold']:.4g}",
         f"{p['share_escalated']:.0%}",
         _num(p["quality"]),
@@ -235,6 +270,42 @@ def _cascade_cells(p: dict) -> list[str]:
     ]
 
 
+def operating_rows(cascade: dict) -> list[tuple[str, dict, bool]]:
+    """The named points of a cascade's sweep, by share escalated: (name, point, chosen).
+
+    Each model alone (the sweep's ends), the least escalation that recovers 50% and 80% of the
+    gap between them on the report items (RouteLLM's CPT), and the chosen operating threshold.
+    Points that coincide are one row with both names."""
+    curve = cascade["curve"]  # in threshold order: the first model alone ... always escalate
+    weak, strong = cascade["weak_quality"], cascade["strong_quality"]
+    named: list[tuple[str, dict]] = [(f"{cascade['first']} alone", curve[0])]
+    by_share = sorted(curve, key=lambda p: (p["share_escalated"], -p["quality"]))
+    if strong > weak:
+        for target in (0.5, 0.8):
+            reach = next(
+                (p for p in by_share if (p["quality"] - weak) / (strong - weak) >= target), None
+            )
+            if reach is not None:
+                named.append((f"recovers {target:.0%} of the gap", reach))
+    named.append((f"{cascade['then']} alone", curve[-1]))
+    rows: list[tuple[str, dict, bool]] = []
+    for name, point in [*named, ("chosen threshold", cascade["operating_point"])]:
+        chosen = name == "chosen threshold"
+        same = next((i for i, row in enumerate(rows) if _same_point(row[1], point)), None)
+        if same is None:
+            rows.append((name, point, chosen))
+        else:
+            # The same figures: one row, showing the chosen threshold where it is one of them.
+            point = point if chosen else rows[same][1]
+            rows[same] = (f"{rows[same][0]}; {name}", point, rows[same][2] or chosen)
+    return sorted(rows, key=lambda row: row[1]["share_escalated"])
+
+
+def _same_point(a: dict, b: dict) -> bool:
+    keys = ("share_escalated", "quality", "cost_per_request_usd")
+    return str(a["threshold"]) == str(b["threshold"]) or all(a[k] == b[k] for k in keys)
+
+
 def _routellm_line(c: dict) -> str:
     def share(value):
         return f"{value:.0%}" if _finite(value) else "not reached"
@@ -243,33 +314,69 @@ def _routellm_line(c: dict) -> str:
         f"APGR {_num(c['apgr'])}, CPT(50%) {share(c['cpt50'])}, CPT(80%) {share(c['cpt80'])}; "
         f"{c['first']} alone {_num(c['weak_quality'])}, {c['then']} alone {_num(c['strong_quality'])} "
         f"on {len(c['report_items'])} report items (thresholds from {len(c['calibration_items'])} "
-        f"calibration items); operating threshold {c['threshold']} ({c['threshold_basis']})"
+        f"calibration items, {len(c['curve'])} swept); operating threshold {c['threshold']} "
+        f"({c['threshold_basis']})"
     )
 
 
-def render_html(result: dict) -> str:
+def _options_table(task: TaskDecision, colours: dict[str, str]) -> str:
+    rows = []
+    for o in task.options:
+        cells = _option_cells(o)
+        rows.append(
+            (
+                {"data-option": o["name"]},
+                [
+                    Cell(
+                        swatch(o["name"], colours), "best" if o["name"] == task.choice else "", True
+                    ),
+                    Cell(cells[0], "wrap"),
+                    *cells[1:3],
+                    Cell(cells[3], "wrap"),
+                    cells[4],
+                    Cell(cells[5], "wrap"),
+                    *cells[6:8],
+                    Cell(cells[8], "text"),
+                ],
+            )
+        )
+    return table("options", [*HEADER[:-1], Cell(HEADER[-1], "text")], rows)
+
+
+def _cascade_table(cascade: dict) -> str:
+    rows = [
+        (
+            {"data-point": name},
+            [
+                Cell(cells[0], "text best" if chosen else "text"),
+                *[Cell(c, "best") if chosen else c for c in cells[1:]],
+            ],
+        )
+        for name, point, chosen in operating_rows(cascade)
+        for cells in [_cascade_cells(name, point)]
+    ]
+    return table("cascade", [Cell(CASCADE_HEADER[0], "text"), *CASCADE_HEADER[1:]], rows)
+
+
+def render_html(result: PortfolioResult) -> str:
     names = []
-    for task in result["tasks"]:
-        for o in task["options"]:
+    for task in result.tasks:
+        for o in task.options:
             if o["name"] not in names:
                 names.append(o["name"])
     colours = plots.colours(names)
     out = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(result['name'])} · syllabus portfolio</title>",
-        f"<style>{_CSS}</style><script>{_SCRIPT}</script></head><body>",
-        f"<h1>Portfolio: {_e(result['name'])}</h1>",
-        f'<p class="meta">created {_e(result.get("created_at", "?"))} · '
-        f"{len(result['tasks'])} tasks · {_e(result['confidence'])} Wilson intervals, decided on "
-        f"their lower bound · {result['days_per_month']:g} days per month</p>",
+        f"<h1>Portfolio: {escape(result.name)}</h1>",
+        f'<p class="meta">created {escape(result.created_at or "?")} · '
+        f"{len(result.tasks)} tasks · {escape(result.confidence)} Wilson intervals, decided on "
+        f"their lower bound · {result.days_per_month:g} days per month</p>",
     ]
-    for task in result["tasks"]:
-        out.append(f'<p class="summary" data-task="{_e(task["task"])}">{_e(task["sentence"])}</p>')
-    out.append(f'<p class="meta">Why the lower bound: {_e(result["bound_reason"])}.</p>')
-    svg = quality_cost_svg(result["tasks"], colours)
+    for task in result.tasks:
+        out.append(
+            f'<p class="summary" data-task="{escape(task.task)}">{escape(task.sentence)}</p>'
+        )
+    out.append(f'<p class="meta">Why the lower bound: {escape(result.bound_reason)}.</p>')
+    svg = quality_cost_svg(result.tasks, colours)
     out += [
         '<h2 id="quality-cost">Quality against monthly cost</h2>',
         svg or "<p>Nothing measured.</p>",
@@ -278,127 +385,110 @@ def render_html(result: dict) -> str:
         '<p class="meta">Bars: the pass rate\'s interval. Dotted: the Pareto front (no option is '
         "both cheaper and better). Dashed red: the task's bar. Squares: cascades (report split).</p>"
     )
-    for task in result["tasks"]:
-        out.append(f'<h2 id="task-{_e(task["task"])}">Task {_e(task["task"])}</h2>')
+    for task in result.tasks:
+        out.append(f'<h2 id="task-{escape(task.task)}">Task {escape(task.task)}</h2>')
         out.append(
-            f'<p class="meta">{task["items"]} items ({_e(task["kind"])}) · bar: {_e(task["bar"])} · '
-            f"{task['daily_volume']:,} calls/day</p>"
+            f'<p class="meta">{task.items} items ({escape(task.kind)}) · bar: {escape(task.bar)} · '
+            f"{task.daily_volume:,} calls/day</p>"
         )
-        out.append('<table class="options"><thead><tr>')
-        out += [f"<th>{_e(h)}</th>" for h in HEADER]
-        out.append("</tr></thead><tbody>")
-        for o in task["options"]:
-            cells = _option_cells(o)
-            best = ' class="best"' if o["name"] == task["choice"] else ""
-            out.append(
-                f'<tr data-option="{_e(o["name"])}"><td{best}>'
-                f'<span class="swatch" style="background:{colours.get(o["name"], "#999")}"></span>'
-                f"{_e(o['name'])}</td>"
-            )
-            out += [f"<td>{_e(c)}</td>" for c in cells[:-1]]
-            out.append(f'<td class="text">{_e(cells[-1])}</td>')
-            out.append("</tr>")
-        out.append("</tbody></table>")
-        misses = [o for o in task["options"] if o["measured"] and not o["meets"]]
+        out.append(_options_table(task, colours))
+        out.append(legend(OPTION_LEGEND))
+        misses = [o for o in task.options if o["measured"] and not o["meets"]]
         if misses:
             out.append('<ul class="notes">')
-            out += [f"<li>{_e(o['name'])}: {_e(o['misses'])}</li>" for o in misses]
+            out += [f"<li>{escape(o['name'])}: {escape(o['misses'])}</li>" for o in misses]
             out.append("</ul>")
-        for o in task["options"]:
+        for o in task.options:
             if o["measured"] and o["kind"] == "candidate":
-                out.append(f'<p class="meta">{_e(o["name"])}: {_e(o["pricing"]["basis"])}</p>')
+                out.append(
+                    f'<p class="meta">{escape(o["name"])}: {escape(o["pricing"]["basis"])}</p>'
+                )
             if not o["measured"]:
                 out.append(
-                    f'<p class="notes">{_e(o["name"])}: not measured; its cost uses ASSUMED token '
+                    f'<p class="notes">{escape(o["name"])}: not measured; its cost uses ASSUMED token '
                     f"counts ({o['assumed_tokens']['prompt_tokens']} in, "
                     f"{o['assumed_tokens']['completion_tokens']} out per call), not measured ones: "
-                    f"{_money(o['cost_per_month_usd'])}/month at {task['daily_volume']:,}/day.</p>"
+                    f"{_money(o['cost_per_month_usd'])}/month at {task.daily_volume:,}/day.</p>"
                 )
-        for skipped in task["skipped_cascades"]:
+        for skipped in task.skipped_cascades:
             out.append(
-                f'<p class="notes">cascade {_e(skipped["name"])} not evaluated: {_e(skipped["reason"])}</p>'
+                f'<p class="notes">cascade {escape(skipped.name)} not evaluated: '
+                f"{escape(skipped.reason)}</p>"
             )
-        for cascade in task["cascades"]:
+        for cascade in task.cascades:
             out.append(
-                f"<h3>Cascade {_e(cascade['name'])}: {_e(cascade['first'])} then {_e(cascade['then'])}, check {_e(cascade['check'])}</h3>"
+                f"<h3>Cascade {escape(cascade['name'])}: {escape(cascade['first'])} then "
+                f"{escape(cascade['then'])}, check {escape(cascade['check'])}</h3>"
             )
-            out.append(f'<p class="meta">{_e(_routellm_line(cascade))}</p>')
-            out.append('<table class="cascade"><thead><tr>')
-            out += [f"<th>{_e(h)}</th>" for h in CASCADE_HEADER]
-            out.append("</tr></thead><tbody>")
-            for point in sorted(cascade["curve"], key=lambda p: p["share_escalated"]):
-                out.append(
-                    "<tr>" + "".join(f"<td>{_e(c)}</td>" for c in _cascade_cells(point)) + "</tr>"
-                )
-            out.append("</tbody></table>")
+            out.append(f'<p class="meta">{escape(_routellm_line(cascade))}</p>')
+            out.append(_cascade_table(cascade))
+            out.append(
+                '<p class="meta">The whole threshold sweep is drawn under '
+                '<a href="#cascades">Cascade curves</a>; highlighted: the chosen threshold.</p>'
+            )
     out.append('<h2 id="latency">Latency distributions</h2>')
-    out.append(latency_svg(result["tasks"], colours) or "<p>No latencies.</p>")
+    out.append(latency_svg(result.tasks, colours) or "<p>No latencies.</p>")
     out.append(
         '<p class="meta">One call at a time on this machine; cascades include the check and, '
         "when escalated, the second model.</p>"
     )
-    all_cascades = [c for t in result["tasks"] for c in t["cascades"]]
+    all_cascades = [c for t in result.tasks for c in t.cascades]
     out.append('<h2 id="cascades">Cascade curves</h2>')
     out.append(cascade_svg(all_cascades) or "<p>No cascades evaluated.</p>")
     out.append(
         '<p class="meta">Left: pass rate against the share of calls escalated, thresholds '
         "from the calibration split, figures from the report split (grey: first alone, red: then "
-        "alone). Right: quality kept against cost saved.</p>"
+        "alone). Right: quality kept against cost saved. Star: the chosen threshold.</p>"
     )
-    manifest = json.dumps(result.get("manifest") or {}, indent=2, default=str)
-    out += [
-        '<h2 id="manifest">Manifest</h2>',
-        f"<details><summary>manifest.json</summary><pre>{_e(manifest)}</pre></details>",
-        "</body></html>",
-    ]
-    return "\n".join(out) + "\n"
+    out += manifest_section(result.manifest)
+    return page(f"{result.name} · syllabus portfolio", out)
 
 
 def _md(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(result: dict) -> str:
-    out = [f"# Portfolio: {_md(result['name'])}", ""]
-    out += [f"- **{_md(t['sentence'])}**" for t in result["tasks"]]
+def render_markdown(result: PortfolioResult) -> str:
+    out = [f"# Portfolio: {_md(result.name)}", ""]
+    out += [f"- **{_md(t.sentence)}**" for t in result.tasks]
     out += [
         "",
-        f"Decisions use the lower bound of {result['confidence']:.0%} Wilson intervals: {result['bound_reason']}.",
+        f"Decisions use the lower bound of {result.confidence:.0%} Wilson intervals: "
+        f"{result.bound_reason}.",
         "",
     ]
-    for task in result["tasks"]:
+    for task in result.tasks:
         out += [
-            f"## {_md(task['task'])}",
+            f"## {_md(task.task)}",
             "",
-            f"{task['items']} items; bar: {_md(task['bar'])}; {task['daily_volume']:,} calls/day.",
+            f"{task.items} items; bar: {_md(task.bar)}; {task.daily_volume:,} calls/day.",
             "",
         ]
         out.append("| " + " | ".join(HEADER) + " |")
         out.append("|" + "|".join([":--"] + ["--:"] * (len(HEADER) - 2) + [":--"]) + "|")
-        for o in task["options"]:
+        for o in task.options:
             out.append("| " + " | ".join(_md(c) for c in [o["name"], *_option_cells(o)]) + " |")
         out.append("")
         out += [
             f"- {_md(o['name'])}: {_md(o['misses'])}"
-            for o in task["options"]
+            for o in task.options
             if not o["meets"] and o["misses"]
         ]
-        for cascade in task["cascades"]:
+        for cascade in task.cascades:
             out += ["", f"### Cascade {_md(cascade['name'])}", "", _md(_routellm_line(cascade)), ""]
             out.append("| " + " | ".join(CASCADE_HEADER) + " |")
-            out.append("|" + "|".join(["--:"] * len(CASCADE_HEADER)) + "|")
-            for point in sorted(cascade["curve"], key=lambda p: p["share_escalated"]):
-                out.append("| " + " | ".join(_md(c) for c in _cascade_cells(point)) + " |")
-        for skipped in task["skipped_cascades"]:
-            out.append(f"- cascade {_md(skipped['name'])} not evaluated: {_md(skipped['reason'])}")
+            out.append("|" + "|".join([":--"] + ["--:"] * (len(CASCADE_HEADER) - 1)) + "|")
+            for name, point, chosen in operating_rows(cascade):
+                cells = [_md(c) for c in _cascade_cells(name, point)]
+                out.append("| " + " | ".join(f"**{c}**" if chosen else c for c in cells) + " |")
+        for skipped in task.skipped_cascades:
+            out.append(f"- cascade {_md(skipped.name)} not evaluated: {_md(skipped.reason)}")
         out.append("")
     return "\n".join(out) + "\n"
 
 
-def write_reports(result: dict, out: Path) -> tuple[Path, Path]:
+def write_reports(result: PortfolioResult, out: Path) -> tuple[Path, Path]:
     html_path, md_path = out / "report.html", out / "report.md"
-    for path, text in ((html_path, render_html(result)), (md_path, render_markdown(result))):
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+    write_atomic(html_path, render_html(result))
+    write_atomic(md_path, render_markdown(result))
     return html_path, md_path

@@ -6,9 +6,11 @@ figure and the choice per task), report.html, report.md and manifest.json.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from syllabus.portfolio.cascades import applies, evaluate_cascade
@@ -16,7 +18,67 @@ from syllabus.portfolio.config import PortfolioConfig, load_portfolio, resolve
 from syllabus.portfolio.measure import measure
 from syllabus.portfolio.pricing import pricing_for
 from syllabus.portfolio.recommend import assumed_option, choose, option
+from syllabus.portfolio.report import write_reports
 from syllabus.store.manifest import RunDir
+
+BOUND_REASON = (
+    "an option meets the bar only if the lower bound of its Wilson interval does: a "
+    "recommendation claims the quality is enough, and the interval's pessimistic end is "
+    "what the measured items can support"
+)
+
+
+@dataclass
+class SkippedCascade:
+    name: str
+    reason: str
+
+
+@dataclass
+class TaskDecision:
+    """One task: every option's figures, the cascades evaluated on it and the choice."""
+
+    task: str
+    kind: str
+    items: int
+    quality_threshold: float
+    p95_latency_s: float | None
+    daily_volume: int
+    options: list[dict]
+    """recommend.option / assumed_option records: candidates, then cascades at their
+    operating point."""
+    cascades: list[dict]
+    """cascades.evaluate_cascade records: the threshold sweep, operating point, RouteLLM figures."""
+    skipped_cascades: list[SkippedCascade]
+    choice: str | None
+    """The cheapest option that meets the bar; None when none does."""
+    choice_kind: str | None
+    sentence: str
+    bar: str
+
+
+@dataclass
+class PortfolioResult:
+    """What `syllabus portfolio` decided; `to_json` is recommendation.json."""
+
+    name: str
+    confidence: float
+    days_per_month: float
+    tasks: list[TaskDecision]
+    bound: str = "lower"
+    bound_reason: str = BOUND_REASON
+    created_at: str = ""
+    wall_time_s: float = 0.0
+    manifest: dict = field(default_factory=dict)
+
+    def task(self, name: str) -> TaskDecision:
+        return next(t for t in self.tasks if t.task == name)
+
+    def to_json(self) -> dict:
+        """Plain JSON (non-finite numbers as strings), keys in the order of recommendation.json."""
+        data = dataclasses.asdict(self)
+        order = ("name", "confidence", "bound", "bound_reason", "days_per_month", "tasks")
+        return plain({**{k: data[k] for k in order}, **data})
 
 
 def plain(value):
@@ -30,7 +92,7 @@ def plain(value):
     return value
 
 
-def analyse(config: PortfolioConfig, items: dict, records: dict) -> dict:
+def analyse(config: PortfolioConfig, items: dict, records: dict) -> PortfolioResult:
     """Every option's figures, the cascades and the choice per task, from the records alone."""
     tasks = []
     for task in config.tasks:
@@ -62,49 +124,46 @@ def analyse(config: PortfolioConfig, items: dict, records: dict) -> dict:
             if reason is None and len(first) < 2:
                 reason = "fewer than 2 items: nothing to calibrate on"
             if reason is not None:
-                skipped.append({"name": cascade.name, "reason": reason})
+                skipped.append(SkippedCascade(cascade.name, reason))
                 continue
             result = evaluate_cascade(
                 cascade, task, config, first, then, pricings[cascade.first], pricings[cascade.then]
             )
             if "skipped" in result:
-                skipped.append({"name": cascade.name, "reason": result["skipped"]})
+                skipped.append(SkippedCascade(cascade.name, result["skipped"]))
                 continue
             cascades.append(result)
             options.append(result["option"])
         decision = choose(task, options, config.confidence)
         tasks.append(
-            {
-                "task": task.name,
-                "kind": task.kind,
-                "items": len(items[task.name]),
-                "quality_threshold": task.quality_threshold,
-                "p95_latency_s": task.p95_latency_s,
-                "daily_volume": task.daily_volume,
-                "options": options,
-                "cascades": cascades,
-                "skipped_cascades": skipped,
-                **decision,
-            }
+            TaskDecision(
+                task=task.name,
+                kind=task.kind,
+                items=len(items[task.name]),
+                quality_threshold=task.quality_threshold,
+                p95_latency_s=task.p95_latency_s,
+                daily_volume=task.daily_volume,
+                options=options,
+                cascades=cascades,
+                skipped_cascades=skipped,
+                choice=decision["choice"],
+                choice_kind=decision["choice_kind"],
+                sentence=decision["sentence"],
+                bar=decision["bar"],
+            )
         )
-    return {
-        "name": config.name,
-        "confidence": config.confidence,
-        "bound": "lower",
-        "bound_reason": (
-            "an option meets the bar only if the lower bound of its Wilson interval does: a "
-            "recommendation claims the quality is enough, and the interval's pessimistic end is "
-            "what the measured items can support"
-        ),
-        "days_per_month": config.days_per_month,
-        "tasks": tasks,
-    }
+    return PortfolioResult(
+        name=config.name,
+        confidence=config.confidence,
+        days_per_month=config.days_per_month,
+        tasks=tasks,
+    )
 
 
-def run_portfolio(path: Path | str, out: Path | str, *, show_progress: bool = True) -> dict:
+def run_portfolio(
+    path: Path | str, out: Path | str, *, show_progress: bool = True
+) -> PortfolioResult:
     """Measure every candidate on every task, decide per task, write the reports to `out`."""
-    from syllabus.portfolio.report import write_reports
-
     config, base = load_portfolio(path)
     out = Path(out)
     inputs = {f"task:{t.name}": resolve(base, t.data) for t in config.tasks}
@@ -112,13 +171,13 @@ def run_portfolio(path: Path | str, out: Path | str, *, show_progress: bool = Tr
         start = time.time()
         items, records = measure(config, base, out, show_progress=show_progress)
         result = analyse(config, items, records)
-        result["created_at"] = time.strftime("%Y-%m-%d %H:%M:%S")
-        result["wall_time_s"] = round(time.time() - start, 1)
-        result["manifest"] = run.manifest("finished")
+        result.created_at = time.strftime("%Y-%m-%d %H:%M:%S")
+        result.wall_time_s = round(time.time() - start, 1)
+        result.manifest = run.manifest("finished")
         recommendation = out / "recommendation.json"
         tmp = recommendation.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(plain(result), indent=2, ensure_ascii=False) + "\n")
+        tmp.write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False) + "\n")
         tmp.replace(recommendation)
         write_reports(result, out)
-        run.extra["recommendations"] = {t["task"]: t["choice"] for t in result["tasks"]}
+        run.extra["recommendations"] = {t.task: t.choice for t in result.tasks}
     return result
