@@ -824,7 +824,7 @@ def _eval(ctx: _Run, arm, seed: int) -> None:
                     EvalSettings(limit=limit, max_tokens=settings.max_tokens, seed=seed),
                     show_progress=False,
                 )
-                summary[task] = result["tasks"][task]["scores"]
+                summary[task] = result.to_json()["tasks"][task]["scores"]
         finally:
             backend.close()
         return summary
