@@ -921,9 +921,7 @@ def dedup(
     config = DedupConfig(
         threshold=threshold, num_perm=num_perm, shingle_size=shingle_size, near=near
     )
-    _curate_summary(
-        single_step("dedup", inputs, out, dedup=config, executor=_executor(tasks, ray))
-    )
+    _curate_summary(single_step("dedup", inputs, out, dedup=config, executor=_executor(tasks, ray)))
 
 
 @app.command()
