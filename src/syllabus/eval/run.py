@@ -27,6 +27,7 @@ from syllabus.store.manifest import RunDir
 
 TASKS = ("humaneval", "humaneval-bpb", "bpb", "choice", "exact", "custom")
 NEEDS_DATA = {"bpb", "choice", "exact", "custom"}
+PROMPT_STYLES = ("completion", "chat")
 
 
 @dataclass
@@ -44,6 +45,12 @@ class EvalSettings:
     shots: int = 0
     """k-shot examples for choice and exact (taken from the start of the task's file)."""
     execution: humaneval.ExecutionSettings = field(default_factory=humaneval.ExecutionSettings)
+
+    def __post_init__(self) -> None:
+        if self.prompt_style not in PROMPT_STYLES:
+            raise UserError(
+                f"prompt style must be {' or '.join(PROMPT_STYLES)}, got {self.prompt_style!r}"
+            )
 
 
 @dataclass(frozen=True)
