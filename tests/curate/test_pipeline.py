@@ -120,7 +120,7 @@ def test_recipe_mistakes_name_file_line_and_key(tmp_path):
 @pytest.mark.slow
 def test_cli_dedup_and_errors(planted_corpus, tmp_path):
     root, _ = planted_corpus
-    done = run_cli("dedup", str(root), "-o", str(tmp_path / "d"), "--workers", "1")
+    done = run_cli("dedup", str(root), "-o", str(tmp_path / "d"), "--tasks", "1")
     assert done.returncode == 0, done.stderr
     assert "near duplicate: 8" in done.stdout and "exact duplicate: 6" in done.stdout
     bad = run_cli("curate", str(tmp_path / "missing.toml"), "-o", str(tmp_path / "o"))

@@ -183,8 +183,9 @@ def test_score_cli_refuses_a_threshold_off_the_0_to_5_scale(tmp_path):
     from tests.conftest import run_cli
 
     result = run_cli(
-        "score", str(tmp_path), "-o", str(tmp_path / "o"), "-m", str(tmp_path), "--threshold", "7"
-    )
+        "score", str(tmp_path), "-o", str(tmp_path / "o"), "--classifier", str(tmp_path),
+        "--threshold", "7",
+    )  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "less than or equal to 5" in result.stderr
 

@@ -9,7 +9,6 @@ import pytest
 
 from syllabus.curate.config import CurateConfig, ExecutorConfig, load_curate_config
 from syllabus.curate.pipeline import curate, single_step
-from syllabus.curate.quality import labels_to_fit
 from syllabus.curate.steps import Step
 from syllabus.errors import UserError
 from syllabus.eval.humaneval import load_problems
@@ -173,14 +172,3 @@ def test_cli_keep_rejected_flag(tiny_corpus, tmp_path):
     assert reasons == {"exact duplicate", "contaminated: humaneval", "too short"}
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert manifest["config"]["keep_rejected"] is True and manifest["rejected"] == 3
-
-
-def test_labels_to_fit_takes_the_score_or_the_expected_score():
-    rows = [
-        {"text": "a", "score": 3, "expected": 2.6},
-        {"text": "b", "score": None, "expected": 1.2},
-        {"text": "c", "score": 4, "expected": None},
-        {"text": "d", "score": None, "expected": None},
-    ]
-    assert labels_to_fit(rows) == (["a", "c"], [3, 4], 2)
-    assert labels_to_fit(rows, use_expected=True) == (["a", "b", "c"], [2.6, 1.2, 4], 1)

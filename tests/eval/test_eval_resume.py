@@ -11,15 +11,15 @@ import pytest
 from syllabus.backends.embedded import EmbeddedBackend
 from syllabus.backends.specs import backend_for
 from syllabus.errors import UserError
-from syllabus.eval.run import EvalSettings, evaluate
+from syllabus.eval.run import EvalSettings, EvalSummary, evaluate
 from tests.conftest import run_cli
 from tests.eval.test_eval_cli import SOLUTIONS, Oracle
 
 BPB = EvalSettings(limit=2)
 
 
-def bpb_of(summary: dict) -> float:
-    return summary["tasks"]["humaneval-bpb"]["scores"]["bpb"]["value"]
+def bpb_of(summary: EvalSummary) -> float:
+    return summary.tasks["humaneval-bpb"].scores["bpb"].value
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_other_sampling_cannot_resume_generated_samples(tmp_path):
             more = evaluate(backend, ["humaneval"], out, EvalSettings(limit=3), show_progress=False)
     finally:
         oracle.close()
-    assert more["tasks"]["humaneval"]["samples"] == 3 and oracle.calls == calls + 1
+    assert more.tasks["humaneval"].samples == 3 and oracle.calls == calls + 1
 
 
 def test_an_edited_task_file_is_refused(smollm2, tmp_path):

@@ -41,8 +41,8 @@ def test_humaneval_bpb_and_dataset_bpb(smollm2, tmp_path):
     summary = evaluate(
         smollm2, ["humaneval-bpb", f"bpb={data}"], tmp_path / "out", settings, show_progress=False
     )
-    he = summary["tasks"]["humaneval-bpb"]["scores"]["bpb"]
-    assert he["problems"] == 4 and 0.1 < he["value"] < 4.0 and he["stderr"] > 0
+    he = summary.tasks["humaneval-bpb"].scores["bpb"]
+    assert he.problems == 4 and 0.1 < he.value < 4.0 and he.stderr > 0
     rows = [
         json.loads(x) for x in (tmp_path / "out" / "bpb" / "samples.jsonl").read_text().splitlines()
     ]
@@ -75,10 +75,10 @@ def test_choice_letter_and_cloze(smollm2, tmp_path):
     summary = evaluate(
         smollm2, [f"choice={data}"], tmp_path / "out", EvalSettings(shots=1), show_progress=False
     )
-    scores = summary["tasks"]["choice"]["scores"]
+    scores = summary.tasks["choice"].scores
     assert (
         set(scores) == {"acc_letter", "acc_cloze", "acc_cloze_norm"}
-        and scores["acc_cloze"]["problems"] == 2
+        and scores["acc_cloze"].problems == 2
     )
     row = json.loads((tmp_path / "out" / "choice" / "samples.jsonl").read_text().splitlines()[0])
     item = tasks.parse_choice(
@@ -189,7 +189,7 @@ def test_exact_and_custom_over_http_and_compare(tmp_path):
         (out / "summary.json").read_text().replace('"value": 0.3333', '"value": 0.5')
     )
     rows = compare([out, tmp_path / "c"])
-    assert {(r["task"], r["metric"]) for r in rows} >= {
+    assert {(r.task, r.metric) for r in rows} >= {
         ("exact", "exact_strict"),
         ("custom", "pass_rate"),
     }
@@ -270,7 +270,7 @@ def test_choice_and_bpb_agree_with_lm_eval_item_by_item(smollm2_hf, tmp_path):
         EvalSettings(shots=1),
         show_progress=False,
     )
-    assert summary["tasks"]["choice"]["samples"] == len(CHOICES) - 1
+    assert summary.tasks["choice"].samples == len(CHOICES) - 1
     ours = [json.loads(x) for x in (tmp_path / "out/choice/samples.jsonl").read_text().splitlines()]
     jobs = list(tasks.choice_items(mc, 1, None))
     requests = [r for _, job in jobs for r in job.requests]

@@ -114,7 +114,7 @@ def test_quick_preset_killed_in_training_resumes_to_the_same_report(tmp_path):
     command = [sys.executable, "-m", "syllabus.cli", "run", str(RECIPE), "--preset", "quick", "-q"]
     start = time.monotonic()
     whole = subprocess.run(
-        [*command, "--run-dir", str(tmp_path / "whole")],
+        [*command, "-o", str(tmp_path / "whole")],
         env=env,
         capture_output=True,
         text=True,
@@ -129,7 +129,7 @@ def test_quick_preset_killed_in_training_resumes_to_the_same_report(tmp_path):
 
     killed = tmp_path / "killed"
     process = subprocess.Popen(
-        [*command, "--run-dir", str(killed)],
+        [*command, "-o", str(killed)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -144,7 +144,7 @@ def test_quick_preset_killed_in_training_resumes_to_the_same_report(tmp_path):
     assert not (killed / "arms" / "filtered" / "seed-1" / "model" / ".done").exists()
 
     resumed = subprocess.run(
-        [*command, "--run-dir", str(killed)], env=env, capture_output=True, text=True, timeout=600
+        [*command, "-o", str(killed)], env=env, capture_output=True, text=True, timeout=600
     )
     assert resumed.returncode == 0, resumed.stderr
     stages = json.loads((killed / "manifest.json").read_text())["stages"]
@@ -172,9 +172,7 @@ def test_quick_preset_killed_in_training_resumes_to_the_same_report(tmp_path):
         assert resumed_row[2:] == pytest.approx(whole_row[2:], abs=1e-5), resumed_row[:2]
 
     # Re-running a finished run does nothing.
-    again = run_cli(
-        "run", str(RECIPE), "--preset", "quick", "--run-dir", str(killed), "-q", env=env
-    )
+    again = run_cli("run", str(RECIPE), "--preset", "quick", "-o", str(killed), "-q", env=env)
     assert again.returncode == 0, again.stderr
     assert json.loads((killed / "manifest.json").read_text())["stages"]["ran"] == []
 
@@ -215,7 +213,7 @@ def test_bad_recipes_fail_before_any_work(tmp_path, case):
     text, message = BAD[case]
     recipe = tmp_path / "bad.toml"
     recipe.write_text(text)
-    result = run_cli("run", str(recipe), "--run-dir", str(tmp_path / "run"), "-q")
+    result = run_cli("run", str(recipe), "-o", str(tmp_path / "run"), "-q")
     assert result.returncode == 2, result.stdout + result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
@@ -241,6 +239,6 @@ def test_until_an_unknown_stage_names_the_stages_before_any_work(tmp_path):
 
 
 def test_unknown_preset_is_named(tmp_path):
-    result = run_cli("run", str(RECIPE), "--preset", "fast", "--run-dir", str(tmp_path / "run"))
+    result = run_cli("run", str(RECIPE), "--preset", "fast", "-o", str(tmp_path / "run"))
     assert result.returncode == 2
     assert "no preset 'fast' (presets in this recipe: quick, gpu)" in result.stderr

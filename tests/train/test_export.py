@@ -375,6 +375,6 @@ def test_a_trained_checkpoint_evaluates_through_its_hf_export(trained, tmp_path)
             EvalSettings(limit=3, max_tokens=16),
             show_progress=False,
         )
-    bpb = summary["tasks"]["humaneval-bpb"]["scores"]["bpb"]["value"]
+    bpb = summary.tasks["humaneval-bpb"].scores["bpb"].value
     assert 0.5 < bpb < 10  # a 64-wide model trained for seconds: poor, but finite and above 0
-    assert summary["tasks"]["humaneval"]["samples"] == 3 and summary["settings"]["backend"] == "hf"
+    assert summary.tasks["humaneval"].samples == 3 and summary.settings.backend == "hf"

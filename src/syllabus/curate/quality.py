@@ -141,22 +141,6 @@ def read_labels(path: Path | str) -> list[dict[str, Any]]:
     return read_rows(path)
 
 
-def labels_to_fit(
-    rows: list[dict[str, Any]], *, use_expected: bool = False
-) -> tuple[list[str], list[float], int]:
-    """(texts, labels, rows skipped) for `fit` from labels rows: the judge's score, or its
-    log-prob expected score where `use_expected` and present; rows without either are
-    skipped."""
-    texts, values = [], []
-    for row in rows:
-        expected = row.get("expected")
-        value = expected if use_expected and expected is not None else row.get("score")
-        if value is not None:
-            texts.append(row["text"])
-            values.append(value)
-    return texts, values, len(rows) - len(texts)
-
-
 def labels_fingerprint_path(out: Path) -> Path:
     return out.with_name(out.name + ".fingerprint.json")
 

@@ -4,7 +4,8 @@ Per-sample records go to `<out>/<task>/samples.jsonl` as they are scored, so a r
 samples already done; `fingerprint.json` beside them holds what made them (the model's identity,
 sampling, prompts, task version and problems, the task file's contents, execution semantics),
 and a run with anything else is refused rather than scored with another run's samples.
-`summary.json` records every setting that can move a score next to the scores.
+`summary.json` records every setting that can move a score next to the scores; `evaluate`
+returns the same content typed (`EvalSummary`), and `EvalSummary.read` loads it back.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from syllabus.backends import Backend, Completion
@@ -26,6 +27,7 @@ from syllabus.store.manifest import RunDir
 
 TASKS = ("humaneval", "humaneval-bpb", "bpb", "choice", "exact", "custom")
 NEEDS_DATA = {"bpb", "choice", "exact", "custom"}
+PROMPT_STYLES = ("completion", "chat")
 
 
 @dataclass
@@ -43,6 +45,125 @@ class EvalSettings:
     shots: int = 0
     """k-shot examples for choice and exact (taken from the start of the task's file)."""
     execution: humaneval.ExecutionSettings = field(default_factory=humaneval.ExecutionSettings)
+
+    def __post_init__(self) -> None:
+        if self.prompt_style not in PROMPT_STYLES:
+            raise UserError(
+                f"prompt style must be {' or '.join(PROMPT_STYLES)}, got {self.prompt_style!r}"
+            )
+
+
+@dataclass(frozen=True)
+class Score:
+    """One metric of one task: the mean over problems, its standard error, and how many
+    problems it averages."""
+
+    value: float
+    stderr: float
+    problems: int
+
+    @classmethod
+    def from_json(cls, data: dict) -> Score:
+        return cls(value=data["value"], stderr=data["stderr"], problems=data["problems"])
+
+
+@dataclass
+class TaskResult:
+    """What one task scored: metric name -> score (pass@1, bpb, acc_letter...)."""
+
+    scores: dict[str, Score]
+    samples: int
+    wall_time_s: float
+    statuses: dict[str, int] | None = None
+    """humaneval only: executed samples by outcome (passed, failed, timeout...)."""
+
+    def to_json(self) -> dict:
+        data: dict = {"scores": {name: asdict(score) for name, score in self.scores.items()}}
+        if self.statuses is not None:
+            data["statuses"] = self.statuses
+        return {**data, "samples": self.samples, "wall_time_s": self.wall_time_s}
+
+    @classmethod
+    def from_json(cls, data: dict) -> TaskResult:
+        return cls(
+            scores={name: Score.from_json(score) for name, score in data["scores"].items()},
+            samples=data["samples"],
+            wall_time_s=data["wall_time_s"],
+            statuses=data.get("statuses"),
+        )
+
+
+@dataclass
+class RecordedSettings:
+    """Every setting that can move a score, as summary.json and the manifest record them."""
+
+    backend: str
+    """The backend's kind: embedded, openai, hf."""
+    model: str
+    identity: dict
+    """What the backend says makes its answers (model file digest, endpoint, ...)."""
+    n_samples: int
+    temperature: float
+    top_p: float
+    max_tokens: int
+    seed: int
+    limit: int | None
+    shots: int
+    stop: list[str]
+    prompt_style: str
+    task_version: str
+    execution: dict
+    isolation: str
+    tasks: dict[str, str | None]
+    """Task name -> its data file (None for the bundled HumanEval)."""
+
+    @classmethod
+    def from_json(cls, data: dict) -> RecordedSettings:
+        # A summary written before a setting was recorded reads it as None.
+        return cls(**{f.name: data.get(f.name) for f in fields(cls)})
+
+
+@dataclass
+class EvalSummary:
+    """summary.json: the settings and each task's result, by task name."""
+
+    settings: RecordedSettings
+    tasks: dict[str, TaskResult]
+
+    def to_json(self) -> dict:
+        return {
+            "settings": asdict(self.settings),
+            "tasks": {name: result.to_json() for name, result in self.tasks.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> EvalSummary:
+        return cls(
+            settings=RecordedSettings.from_json(data["settings"]),
+            tasks={name: TaskResult.from_json(task) for name, task in data["tasks"].items()},
+        )
+
+    @classmethod
+    def read(cls, out: Path) -> EvalSummary:
+        """The summary a `syllabus eval` run wrote into `out`."""
+        path = out / "summary.json"
+        if not path.exists():
+            raise UserError(f"{out}: no summary.json (is this a `syllabus eval` output directory?)")
+        return cls.from_json(json.loads(path.read_text()))
+
+
+@dataclass
+class ComparedMetric:
+    """One (task, metric) across several evaluation outputs: each output's score, or None
+    where that output lacks it."""
+
+    task: str
+    metric: str
+    scores: list[Score | None]
+
+
+def _scores(scores: dict[str, dict]) -> dict[str, Score]:
+    return {name: Score.from_json(score) for name, score in scores.items()}
 
 
 EXACT_STOP = ["\n\nQuestion:", "\nQuestion:"]
@@ -66,7 +187,7 @@ def eval_humaneval(
     *,
     show_progress: bool = True,
     problems_file: Path | None = None,
-) -> dict:
+) -> TaskResult:
     """Generate `n_samples` completions per problem, execute them, and score pass@k (on
     HumanEval, or on the problems of a HumanEval-format file: `--task humaneval=FILE`)."""
     problems = humaneval.load_problems(problems_file)[: settings.limit]
@@ -156,12 +277,12 @@ def eval_humaneval(
     statuses: dict[str, int] = {}
     for row in rows:
         statuses[row["status"]] = statuses.get(row["status"], 0) + 1
-    return {
-        "scores": scores,
-        "statuses": statuses,
-        "samples": len(rows),
-        "wall_time_s": round(time.time() - start, 2),
-    }
+    return TaskResult(
+        scores=_scores(scores),
+        statuses=statuses,
+        samples=len(rows),
+        wall_time_s=round(time.time() - start, 2),
+    )
 
 
 def _score_items(
@@ -232,7 +353,7 @@ def run_task(
     settings: EvalSettings,
     show_progress: bool,
     fresh: bool = False,
-) -> dict:
+) -> TaskResult:
     """Score one task into `out` (resuming the samples there if the same settings made them)."""
     start = time.time()
     samples = out / "samples.jsonl"
@@ -296,12 +417,14 @@ def run_task(
             show_progress,
         )
         scores = tasks.custom_scores(rows)
-    return {"scores": scores, "samples": len(rows), "wall_time_s": round(time.time() - start, 2)}
+    return TaskResult(
+        scores=_scores(scores), samples=len(rows), wall_time_s=round(time.time() - start, 2)
+    )
 
 
 def _made_by(backend: Backend, name: str, data: Path | None, settings: EvalSettings) -> dict:
     """Everything that can change one sample of task `name`, for fingerprint.json. Not how many
-    are asked for: --limit and --n only choose which samples count (sample i has seed + i)."""
+    are asked for: --limit and --samples only choose which samples count (sample i has seed + i)."""
     made_by: dict = {"model": backend.model_id, "task": name, "backend": backend.identity}
     if name in ("humaneval", "humaneval-bpb"):
         problems = humaneval.load_problems(data if name == "humaneval" else None)
@@ -356,7 +479,7 @@ def evaluate(
     *,
     show_progress: bool = True,
     fresh: bool = False,
-) -> dict:
+) -> EvalSummary:
     """Run each task (`name` or `name=PATH`) against `backend`; writes summary.json to `out`.
     `fresh` discards the samples these tasks have in `out` instead of resuming them."""
     parsed = [parse_task(spec) for spec in task_specs]
@@ -366,58 +489,51 @@ def evaluate(
             f"{', '.join(needs_logprobs)} need log-probabilities of given text, which the {backend.kind} backend "
             f"({backend.endpoint}) cannot give; use a GGUF, Hugging Face or Syllabus model"
         )
-    settings_json = {
-        "backend": backend.kind,
-        "model": backend.model_id,
-        "identity": backend.identity,
-        "n_samples": settings.n_samples,
-        "temperature": settings.temperature,
-        "top_p": settings.top_p,
-        "max_tokens": settings.max_tokens,
-        "seed": settings.seed,
-        "limit": settings.limit,
-        "shots": settings.shots,
-        "stop": humaneval.STOP,
-        "prompt_style": settings.prompt_style,
-        "task_version": humaneval.TASK_VERSION,
-        "execution": vars(settings.execution),
-        "isolation": isolation_level(),
-        "tasks": {name: str(data) if data else None for name, data in parsed},
-    }
-    summary = {"settings": settings_json, "tasks": {}}
+    recorded = RecordedSettings(
+        backend=backend.kind,
+        model=backend.model_id,
+        identity=backend.identity,
+        n_samples=settings.n_samples,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        max_tokens=settings.max_tokens,
+        seed=settings.seed,
+        limit=settings.limit,
+        shots=settings.shots,
+        stop=humaneval.STOP,
+        prompt_style=settings.prompt_style,
+        task_version=humaneval.TASK_VERSION,
+        execution=asdict(settings.execution),
+        isolation=isolation_level(),
+        tasks={name: str(data) if data else None for name, data in parsed},
+    )
+    summary = EvalSummary(settings=recorded, tasks={})
     with RunDir(
-        out, stage="eval", config=settings_json, inputs={n: d for n, d in parsed if d}
+        out, stage="eval", config=asdict(recorded), inputs={n: d for n, d in parsed if d}
     ) as run:
         for name, data in parsed:
-            summary["tasks"][name] = run_task(
+            summary.tasks[name] = run_task(
                 backend, name, data, out / name, settings, show_progress, fresh
             )
-        run.extra["summary"] = summary["tasks"]
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        run.extra["summary"] = summary.to_json()["tasks"]
+    (out / "summary.json").write_text(json.dumps(summary.to_json(), indent=2))
     return summary
 
 
-def compare(outputs: list[Path]) -> list[dict]:
-    """One row per (task, metric) with each output's value and standard error, for a table."""
-    summaries = []
-    for out in outputs:
-        path = out / "summary.json"
-        if not path.exists():
-            raise UserError(f"{out}: no summary.json (is this a `syllabus eval` output directory?)")
-        summaries.append(json.loads(path.read_text()))
-    rows = []
+def compare(outputs: list[Path]) -> list[ComparedMetric]:
+    """One row per (task, metric) found in any of `outputs`, with each output's score."""
+    summaries = [EvalSummary.read(out) for out in outputs]
     keys = sorted(
-        {
-            (task, metric)
-            for s in summaries
-            for task, r in s["tasks"].items()
-            for metric in r["scores"]
-        }
+        {(task, metric) for s in summaries for task, r in s.tasks.items() for metric in r.scores}
     )
-    for task, metric in keys:
-        values = []
-        for summary in summaries:
-            score = summary["tasks"].get(task, {}).get("scores", {}).get(metric)
-            values.append(score)
-        rows.append({"task": task, "metric": metric, "values": values})
-    return rows
+    return [
+        ComparedMetric(
+            task=task,
+            metric=metric,
+            scores=[
+                summary.tasks[task].scores.get(metric) if task in summary.tasks else None
+                for summary in summaries
+            ],
+        )
+        for task, metric in keys
+    ]

@@ -261,7 +261,9 @@ def evaluate_gguf(
     summaries = {}
     with backend_for(str(gguf)) as backend:
         for name, specs in _task_groups(config, data_dir).items():
-            summaries[name] = evaluate(backend, specs, out / name, settings, show_progress=show)
+            summaries[name] = evaluate(
+                backend, specs, out / name, settings, show_progress=show
+            ).to_json()
     return summaries
 
 

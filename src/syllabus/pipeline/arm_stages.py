@@ -11,11 +11,12 @@ and evaluate it; the report compares every arm with the baseline over seeds and 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from rich.markup import escape
 
-from syllabus.eval.models import backend_for
+from syllabus.backends.specs import backend_for
 from syllabus.eval.run import EvalSettings, evaluate
 from syllabus.pipeline.config import ArmConfig
 from syllabus.pipeline.context import RunContext
@@ -124,7 +125,9 @@ def eval_stage(ctx: RunContext, arm: ArmConfig, seed: int) -> None:
                     EvalSettings(limit=limit, max_tokens=settings.max_tokens, seed=seed),
                     show_progress=False,
                 )
-                summary[task] = result["tasks"][task]["scores"]
+                summary[task] = {
+                    name: asdict(score) for name, score in result.tasks[task].scores.items()
+                }
         finally:
             backend.close()
         return summary
@@ -134,10 +137,11 @@ def eval_stage(ctx: RunContext, arm: ArmConfig, seed: int) -> None:
 
 def report_stage(ctx: RunContext) -> None:
     data = build_report_data(ctx)
-    (ctx.run_dir / "report_data.json").write_text(json.dumps(data, indent=2, default=str))
+    (ctx.run_dir / "report_data.json").write_text(json.dumps(data.to_json(), indent=2))
     write_report(data, ctx.run_dir)
+    ctx.report_data = data
     ctx.results = compute_results(data)
-    ctx.summary = ctx.results.get("summary", "")
+    ctx.summary = ctx.results.summary
 
 
 def _quiet_hugging_face() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -16,6 +15,7 @@ from rich.markup import escape
 from syllabus.fingerprint import START_FRESH
 from syllabus.pipeline.stages import StageLog, run_stage
 from syllabus.recipe import Recipe
+from syllabus.report import Evaluation, ReportData
 
 
 @dataclass
@@ -34,7 +34,9 @@ class RunContext:
     """Dataset name -> (the stage that made it, its directory), once decontaminated."""
     summary: str = ""
     """The report's one-sentence verdict, once the report stage ran."""
-    results: Any = None
+    report_data: ReportData | None = None
+    """What the report shows, once the report stage ran."""
+    results: Evaluation | None = None
     """The report's evaluation tables (`syllabus.report.compute_results`), once it ran."""
 
     def stage(

@@ -36,7 +36,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from syllabus.errors import UserError
 from syllabus.pipeline.arm_stages import eval_stage, pack_stage, report_stage, train_stage
@@ -54,6 +53,7 @@ from syllabus.pipeline.data_stages import (
 from syllabus.pipeline.stages import StageLog
 from syllabus.progress import progress_bar
 from syllabus.recipe import Recipe
+from syllabus.report import Evaluation, ReportData
 from syllabus.store.manifest import RunDir
 
 
@@ -65,9 +65,11 @@ class RunResult:
     """report.html, once the report stage ran (None when stopped before it)."""
     summary: str
     """The report's one-sentence verdict ("" before the report)."""
-    results: Any
+    results: Evaluation | None
     """The report's evaluation tables, as `syllabus.report.compute_results` gives them (None
     when stopped before the report)."""
+    report_data: ReportData | None
+    """What the report shows (report_data.json), None when stopped before the report."""
     wall_time_s: float
 
 
@@ -120,6 +122,7 @@ def run_recipe(
         report=run_dir / "report.html" if (run_dir / "report.html").exists() else None,
         summary=context.summary,
         results=context.results,
+        report_data=context.report_data,
         wall_time_s=time.time() - start,
     )
 

@@ -24,9 +24,11 @@ def config_from_recipe(
     data: Path | None = None,
     out: Path | None = None,
     max_steps: int | None = None,
+    preset: str | None = None,
 ) -> TrainConfig:
-    """The trainer config of a recipe's [train] table, with the command line's overrides."""
-    loaded = load_recipe(recipe)
+    """The trainer config of a recipe's [train] table (after its [presets.PRESET] overrides),
+    with the command line's overrides."""
+    loaded = load_recipe(recipe, preset=preset)
     if loaded.train is None:
         raise UserError(
             f"{recipe}: no [train] section; add one with at least a budget (max_tokens = ...)"
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, help="packed data directory (overrides the recipe)")
     parser.add_argument("-o", "--out", type=Path, help="output directory (overrides the recipe)")
     parser.add_argument("--max-steps", type=int, help="override the step budget")
+    parser.add_argument("--preset", help="apply the recipe's [presets.NAME] overrides")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     # Imported here, not at the top: torch takes seconds, and `--help` or a recipe error
@@ -68,7 +71,11 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         config = config_from_recipe(
-            args.recipe, data=args.data, out=args.out, max_steps=args.max_steps
+            args.recipe,
+            data=args.data,
+            out=args.out,
+            max_steps=args.max_steps,
+            preset=args.preset,
         )
         result = train(config, show_progress=not args.quiet)
     except UserError as exc:
