@@ -44,6 +44,8 @@ class LabelStore:
         self.path = path
         self._lock = threading.Lock()
         self._appender: RowAppender | None = None
+        if path.is_dir():
+            raise UserError(f"{path}: is a directory; --labels takes a JSONL file's path")
         self.latest: dict[str, dict[str, Any]] = {
             row["id"]: row for row in latest_per_record(read_rows(path)) if "id" in row
         }
