@@ -215,6 +215,8 @@ class Browser:
             down = {"key": key, "text": key, "code": code, "windowsVirtualKeyCode": ord(key.upper())}
         else:
             down = {"key": key, "code": key, "windowsVirtualKeyCode": KEY_CODES[key]}
+            if key == "Enter":
+                down["text"] = "\r"  # without it no keypress, and no implicit form submission
         self.send("Input.dispatchKeyEvent", type="keyDown", **down)
         self.send("Input.dispatchKeyEvent", type="keyUp", **{k: v for k, v in down.items() if k != "text"})
 

@@ -23,7 +23,7 @@ function el(tag, attrs, ...children) {
     else if (key === "class") node.className = value;
     else node.setAttribute(key, value === true ? "" : value);
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -265,6 +265,7 @@ function renderRecord(record) {
     labelBar(record),
     el("textarea", {id: "note", placeholder: "note (n to write, Enter to save, Esc to leave)"},
       record.label ? record.label.note || "" : ""),
+    el("div", {id: "note-state", class: "dim"}, record.label && record.label.note ? "note saved" : ""),
     meta.drop_reason ? el("div", {},
       el("h3", {}, "dropped"),
       el("span", {class: "tag drop"}, meta.dropped_by || "?", ": ", meta.drop_reason)) : null,
@@ -308,6 +309,7 @@ async function sendLabel(score, note) {
     button.classList.toggle("on", Number(button.dataset.score) === data.label.score);
   }
   $("#your-label").textContent = `your label ${data.label.score === null ? "–" : data.label.score}`;
+  $("#note-state").textContent = data.label.note ? "note saved" : "";
   const row = state.rows.find((item) => item.position === record.position);
   if (row) {
     row.label = data.label.score;
@@ -326,6 +328,7 @@ function saveNote() {
   const note = $("#note").value;
   const label = state.record.label || {};
   if ((label.note || "") === note) return;
+  $("#note-state").textContent = "saving…";
   return sendLabel(label.score === undefined ? null : label.score, note);
 }
 
