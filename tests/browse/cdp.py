@@ -9,6 +9,7 @@ so the tests need nothing beyond chromium.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -108,10 +109,8 @@ class WebSocket:
                     return message.decode()
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._frame(0x8, b"")
-        except OSError:
-            pass
         self.sock.close()
 
 
@@ -212,13 +211,20 @@ class Browser:
         """One key press as a person makes it (keyDown with its text, then keyUp)."""
         if len(key) == 1:
             code = f"Digit{key}" if key.isdigit() else f"Key{key.upper()}"
-            down = {"key": key, "text": key, "code": code, "windowsVirtualKeyCode": ord(key.upper())}
+            down = {
+                "key": key,
+                "text": key,
+                "code": code,
+                "windowsVirtualKeyCode": ord(key.upper()),
+            }
         else:
             down = {"key": key, "code": key, "windowsVirtualKeyCode": KEY_CODES[key]}
             if key == "Enter":
                 down["text"] = "\r"  # without it no keypress, and no implicit form submission
         self.send("Input.dispatchKeyEvent", type="keyDown", **down)
-        self.send("Input.dispatchKeyEvent", type="keyUp", **{k: v for k, v in down.items() if k != "text"})
+        self.send(
+            "Input.dispatchKeyEvent", type="keyUp", **{k: v for k, v in down.items() if k != "text"}
+        )
 
     def type_text(self, text: str) -> None:
         self.send("Input.insertText", text=text)

@@ -170,8 +170,17 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.process = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "syllabus.cli", "browse", str(path),
-             "--port", str(self.port), *extra],  # fmt: skip
+            [
+                *prefix,
+                sys.executable,
+                "-m",
+                "syllabus.cli",
+                "browse",
+                str(path),
+                "--port",
+                str(self.port),
+                *extra,
+            ],  # fmt: skip
             env=env_for_worktree(),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

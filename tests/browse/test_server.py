@@ -18,11 +18,12 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from syllabus.browse import create_app, latest_per_record, open_target
-from syllabus.browse.labels import agreement
+from syllabus.browse.app import create_app
+from syllabus.browse.labels import agreement, latest_per_record
 from syllabus.browse.query import RecordQuery, count, page
+from syllabus.browse.source import open_target
 from syllabus.errors import UserError
-from syllabus.store import DatasetWriter, read_rows
+from syllabus.store import DatasetWriter, open_dataset, read_rows
 from syllabus.types import Record
 from tests.browse.conftest import Server, env_for_worktree, make_curate_output
 
@@ -51,7 +52,7 @@ def test_filters_and_paging_match_the_records(curate_out):
         (".", "dataset", 120),
         ("rejected", "rejected", 10),
     ]
-    kept = list(__import__("syllabus.store", fromlist=["open_dataset"]).open_dataset(curate_out))
+    kept = list(open_dataset(curate_out))
     collection = target.collections[0]
     assert len(collection.units) == 3  # one unit per row group, 40 rows each
     cases = {
@@ -63,7 +64,9 @@ def test_filters_and_paging_match_the_records(curate_out):
         ),
         RecordQuery(score_min=2, score_max=3): lambda r: 2 <= r.meta["quality_score"] < 3,
         RecordQuery(source="SORTING"): lambda r: "sorting" in r.source,
-        RecordQuery(generator="synth.exercise"): lambda r: r.provenance.generator == "synth.exercise",
+        RecordQuery(generator="synth.exercise"): lambda r: (
+            r.provenance.generator == "synth.exercise"
+        ),
         RecordQuery(record_id=kept[7].id): lambda r: r.id == kept[7].id,
     }
     for query, keep in cases.items():
@@ -131,7 +134,7 @@ def test_agreement_figures():
 def test_judge_labels_found_beside_the_data(curate_out):
     from syllabus.store import RowAppender
 
-    kept = next(iter(__import__("syllabus.store", fromlist=["open_dataset"]).open_dataset(curate_out)))
+    kept = next(iter(open_dataset(curate_out)))
     with RowAppender(curate_out.parent / "judge.jsonl") as sink:
         sink.write({"id": kept.id, "text": kept.text, "score": 4, "expected": 3.5, "raw": "..."})
     app = create_app(open_target(curate_out.parent))
@@ -186,7 +189,8 @@ def test_plain_parquet_jsonl_and_run_directories(tmp_path):
     samples.mkdir(parents=True)
     for name, passed in (("small", False), ("big", True)):
         (samples / f"{name}.jsonl").write_text(
-            json.dumps({"key": "q1", "text": f"{name} says", "answer": "4", "passed": passed}) + "\n"
+            json.dumps({"key": "q1", "text": f"{name} says", "answer": "4", "passed": passed})
+            + "\n"
         )
     target = open_target(run)
     assert [(c.name, c.role) for c in target.collections] == [
@@ -204,7 +208,9 @@ def test_plain_parquet_jsonl_and_run_directories(tmp_path):
         "drops": [{"reason": "near-duplicate of an earlier record", "count": 1,
                    "collection": 2, "step": ""}],
     }  # fmt: skip
-    assert synth["duplicates"][0]["collection"] == 2 and synth["duplicates"][0]["kept_collection"] == 0
+    assert (
+        synth["duplicates"][0]["collection"] == 2 and synth["duplicates"][0]["kept_collection"] == 0
+    )
     assert sampled["items"][0]["candidates"]["big"]["passed"] is True
     assert set(sampled["items"][0]["candidates"]) == {"small", "big"}
 
@@ -227,7 +233,10 @@ def test_safety(client, curate_out):
     response = client.post("/api/label", content='{"collection": 0, "position": 0, "score": 1}',
                            headers={"content-type": "text/plain"})  # fmt: skip
     assert response.status_code == 415
-    assert client.post("/api/label", json={"collection": 0, "position": 0, "score": 9}).status_code == 500
+    assert (
+        client.post("/api/label", json={"collection": 0, "position": 0, "score": 9}).status_code
+        == 500
+    )
     assert not (curate_out / "browse-labels.jsonl").exists()  # nothing written by those
     # The record text is data: the API returns it as JSON, never as HTML.
     record = client.get("/api/record", params={"c": 0, "pos": 3})
@@ -295,7 +304,9 @@ def test_runs_as_an_unprivileged_user():
             assert httpx.get(base).status_code == 200
             rows = httpx.get(base + "api/records", params={"c": 0}).json()["rows"]
             assert len(rows) == 20
-            response = httpx.post(base + "api/label", json={"collection": 0, "position": 5, "score": 3})
+            response = httpx.post(
+                base + "api/label", json={"collection": 0, "position": 5, "score": 3}
+            )
             assert response.status_code == 200, response.text
         finally:
             server.close()

@@ -88,8 +88,9 @@ class Session:
             raise HTTPException(404, f"no collection {index}") from None
 
     def labelled_ids(self) -> pa.Array:
-        version = len(self.labels.latest), sum(
-            row.get("score") is not None for row in self.labels.latest.values()
+        version = (
+            len(self.labels.latest),
+            sum(row.get("score") is not None for row in self.labels.latest.values()),
         )
         key = hash(version)
         if self._labelled is None or self._labelled[0] != key:
@@ -220,8 +221,10 @@ def create_app(target: Target, *, allowed_hosts: set[str] | None = None) -> Fast
                 for index, c in enumerate(target.collections)
             ],
             "funnels": [funnel.to_json() for funnel in session.funnels],
-            "samples": [{"index": i, "name": s.name, "candidates": list(s.files)}
-                        for i, s in enumerate(target.samples)],  # fmt: skip
+            "samples": [
+                {"index": i, "name": s.name, "candidates": list(s.files)}
+                for i, s in enumerate(target.samples)
+            ],  # fmt: skip
             "judge_files": [str(path.relative_to(target.root)) for path in target.judge_labels],
         }
 
@@ -272,9 +275,7 @@ def create_app(target: Target, *, allowed_hosts: set[str] | None = None) -> Fast
             examples[bucket] = []
             for item in items:
                 found = read_record(collection, item["position"])
-                examples[bucket].append(
-                    {**item, "id": found["id"], "snippet": found["text"][:200]}
-                )
+                examples[bucket].append({**item, "id": found["id"], "snippet": found["text"][:200]})
         return {"buckets": result.buckets, "examples": examples, "unscored": result.unscored}
 
     @app.post("/api/label")

@@ -72,9 +72,7 @@ def _curate(target: Target, path: Path, stats: dict[str, Any], name: str) -> Fun
                 (numbers.get("dropped") or {}).items(), key=lambda item: -item[1]
             )
         ]
-        steps.append(
-            FunnelStep(step, numbers.get("records_in"), numbers.get("records_out"), drops)
-        )
+        steps.append(FunnelStep(step, numbers.get("records_in"), numbers.get("records_out"), drops))
     return Funnel(
         name,
         "curate",

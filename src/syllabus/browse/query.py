@@ -226,9 +226,7 @@ def page(
     return Page(rows, next_cursor, scanned, time.perf_counter() - start)
 
 
-def count(
-    collection: Collection, query: RecordQuery, labelled_ids: pa.Array | None = None
-) -> int:
+def count(collection: Collection, query: RecordQuery, labelled_ids: pa.Array | None = None) -> int:
     """How many records match (a full scan of the columns the query reads)."""
     if query == RecordQuery():
         return collection.rows
@@ -265,7 +263,5 @@ def score_histogram(collection: Collection, examples_per_bucket: int = 3) -> His
             room = examples_per_bucket - len(examples[b])
             if room > 0:
                 for number in positions[bucket == b][:room].tolist():
-                    examples[b].append(
-                        {"position": first + number, "score": float(values[number])}
-                    )
+                    examples[b].append({"position": first + number, "score": float(values[number])})
     return Histogram(buckets, {b: e for b, e in examples.items() if e}, unscored)

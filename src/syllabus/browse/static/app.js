@@ -30,6 +30,11 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+function fill(node, ...children) {
+  // replaceChildren, with el()'s rules: arrays flattened, null/false skipped, strings as text.
+  node.replaceChildren(...el("div", {}, children).childNodes);
+}
+
 const $ = (selector) => document.querySelector(selector);
 
 function showError(message) {
@@ -102,7 +107,7 @@ function setCollection(index) {
   $("#collection").value = String(index);
   const kinds = state.info.collections[index] ? state.info.collections[index].kinds : {};
   const select = $("#f-kind");
-  select.replaceChildren(el("option", {value: ""}, "any kind"),
+  fill(select, el("option", {value: ""}, "any kind"),
     ...Object.keys(kinds).sort().map((kind) => el("option", {value: kind}, `${kind} (${kinds[kind]})`)));
   if (state.filters.kind) select.value = state.filters.kind;
 }
@@ -157,7 +162,7 @@ async function search(openPos) {
 
 function renderList(data) {
   const body = $("#list tbody");
-  body.replaceChildren(...state.rows.map((row, index) => el("tr", {
+  fill(body, ...state.rows.map((row, index) => el("tr", {
     "data-index": index, "data-position": row.position, onclick: () => select(index),
   },
   el("td", {}, row.position),
@@ -254,7 +259,7 @@ function renderRecord(record) {
   const shown = new Set(["prompt", "solution", "tests", "contamination", "drop_reason", "dropped_by", "duplicate_of"]);
   const rest = Object.fromEntries(Object.entries(meta).filter(([key]) => !shown.has(key)));
   const detail = $("#detail");
-  detail.replaceChildren(
+  fill(detail,
     el("h2", {}, `#${record.position} · ${record.kind}`),
     el("div", {class: "dim"}, record.id, " · ", record.source),
     el("div", {class: "scores"},
@@ -355,10 +360,10 @@ function renderFunnel() {
   const funnels = state.info.funnels;
   const section = $("#tab-funnel");
   if (!funnels.length) {
-    section.replaceChildren(el("p", {class: "dim"}, "No stats.json here (curate and synth write one)."));
+    fill(section, el("p", {class: "dim"}, "No stats.json here (curate and synth write one)."));
     return;
   }
-  section.replaceChildren(...funnels.map((funnel) => el("div", {},
+  fill(section, ...funnels.map((funnel) => el("div", {},
     el("h2", {}, `${funnel.kind}: ${funnel.name}`),
     el("table", {class: "grid"},
       el("tr", {}, el("th", {}, "step"), el("th", {}, "in"), el("th", {}, "out"), el("th", {}, "dropped, by reason")),
@@ -386,24 +391,28 @@ function renderFunnel() {
 
 // -- scores -----------------------------------------------------------------------------------
 
+function bucketName(bucket) {
+  return bucket === "5" ? "5" : `${bucket}–${Number(bucket) + 1}`;  // a 5 is the top of the scale
+}
+
 async function loadHistogram() {
   const section = $("#tab-scores");
-  section.replaceChildren(el("p", {class: "dim"}, "counting scores…"));
+  fill(section, el("p", {class: "dim"}, "counting scores…"));
   const data = await api(`/api/histogram?c=${state.collection}`);
   const most = Math.max(1, ...Object.values(data.buckets));
   const name = state.info.collections[state.collection].name;
-  section.replaceChildren(
+  fill(section,
     el("h2", {}, `quality_score in ${name}`),
     el("p", {class: "dim"}, `buckets [b, b+1) on 0-5 · ${data.unscored.toLocaleString()} records without a score · click a bucket to list its records`),
     el("div", {class: "bars"}, Object.entries(data.buckets).map(([bucket, n]) => [
       el("button", {class: "link", type: "button", "data-bucket": bucket,
-        onclick: () => applyFilters({score_min: bucket, score_max: String(Number(bucket) + 1)})}, `${bucket}–${Number(bucket) + 1}`),
+        onclick: () => applyFilters({score_min: bucket, score_max: String(Number(bucket) + 1)})}, bucketName(bucket)),
       el("div", {class: "bar", style: null, "data-width": n / most}),
       el("span", {}, n.toLocaleString()),
     ])),
     el("h3", {}, "examples per bucket"),
     Object.entries(data.examples).map(([bucket, items]) => el("div", {},
-      el("b", {}, `${bucket}–${Number(bucket) + 1}`),
+      el("b", {}, bucketName(bucket)),
       el("div", {class: "examples"}, items.map((item) => el("div", {},
         el("button", {class: "link", type: "button", onclick: () => openById(state.collection, item.id)}, fmt(item.score)),
         " ", item.snippet.replace(/\s+/g, " ")))))),
@@ -416,7 +425,7 @@ async function loadHistogram() {
 
 async function loadAgreement() {
   const data = await api("/api/agreement");
-  $("#tab-labels").replaceChildren(
+  fill($("#tab-labels"),
     el("h2", {}, `${data.labelled} records labelled`),
     el("p", {class: "dim"}, "labels file: ", el("code", {}, data.labels_path),
       " — train a classifier on it: ", el("code", {}, `syllabus fit ${data.labels_path} -o models/edu`)),
@@ -435,14 +444,14 @@ async function loadSamples(offset) {
   const section = $("#tab-samples");
   const sets = state.info.samples;
   if (!sets.length) {
-    section.replaceChildren(el("p", {class: "dim"}, "No portfolio samples here (samples/<task>/<candidate>.jsonl)."));
+    fill(section, el("p", {class: "dim"}, "No portfolio samples here (samples/<task>/<candidate>.jsonl)."));
     return;
   }
   const data = await api(`/api/samples?s=${state.sampleSet}&offset=${offset}&limit=20`);
   const picker = el("select", {onchange: (event) => { state.sampleSet = Number(event.target.value); loadSamples(0); }},
     sets.map((set) => el("option", {value: set.index}, set.name)));
   picker.value = String(state.sampleSet);
-  section.replaceChildren(
+  fill(section,
     el("div", {}, "task ", picker, ` · items ${offset + 1}-${Math.min(offset + 20, data.total)} of ${data.total} `,
       el("button", {type: "button", disabled: offset === 0, onclick: () => loadSamples(Math.max(0, offset - 20))}, "← prev"), " ",
       el("button", {type: "button", disabled: offset + 20 >= data.total, onclick: () => loadSamples(offset + 20)}, "next →")),
@@ -477,7 +486,7 @@ async function start() {
   state.info = await api("/api/info");
   $("#root").textContent = state.info.root;
   $("#labelled").textContent = `${state.info.labelled} labelled`;
-  $("#collection").replaceChildren(...state.info.collections.map((c) =>
+  fill($("#collection"), ...state.info.collections.map((c) =>
     el("option", {value: c.index}, `${c.name} · ${c.role} · ${c.rows.toLocaleString()}`)));
   $("#collection").addEventListener("change", (event) => {
     state.filters = {};
