@@ -36,11 +36,52 @@ import pyarrow.parquet as pq
 from syllabus.store.dataset import FORMAT, INDEX, PROVENANCE_TYPE, SCHEMA, VERSION, _file_sha256
 
 SHARD_ROWS = 10_000
-WORDS = (
-    "the a function returns value list loop each index variable python code example we call "
-    "student learn data structure sort array element string number result test case input "
-    "output step first then next because this that when while for if else class object method"
-).split()
+WORDS = [
+    "the",
+    "a",
+    "function",
+    "returns",
+    "value",
+    "list",
+    "loop",
+    "each",
+    "index",
+    "variable",
+    "python",
+    "code",
+    "example",
+    "we",
+    "call",
+    "student",
+    "learn",
+    "data",
+    "structure",
+    "sort",
+    "array",
+    "element",
+    "string",
+    "number",
+    "result",
+    "test",
+    "case",
+    "input",
+    "output",
+    "step",
+    "first",
+    "then",
+    "next",
+    "because",
+    "this",
+    "that",
+    "when",
+    "while",
+    "for",
+    "if",
+    "else",
+    "class",
+    "object",
+    "method",
+]
 KINDS = np.array(["textbook", "exercise", "code"])
 TOPICS = np.array(["loops", "recursion", "sorting", "strings", "graphs", "classes", "files"])
 
@@ -74,9 +115,17 @@ def build(out: Path, records: int, seed: int = 0) -> None:
                 "source": [f"bench/{t}" for t in topics.tolist()],
                 "meta": metas,
                 "provenance": pa.array(
-                    [{"generator": f"synth.{k}", "model": "bench", "template": "",
-                      "template_hash": "", "seed": i, "created_at": 0.0}
-                     for i, k in enumerate(kinds.tolist())],  # fmt: skip
+                    [
+                        {
+                            "generator": f"synth.{k}",
+                            "model": "bench",
+                            "template": "",
+                            "template_hash": "",
+                            "seed": i,
+                            "created_at": 0.0,
+                        }
+                        for i, k in enumerate(kinds.tolist())
+                    ],  # fmt: skip
                     PROVENANCE_TYPE,
                 ),
             },
@@ -136,8 +185,17 @@ def main() -> None:
     started = time.perf_counter()
     labels = args.dir / "labels.jsonl"
     server = subprocess.Popen(
-        [sys.executable, "-m", "syllabus.cli", "browse", str(out), "--port", str(port),
-         "--labels", str(labels)],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "syllabus.cli",
+            "browse",
+            str(out),
+            "--port",
+            str(port),
+            "--labels",
+            str(labels),
+        ],  # fmt: skip
         env=env,
         stderr=subprocess.DEVNULL,
     )

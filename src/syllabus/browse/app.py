@@ -344,6 +344,11 @@ def serve(
 
     target = open_target(path, labels)
     sock = _bind(host, port)
+    # pyarrow imports pandas the first time it converts a Python value (a filter's operand):
+    # pay that here, at start, rather than on the first search a person makes.
+    pa.scalar("")
+    if target.collections:
+        page(target.collections[0], RecordQuery(), 0, 1)
     port = sock.getsockname()[1]
     names = {host, "localhost", "127.0.0.1"} if host in {"127.0.0.1", "localhost"} else {host}
     allowed = {f"{name}:{port}" for name in names} | {f"[{host}]:{port}"}

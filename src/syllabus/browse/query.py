@@ -11,10 +11,13 @@ next page carries on where this one stopped. Counting all matches is a separate 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -28,6 +31,9 @@ SCORE_FIELD = "quality_score"
 """The meta field curation's quality step writes (curate/quality.py, QualityFilter)."""
 
 SNIPPET_CHARS = 240
+
+SMALL_COLUMNS = ("id", "kind", "source", "meta", "generator")
+"""Read for every unit a page looks at; `text` only when the query searches it."""
 
 
 @dataclass(frozen=True)
@@ -48,9 +54,6 @@ class RecordQuery:
     record_id: str = ""
     labelled: str = ""
     """"yes" or "no": whether the person labelled the record."""
-
-    def columns(self) -> tuple[str, ...]:
-        return ("id", "text", "kind", "source", "meta", "generator")
 
 
 @dataclass
@@ -155,17 +158,42 @@ def _matches(
     return table, numbers
 
 
+READ_AHEAD = 2
+"""Units read in background threads while the current one is filtered: Parquet decoding and
+Arrow kernels release the GIL, so reading overlaps searching."""
+
+
 def _scan(
-    collection: Collection, query: RecordQuery, cursor: int, columns: tuple[str, ...]
-) -> Iterator[tuple[int, pa.Table]]:
-    """(position of the slice's first row, slice) for every unit from `cursor` on."""
+    collection: Collection, cursor: int, columns: tuple[str, ...]
+) -> Iterator[tuple[int, int, pa.Table]]:
+    """(unit index, position of the slice's first row, slice) for every unit from `cursor` on."""
     if cursor >= collection.rows:
         return
-    for index in range(collection.unit_at(cursor), len(collection.units)):
-        unit = collection.units[index]
-        table = read_unit(unit, columns)
-        skip = max(0, cursor - unit.first_row)
-        yield unit.first_row + skip, table.slice(skip)
+    queue = iter(range(collection.unit_at(cursor), len(collection.units)))
+    pool = ThreadPoolExecutor(READ_AHEAD)
+    pending: deque = deque()
+
+    def submit(count: int) -> None:
+        for index in itertools.islice(queue, count):
+            pending.append((index, pool.submit(read_unit, collection.units[index], columns)))
+
+    try:
+        submit(READ_AHEAD)
+        while pending:
+            index, future = pending.popleft()
+            submit(1)
+            unit = collection.units[index]
+            skip = max(0, cursor - unit.first_row)
+            yield index, unit.first_row + skip, future.result().slice(skip)
+    finally:
+        # A page that filled up stops here: do not wait for units it will not look at.
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _indices(values: np.ndarray) -> pa.Array:
+    """An int64 Arrow array over the numpy buffer, without pa.array()'s Python conversion."""
+    values = np.ascontiguousarray(values, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(values)])
 
 
 def _snippet(text: str, needle: str) -> str:
@@ -211,12 +239,20 @@ def page(
     rows: list[RecordRow] = []
     scanned = 0
     next_cursor: int | None = None
-    for first, table in _scan(collection, query, cursor, query.columns()):
+    # The text is the big column: read for every unit only when searched, else only for the
+    # units that hold rows of this page.
+    columns = SMALL_COLUMNS + (("text",) if query.text else ())
+    for index, first, table in _scan(collection, cursor, columns):
         scanned += table.num_rows
         matched, numbers = _matches(table, query, labelled_ids)
         room = limit - len(rows)
         if matched.num_rows > room:
             matched, numbers = matched.slice(0, room), numbers[:room]
+        if matched.num_rows and "text" not in matched.column_names:
+            texts = read_unit(collection.units[index], ("text",)).column("text")
+            offset = first - collection.units[index].first_row
+            wanted = _indices(numbers + offset)
+            matched = matched.append_column("text", texts.take(wanted))
         for number, values in zip(numbers.tolist(), matched.to_pylist(), strict=True):
             rows.append(_row(first + number, values, query.text))
         if len(rows) >= limit:
@@ -230,9 +266,9 @@ def count(collection: Collection, query: RecordQuery, labelled_ids: pa.Array | N
     """How many records match (a full scan of the columns the query reads)."""
     if query == RecordQuery():
         return collection.rows
-    columns = ("id", "kind", "source", "meta", "generator") + (("text",) if query.text else ())
+    columns = SMALL_COLUMNS + (("text",) if query.text else ())
     total = 0
-    for _, table in _scan(collection, query, 0, columns):
+    for _, _, table in _scan(collection, 0, columns):
         total += _matches(table, query, labelled_ids)[0].num_rows
     return total
 
@@ -250,7 +286,7 @@ def score_histogram(collection: Collection, examples_per_bucket: int = 3) -> His
     buckets = {bucket: 0 for bucket in range(6)}
     examples: dict[int, list[dict[str, Any]]] = {bucket: [] for bucket in range(6)}
     unscored = 0
-    for first, table in _scan(collection, RecordQuery(), 0, ("id", "meta")):
+    for _, first, table in _scan(collection, 0, ("id", "meta")):
         score = meta_number(table["meta"], SCORE_FIELD)
         values = score.to_numpy(zero_copy_only=False)
         present = ~np.isnan(values)

@@ -299,7 +299,7 @@ def _read_row_group(unit: Unit, columns: tuple[str, ...]) -> pa.Table:
         names = parquet.schema_arrow.names
         wanted = [c for c in columns if c in names and c != "generator"]
         if "generator" in columns and "provenance" in names:
-            wanted.append("provenance")
+            wanted.append("provenance.generator")  # the one field, not the whole struct
         extra = [n for n in names if n not in COLUMNS and n != "provenance"]
         if "meta" in columns and extra:
             wanted += extra  # a foreign table's other columns are its meta
