@@ -1157,7 +1157,9 @@ def browse(
     host: Annotated[str, typer.Option(help="Address to bind (keep it local).")] = "127.0.0.1",
     labels: Annotated[
         Path | None,
-        typer.Option(help="Labels JSONL (default: browse-labels.jsonl beside the data)."),
+        typer.Option(
+            "--labels", "--out", "-o", help="Labels JSONL (default: PATH.labels.jsonl beside PATH)."
+        ),
     ] = None,
 ) -> None:
     """Read records, scores, drop reasons and a run's funnel in a local web page, and label
@@ -1165,7 +1167,7 @@ def browse(
 
     Example: [bold]syllabus browse runs/curated[/bold]
     """
-    from syllabus.browse import serve
+    from syllabus.browse.app import serve
 
     def ready(target, url: str) -> None:
         err_console.print(

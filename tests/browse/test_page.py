@@ -86,7 +86,7 @@ def test_read_filter_page_label_and_reload(server, curate_out, browser):
     browser.press("n")
     browser.type_text("clear, but no exercise")
     browser.press("Enter")
-    labels_path = curate_out / "browse-labels.jsonl"
+    labels_path = curate_out.with_name("curated.labels.jsonl")
     browser.wait_for("document.activeElement.id !== 'note'")
     browser.wait_for("document.querySelector('#note-state').textContent === 'note saved'")
     browser.wait_for(
@@ -141,7 +141,7 @@ def test_label_with_the_keyboard_then_fit_on_the_labels(server, curate_out, brow
     assert classifier_pairs == "24"
     assert browser.errors() == []
 
-    labels = curate_out / "browse-labels.jsonl"
+    labels = curate_out.with_name("curated.labels.jsonl")
     model = tmp_path / "edu"
     done = subprocess.run(
         [sys.executable, "-m", "syllabus.cli", "fit", str(labels), "-o", str(model)],

@@ -98,7 +98,7 @@ def test_api_record_label_resume_and_agreement(client, curate_out):
         response = client.post("/api/label", json={"collection": 0, "position": position,
                                                    "score": score, "note": f"n{position}"})  # fmt: skip
         assert response.status_code == 200, response.text
-    rows = read_rows(curate_out / "browse-labels.jsonl")
+    rows = read_rows(curate_out.with_name("curated.labels.jsonl"))
     assert len(rows) == 4  # every press appended
     latest = latest_per_record(rows)
     assert [(r["id"], r["score"]) for r in latest] == [
@@ -237,7 +237,7 @@ def test_safety(client, curate_out):
         client.post("/api/label", json={"collection": 0, "position": 0, "score": 9}).status_code
         == 500
     )
-    assert not (curate_out / "browse-labels.jsonl").exists()  # nothing written by those
+    assert not (curate_out.with_name("curated.labels.jsonl")).exists()  # nothing written by those
     # The record text is data: the API returns it as JSON, never as HTML.
     record = client.get("/api/record", params={"c": 0, "pos": 3})
     assert record.headers["content-type"] == "application/json"
@@ -312,7 +312,7 @@ def test_runs_as_an_unprivileged_user():
             server.close()
         assert read_rows(labels_dir / "mine.jsonl")[0]["score"] == 3
         assert (labels_dir / "mine.jsonl").stat().st_uid == 65534
-        assert not (top / "curated" / "browse-labels.jsonl").exists()
+        assert not (top / "curated.labels.jsonl").exists()
     finally:
         shutil.rmtree(top, ignore_errors=True)
 
@@ -322,3 +322,13 @@ def test_latest_per_record_keeps_a_judge_file_as_it_is():
     assert latest_per_record(rows) == [rows[0], rows[1], rows[2]]
     with pytest.raises(UserError):
         open_target("/nonexistent/browse/path")
+
+
+def test_an_index_cannot_point_outside_its_dataset(curate_out, tmp_path):
+    index = json.loads((curate_out / "index.json").read_text())
+    outside = tmp_path / "elsewhere.parquet"
+    outside.write_bytes((curate_out / index["shards"][0]["file"]).read_bytes())
+    index["shards"][0]["file"] = "../elsewhere.parquet"
+    (curate_out / "index.json").write_text(json.dumps(index))
+    with pytest.raises(UserError, match="outside the dataset"):
+        open_target(curate_out)

@@ -27,8 +27,9 @@ from syllabus.store.dataset import INDEX, open_dataset
 JSONL_CHUNK = 1024
 """Lines per JSONL unit: the unit a cursor can resume from without re-reading the file."""
 
-LABELS_NAME = "browse-labels.jsonl"
-"""The labels file written beside an opened directory (or `FILE.labels.jsonl` beside a file)."""
+LABELS_SUFFIX = ".labels.jsonl"
+"""The labels file is PATH.labels.jsonl beside the opened PATH (a dataset, a run, a file): not
+inside it, so a stage that rewrites its directory (a --fresh run, a redone stage) keeps them."""
 
 MAX_DEPTH = 6
 """How deep a run directory is walked: a run's datasets sit at most a few levels down."""
@@ -135,9 +136,9 @@ def open_target(path: Path | str, labels: Path | str | None = None) -> Target:
                 "or a .parquet/.jsonl file"
             )
         root = path.parent
-        found = Target(root, [collection], [], [], [], path.with_name(path.name + ".labels.jsonl"))
+        found = Target(root, [collection], [], [], [], path.with_name(path.name + LABELS_SUFFIX))
     else:
-        found = Target(path, [], [], [], [], path / LABELS_NAME)
+        found = Target(path, [], [], [], [], path.with_name(path.name + LABELS_SUFFIX))
         _walk(path, path, 0, found)
         if not found.collections and not found.samples:
             raise UserError(
@@ -191,7 +192,7 @@ def _walk(directory: Path, root: Path, depth: int, found: Target) -> None:
         if child.is_dir():
             if child.name not in SKIP_DIRS:
                 _walk(child, root, depth + 1, found)
-        elif child.suffix == ".jsonl" and child.name != LABELS_NAME:
+        elif child.suffix == ".jsonl" and not child.name.endswith(LABELS_SUFFIX):
             if _is_judge_labels(child):
                 found.judge_labels.append(child)
             elif _looks_like_records(child):
@@ -233,7 +234,10 @@ def _file_collection(path: Path, root: Path, name: str) -> Collection | None:
 
 def _dataset_collection(directory: Path, root: Path) -> Collection:
     dataset = open_dataset(directory)
-    files = [Path(f) for f in dataset.files]
+    files = [Path(f).resolve() for f in dataset.files]
+    outside = [f for f in files if not f.is_relative_to(directory.resolve())]
+    if outside:
+        raise UserError(f"{directory / INDEX}: lists a shard outside the dataset ({outside[0]})")
     units = _row_group_units(files)
     role = "rejected" if directory.name == "rejected" else "dataset"
     return Collection(_relative(directory, root), role, units, dict(dataset.kinds()))
