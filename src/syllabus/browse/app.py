@@ -88,13 +88,10 @@ class Session:
             raise HTTPException(404, f"no collection {index}") from None
 
     def labelled_ids(self) -> pa.Array:
-        version = (
-            len(self.labels.latest),
-            sum(row.get("score") is not None for row in self.labels.latest.values()),
-        )
-        key = hash(version)
-        if self._labelled is None or self._labelled[0] != key:
-            self._labelled = (key, pa.array(self.labels.labelled_ids(), pa.string()))
+        """The labelled ids as an Arrow array for the `labelled` filter, rebuilt after a label."""
+        if self._labelled is None or self._labelled[0] != self.labels.version:
+            ids = pa.array(self.labels.labelled_ids(), pa.string())
+            self._labelled = (self.labels.version, ids)
         return self._labelled[1]
 
     def histogram(self, index: int) -> Histogram:

@@ -44,6 +44,8 @@ class LabelStore:
         self.path = path
         self._lock = threading.Lock()
         self._appender: RowAppender | None = None
+        self.version = 0
+        """Counts the labels written this session (caches keyed on it see a new label)."""
         if path.is_dir():
             raise UserError(f"{path}: is a directory; --labels takes a JSONL file's path")
         self.latest: dict[str, dict[str, Any]] = {
@@ -92,6 +94,7 @@ class LabelStore:
                     ) from None
             self._appender.write(row)
             self.latest[row["id"]] = row
+            self.version += 1
         return row
 
     def close(self) -> None:
