@@ -1117,6 +1117,38 @@ def sandbox_check(
         raise typer.Exit(1)
 
 
+@app.command()
+def browse(
+    path: Annotated[
+        Path, typer.Argument(help="A dataset, a run directory, or a .parquet/.jsonl file.")
+    ],
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8765,
+    host: Annotated[str, typer.Option(help="Address to bind (keep it local).")] = "127.0.0.1",
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels", "--out", "-o", help="Labels JSONL (default: PATH.labels.jsonl beside PATH)."
+        ),
+    ] = None,
+) -> None:
+    """Read records, scores, drop reasons and a run's funnel in a local web page, and label
+    educational value 0-5 with the keyboard; `syllabus fit LABELS -o DIR` trains on the labels.
+
+    Example: [bold]syllabus browse runs/curated[/bold]
+    """
+    from syllabus.browse.app import serve
+
+    def ready(target, url: str) -> None:
+        err_console.print(
+            f"browsing {target.root} ({len(target.collections)} collections) on {url}; "
+            f"labels -> {target.labels_path}; Ctrl-C to stop",
+            markup=False,
+            highlight=False,
+        )
+
+    serve(path, host=host, port=port, labels=labels, on_ready=ready)
+
+
 # Help texts quote recipe tables ("[presets.NAME]", "[[arms]]"), which rich would take as markup
 # tags and drop. Only these style tags are markup; every other bracket is shown as written.
 _STYLE_TAG = re.compile(r"\[/?(?:bold|dim|italic)\]")
