@@ -193,7 +193,7 @@ def main() -> None:
             str(out),
             "--port",
             str(port),
-            "--labels",
+            "-o",
             str(labels),
         ],  # fmt: skip
         env=env,

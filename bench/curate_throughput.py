@@ -52,9 +52,9 @@ def timed(fn, *args, **kwargs):
 
 
 def step_rates(texts: list[str], files: list[Path]) -> dict[str, dict]:
+    from syllabus.common.neardup import exact_key, shingle_batch, signatures
     from syllabus.curate.config import DecontamConfig, FiltersConfig
     from syllabus.curate.decontam import build_index
-    from syllabus.curate.dedup import exact_key, shingle_batch, signatures
     from syllabus.curate.filters import HeuristicFilter
     from syllabus.curate.quality import fit
     from syllabus.types import Record
@@ -108,7 +108,7 @@ def step_rates(texts: list[str], files: list[Path]) -> dict[str, dict]:
 
 
 def syllabus_near_dedup(files: list[Path], processes: int):
-    from syllabus.curate.dedup import find_near_duplicates
+    from syllabus.common.neardup import find_near_duplicates
 
     start = time.perf_counter()
     if processes > 1:
@@ -176,7 +176,7 @@ def exact_pairs(texts: list[str]) -> set[tuple[int, int]]:
     """Every pair with exact Jaccard >= threshold, from a doc x shingle sparse matrix product."""
     from scipy import sparse
 
-    from syllabus.curate.dedup import shingle_batch
+    from syllabus.common.neardup import shingle_batch
 
     flat, offsets = shingle_batch(texts, SHINGLE)
     rows = np.repeat(np.arange(len(texts)), np.diff(offsets))

@@ -17,7 +17,7 @@ from tempfile import TemporaryDirectory
 
 from syllabus.backends import make_backend
 from syllabus.backends.config import EmbeddedConfig
-from syllabus.curate.dedup import NearDuplicateIndex
+from syllabus.common.neardup import NearDuplicateIndex
 from syllabus.store import open_dataset
 from syllabus.synth.config import (
     DedupConfig,

@@ -36,8 +36,8 @@ from syllabus.store import DatasetWriter, open_dataset
 from syllabus.train.config import TrainConfig
 from syllabus.train.model import SIZES
 from syllabus.train.pack import PackSource, load_tokens, pack
-from syllabus.train.tokenizer import train_tokenizer
 from syllabus.train.pretrain import train
+from syllabus.train.tokenizer import train_tokenizer
 from syllabus.types import Record
 
 SEQ, BATCH, VOCAB = 256, 16, 4096

@@ -27,7 +27,8 @@ FLAGS: dict[str, list[str]] = {
         "--api-key-env", "--api-model", "--complete", "--max-tokens", "--seed", "--temperature",
         "-m/--model", "PROMPT",
     ],
-    "curate": ["--ray", "--tasks", "-o/--out", "RECIPE"],
+    "browse": ["--host", "--port", "-o/--out", "PATH"],
+    "curate": ["--keep-rejected", "--ray", "--tasks", "-o/--out", "RECIPE"],
     "data": [],
     "data export": ["-o/--out", "DATASET"],
     "data import": ["--append", "--kind", "--skip-bad", "-o/--out", "FILES..."],
@@ -78,6 +79,7 @@ FLAGS: dict[str, list[str]] = {
 WRITES_OUTPUT = {
     "run", "synth", "data import", "data export", "tokenizer train", "pack", "train", "export",
     "finetune", "eval", "portfolio", "curate", "dedup", "decontam", "score", "annotate", "fit",
+    "browse",
 }  # fmt: skip
 # Verbs that show a progress display: each takes -q/--quiet.
 SHOWS_PROGRESS = {"run", "synth", "train", "finetune", "eval", "portfolio"}

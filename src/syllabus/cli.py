@@ -260,7 +260,7 @@ def ask(
 
     Example: [bold]syllabus ask "Explain Python lists in two sentences."[/bold]
     """
-    from syllabus.eval.models import backend_for
+    from syllabus.backends.specs import backend_for
 
     # No response cache: asking again should ask again.
     with backend_for(model, api_model=api_model, api_key_env=api_key_env, cache=False) as backend:
@@ -448,9 +448,7 @@ def train(
     from syllabus.train.launch import config_from_recipe
     from syllabus.train.pretrain import train as train_model
 
-    config = config_from_recipe(
-        recipe, data=data, out=out, max_steps=max_steps, preset=preset
-    )
+    config = config_from_recipe(recipe, data=data, out=out, max_steps=max_steps, preset=preset)
     result = train_model(config, show_progress=not quiet)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks for all
         console.print(result.summary())
@@ -649,8 +647,8 @@ def eval_model(
         raise UserError(
             "syllabus eval needs --model, at least one --task and --out (see syllabus eval --help)"
         )
+    from syllabus.backends.specs import backend_for
     from syllabus.eval.humaneval import ExecutionSettings
-    from syllabus.eval.models import backend_for
     from syllabus.eval.run import EvalSettings, evaluate, parse_task
 
     for spec in task:
@@ -1127,7 +1125,9 @@ def browse(
     labels: Annotated[
         Path | None,
         typer.Option(
-            "--labels", "--out", "-o", help="Labels JSONL (default: PATH.labels.jsonl beside PATH)."
+            "--out",
+            "-o",
+            help="Where your labels go, a JSONL file (default: PATH.labels.jsonl beside PATH).",
         ),
     ] = None,
 ) -> None:

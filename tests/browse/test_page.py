@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from syllabus.browse.labels import latest_per_record
+from syllabus.curate.labels import latest_per_record
 from syllabus.store import read_rows
 from tests.browse.cdp import CHROMIUM, Browser
 from tests.browse.conftest import BENCHMARK_SPAN, HOSTILE, env_for_worktree

@@ -19,9 +19,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from syllabus.browse.app import create_app
-from syllabus.browse.labels import agreement, latest_per_record
+from syllabus.browse.labels import agreement
 from syllabus.browse.query import RecordQuery, count, page
 from syllabus.browse.source import open_target
+from syllabus.curate.labels import latest_per_record
 from syllabus.errors import UserError
 from syllabus.store import DatasetWriter, open_dataset, read_rows
 from syllabus.types import Record
@@ -297,7 +298,7 @@ def test_runs_as_an_unprivileged_user():
         labels_dir = top / "labels"
         labels_dir.mkdir()
         os.chown(labels_dir, 65534, 65534)
-        server = Server(top / "curated", "--labels", str(labels_dir / "mine.jsonl"),
+        server = Server(top / "curated", "-o", str(labels_dir / "mine.jsonl"),
                         prefix=("setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"))  # fmt: skip
         try:
             base = server.url

@@ -7,8 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from syllabus.curate.config import CurateConfig, DecontamConfig, FiltersConfig
-from syllabus.curate.dedup import (
+from syllabus.common.neardup import (
     NearDuplicateIndex,
     bands_rows,
     detection_probability,
@@ -17,6 +16,7 @@ from syllabus.curate.dedup import (
     shingle_batch,
     shingles,
 )
+from syllabus.curate.config import CurateConfig, DecontamConfig, FiltersConfig
 from syllabus.curate.pipeline import curate
 from syllabus.store import open_dataset
 from tests.curate.conftest import light_edit, stdlib_files, true_jaccard, word_ngrams

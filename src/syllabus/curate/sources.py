@@ -27,7 +27,7 @@ from syllabus.errors import UserError
 from syllabus.fingerprint import files_digest, path_digest
 from syllabus.stats import StepStats
 from syllabus.store.dataset import open_dataset
-from syllabus.store.jsonl import BadLine, _parse_line
+from syllabus.store.jsonl import BadLine, parse_record_line
 from syllabus.types import Record
 
 SEQ_STRIDE = 1 << 40
@@ -232,7 +232,7 @@ def iter_source(
                 if index % world_size != rank:
                     continue
                 try:
-                    record = _parse_line(
+                    record = parse_record_line(
                         raw.rstrip(b"\r\n"),
                         f"{path}:{line_number}",
                         source.kind or "text",

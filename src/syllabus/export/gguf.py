@@ -20,8 +20,8 @@ import gguf
 import numpy as np
 
 from syllabus.errors import UserError
-from syllabus.train.tokenizer import EOT, MAX_TOKEN_BYTES, PAD
 from syllabus.train.checkpoint import load_model
+from syllabus.train.tokenizer import EOT, MAX_TOKEN_BYTES, PAD
 
 QUANTS = ("f32", "f16", "q8_0")
 

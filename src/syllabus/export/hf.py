@@ -17,9 +17,9 @@ from safetensors.torch import load_file
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from syllabus.errors import UserError
+from syllabus.train.checkpoint import load_model
 from syllabus.train.model import Llama, ModelConfig
 from syllabus.train.tokenizer import EOT, PAD
-from syllabus.train.checkpoint import load_model
 
 HF_PREFIX = "model."
 """HF's `LlamaForCausalLM` nests every weight but the output layer under `model.`."""

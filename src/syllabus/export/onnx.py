@@ -11,6 +11,7 @@ import torch
 
 from syllabus.errors import UserError
 from syllabus.export.hf import hf_config, hf_tokenizer
+from syllabus.extras import MissingExtra, missing_extra
 from syllabus.train.checkpoint import load_model
 
 
@@ -48,10 +49,11 @@ def export_onnx(checkpoint: Path, out: Path) -> Path:
             dynamo=True,
             optimize=True,
         )
-    except ImportError as exc:
-        raise UserError(
-            f"ONNX export needs the onnx and onnxscript packages ({exc}); pip install onnx onnxscript"
-        ) from None
+    except ModuleNotFoundError as exc:
+        missing = missing_extra(exc)
+        if missing is None:
+            raise
+        raise MissingExtra(f"ONNX export: {missing}") from None
     program.save(str(out / "model.onnx"))
     tokenizer = hf_tokenizer(checkpoint, model)
     tokenizer.save_pretrained(out)

@@ -2,7 +2,7 @@
 shared trainer -> merged weights -> exported GGUF -> base and fine-tuned evaluated side by side
 on the files that would be served -> report.
 
-Stages live in OUT/<stage> with the key of their config and inputs (pipeline/stages.py): a
+Stages live in OUT/<stage> with the key of their config and inputs (store/stages.py): a
 re-run skips what is done, resumes what was killed (training resumes exactly, evaluation from
 its samples), and redoes a stage whose inputs changed. Training itself refuses to resume with
 settings other than the checkpoint's (the trainer's own check), naming what changed.
@@ -20,10 +20,9 @@ from pathlib import Path
 
 import torch
 
-from syllabus.backends.models import PACKAGED_MODELS, resolve_model
+from syllabus.backends.specs import backend_for, parse_model_spec
 from syllabus.errors import UserError
 from syllabus.eval.humaneval import ExecutionSettings
-from syllabus.eval.models import backend_for
 from syllabus.eval.run import EvalSettings, evaluate
 from syllabus.export.onnx import export_onnx
 from syllabus.finetune.base import load_hf, prepare_base, read_base
@@ -37,12 +36,12 @@ from syllabus.finetune.export import (
 )
 from syllabus.finetune.render import Row, audit, build_rows, render, trainable
 from syllabus.finetune.task import FinetuneTask, load_trainable, qlora_available
-from syllabus.fingerprint import file_digest, path_digest
-from syllabus.pipeline.stages import StageLog, run_stage, stage_key
+from syllabus.fingerprint import path_digest
 from syllabus.report import Evaluation, ReportData, compute_results, write_report
 from syllabus.report.data import Arm, FunnelStep, ModelInfo, TaskSpec
 from syllabus.report.sources import loss_curve, per_problem_scores
 from syllabus.store.manifest import RunDir
+from syllabus.store.stages import StageLog, run_stage, stage_key
 from syllabus.train import parallel
 from syllabus.train.config import LoopConfig
 from syllabus.train.loop import run as train_loop
@@ -76,13 +75,6 @@ def _eval_files(config: FinetuneConfig) -> list[Path]:
     if not config.eval.enabled:
         return []
     return [Path(spec.partition("=")[2]) for spec in config.eval.tasks if "=" in spec]
-
-
-def _source_key(spec: str) -> str:
-    if spec in PACKAGED_MODELS or spec.endswith(".gguf"):
-        return file_digest(resolve_model(spec)[0])
-    path = Path(spec)
-    return path_digest(path) if path.exists() else spec
 
 
 # -- data --------------------------------------------------------------------------------------
@@ -294,7 +286,7 @@ def finetune_recipe(
         base_key = stage_key(
             "base",
             config.base,
-            _source_key(config.base),
+            parse_model_spec(config.base, what="finetune.base", endpoints=False).contents(),
             path_digest(template) if template else None,
         )
         run_stage(

@@ -22,9 +22,9 @@ from syllabus.pipeline.config import ArmConfig
 from syllabus.pipeline.context import RunContext
 from syllabus.pipeline.data_stages import excluded_ids
 from syllabus.pipeline.report_data import build_report_data
-from syllabus.pipeline.stages import stage_key
 from syllabus.pipeline.torchrun import train_under_torchrun
 from syllabus.report import compute_results, write_report
+from syllabus.store.stages import stage_key
 from syllabus.train.config import TrainConfig
 from syllabus.train.pack import PackSource, pack
 

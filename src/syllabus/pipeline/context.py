@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from syllabus.fingerprint import START_FRESH
-from syllabus.pipeline.stages import StageLog, run_stage
 from syllabus.recipe import Recipe
 from syllabus.report import Evaluation, ReportData
+from syllabus.store.stages import StageLog, run_stage
 
 
 @dataclass

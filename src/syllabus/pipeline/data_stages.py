@@ -20,8 +20,8 @@ import random
 from pathlib import Path
 
 from syllabus.backends.models import resolve_model
+from syllabus.common.neardup import exact_key
 from syllabus.curate.config import ExecutorConfig
-from syllabus.curate.dedup import exact_key
 from syllabus.curate.pipeline import curate, single_step
 from syllabus.curate.places import expand_place
 from syllabus.curate.quality import (
@@ -37,10 +37,10 @@ from syllabus.fingerprint import files_digest, path_digest
 from syllabus.pipeline.checks import used_datasets
 from syllabus.pipeline.config import SYNTH_KINDS, dataset_shares, decontam_config
 from syllabus.pipeline.context import RunContext
-from syllabus.pipeline.stages import stage_key
 from syllabus.recipe import Recipe
 from syllabus.store import DatasetWriter, open_dataset
 from syllabus.store.dataset import estimate_tokens
+from syllabus.store.stages import stage_key
 from syllabus.synth import synth_recipe
 from syllabus.train.tokenizer import train_tokenizer
 from syllabus.types import Record

@@ -50,11 +50,11 @@ from syllabus.pipeline.data_stages import (
     tokenizer_stage,
     validation_stage,
 )
-from syllabus.pipeline.stages import StageLog
 from syllabus.progress import progress_bar
 from syllabus.recipe import Recipe
 from syllabus.report import Evaluation, ReportData
 from syllabus.store.manifest import RunDir
+from syllabus.store.stages import StageLog
 
 
 @dataclass

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from syllabus.eval.humaneval import pass_at_k
+from syllabus.common.estimators import pass_at_k
 from syllabus.report.data import CurvePoint
 from syllabus.store import read_rows
 

@@ -87,10 +87,6 @@ def parse_record_line(raw: bytes, where: str, default_kind: str, default_source:
         raise BadLine(f"{where}: {key}: {first['msg']}", "bad field") from None
 
 
-# TEMPORARY: curate/sources.py's import, until it takes the public name.
-_parse_line = parse_record_line
-
-
 def read_jsonl(
     path: Path | str,
     *,

@@ -478,7 +478,7 @@ def _finalize(
 def _drop_near_duplicates(records: list[Record], config: SynthConfig):
     if not config.dedup.enabled:
         return records, []
-    from syllabus.curate.dedup import NearDuplicateIndex
+    from syllabus.common.neardup import NearDuplicateIndex
 
     index = NearDuplicateIndex(
         threshold=config.dedup.threshold,
