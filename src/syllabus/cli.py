@@ -107,6 +107,7 @@ def run(
     """
     from syllabus.pipeline import run_recipe
     from syllabus.recipe import load_recipe
+    from syllabus.report.console import interval_tables
 
     loaded = load_recipe(recipe, preset=preset)
     result = run_recipe(
@@ -120,23 +121,9 @@ def run(
     for name in result.log.skipped:
         table.add_row(name, "cached", "-")
     console.print(table)
-    # The evaluation tables are the report's (syllabus.report.compute_results).
-    tasks = (result.results.get("tasks") if result.results else None) or []
-    for task in tasks:
-        results = Table(title=task.get("label") or task["task"])
-        for column in ("arm", "mean", "vs baseline [95% CI]"):
-            results.add_column(column)
-        for row in task["rows"]:
-            mean = "-" if row["mean"] is None else f"{row['mean']:.4f}"
-            diff = (
-                "baseline"
-                if row.get("is_baseline")
-                else "-"
-                if row.get("diff") is None
-                else f"{row['diff']:+.4f} [{row['lo']:+.4f}, {row['hi']:+.4f}]"
-            )
-            results.add_row(row["arm"] + (" *" if row.get("best") else ""), mean, diff)
-        console.print(results)
+    if result.results is not None:  # the report's own tables (syllabus.report.compute_results)
+        for interval_table in interval_tables(result.results):
+            console.print(interval_table)
     if result.summary:
         console.print(f"[bold]{result.summary}[/bold]")
     if result.report:
