@@ -28,7 +28,7 @@ FLAGS: dict[str, list[str]] = {
         "-m/--model", "PROMPT",
     ],
     "browse": ["--host", "--port", "-o/--out", "PATH"],
-    "curate": ["--keep-rejected", "--ray", "--tasks", "-o/--out", "RECIPE"],
+    "curate": ["--keep-rejected", "--preset", "--ray", "--tasks", "-o/--out", "RECIPE"],
     "data": [],
     "data export": ["-o/--out", "DATASET"],
     "data import": ["--append", "--kind", "--skip-bad", "-o/--out", "FILES..."],
@@ -48,7 +48,7 @@ FLAGS: dict[str, list[str]] = {
     ],
     "eval compare": ["OUTPUTS..."],
     "export": ["--quant", "-f/--format", "-o/--out", "CHECKPOINT"],
-    "finetune": ["--merge/--no-merge", "--preset", "-o/--out", "-q/--quiet", "RECIPE"],
+    "finetune": ["--fresh", "--merge/--no-merge", "--preset", "-o/--out", "-q/--quiet", "RECIPE"],
     "fit": [
         "--features", "--negative", "--per-class", "--positive", "--reference", "--threshold",
         "--use-expected/--no-use-expected", "-o/--out", "LABELS",
@@ -62,16 +62,16 @@ FLAGS: dict[str, list[str]] = {
         "--budget", "--max-repeats", "--seed", "--tokenizer", "--val-fraction", "-o/--out",
         "DATASETS...",
     ],
-    "portfolio": ["-o/--out", "-q/--quiet", "CONFIG"],
+    "portfolio": ["--fresh", "-o/--out", "-q/--quiet", "CONFIG"],
     "route": ["--from", "--port", "CONFIG"],
-    "run": ["--preset", "--until", "-o/--out", "-q/--quiet", "RECIPE"],
+    "run": ["--fresh", "--preset", "--until", "-o/--out", "-q/--quiet", "RECIPE"],
     "sandbox": [],
     "sandbox check": ["--isolation"],
     "score": ["--classifier", "--ray", "--tasks", "--threshold", "-o/--out", "INPUTS..."],
     "synth": ["--fresh", "--preset", "-o/--out", "-q/--quiet", "RECIPE"],
     "tokenizer": [],
     "tokenizer train": ["--special", "--vocab-size", "-o/--out", "DATASETS..."],
-    "train": ["--data", "--max-steps", "--preset", "-o/--out", "-q/--quiet", "RECIPE"],
+    "train": ["--data", "--fresh", "--max-steps", "--preset", "-o/--out", "-q/--quiet", "RECIPE"],
 }
 # fmt: on
 
@@ -85,15 +85,7 @@ WRITES_OUTPUT = {
 SHOWS_PROGRESS = {"run", "synth", "train", "finetune", "eval", "portfolio"}
 # Verbs whose work resumes when re-run into the same OUT: each takes --fresh ...
 RESUMES = {"run", "synth", "train", "finetune", "eval", "portfolio", "annotate"}
-# ... once its library call can start afresh. A verb leaves this list when it gets --fresh.
-FRESH_PENDING = {
-    "run": "pipeline.run_recipe has no fresh= yet",
-    "train": "train.trainer.train has no fresh= yet",
-    "finetune": "finetune.run.finetune_recipe has no fresh= yet",
-    "portfolio": "portfolio.run.run_portfolio has no fresh= yet",
-}
-# Verbs that take a recipe (a RECIPE argument) take --preset, once their loader applies presets.
-PRESET_PENDING = {"curate": "curate.config.load_curate_config reads no [presets] yet"}
+# Verbs that take a recipe (a RECIPE argument) take --preset.
 
 
 def _commands(command=None, path=()):
@@ -212,18 +204,10 @@ def test_quiet_fresh_and_preset_where_the_convention_wants_them():
     for verb in SHOWS_PROGRESS:
         assert "-q/--quiet" in flags[verb], verb
     for verb in RESUMES:
-        if verb in FRESH_PENDING:
-            assert "--fresh" not in flags[verb], (
-                f"{verb} has --fresh now: drop it from FRESH_PENDING"
-            )
-        else:
-            assert "--fresh" in flags[verb], verb
+        assert "--fresh" in flags[verb], verb
     for verb in VERBS:
         if "RECIPE" in flags[verb]:
-            if verb in PRESET_PENDING:
-                assert "--preset" not in flags[verb], verb
-            else:
-                assert "--preset" in flags[verb], verb
+            assert "--preset" in flags[verb], verb
 
 
 def test_the_verbs_that_say_they_resume_are_listed():

@@ -8,7 +8,13 @@ import os
 import pytest
 
 from syllabus.errors import UserError
-from syllabus.fingerprint import check_fingerprint, digest, file_digest, path_digest
+from syllabus.fingerprint import (
+    check_fingerprint,
+    digest,
+    discard_results,
+    file_digest,
+    path_digest,
+)
 
 
 def test_digest_ignores_key_order_but_not_values():
@@ -55,3 +61,15 @@ def test_check_fingerprint_records_refuses_and_names_the_change(tmp_path):
 def test_results_without_a_fingerprint_are_refused(tmp_path):
     with pytest.raises(UserError, match="without a fingerprint"):
         check_fingerprint(tmp_path / "fingerprint.json", {}, has_results=True, what="synth")
+
+
+def test_discard_results_removes_the_named_entries_and_nothing_else(tmp_path):
+    (tmp_path / "samples" / "a").mkdir(parents=True)
+    (tmp_path / "samples" / "a" / "x.jsonl").write_text("{}\n")
+    (tmp_path / "report.html").write_text("<html>")
+    (tmp_path / "mine.txt").write_text("keep me")
+    (tmp_path / "link").symlink_to(tmp_path / "mine.txt")
+    removed = discard_results(tmp_path, ["samples", "report.html", "report.md", "link"])
+    assert removed == ["samples", "report.html", "link"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
+    assert (tmp_path / "mine.txt").read_text() == "keep me"  # a link's target is not followed

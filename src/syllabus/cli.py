@@ -59,6 +59,12 @@ MODEL_SPEC_HELP = (
     "`syllabus train` directory, or an OpenAI-compatible base URL (http...)."
 )
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+FreshOption = Annotated[
+    bool,
+    typer.Option(
+        "--fresh", help="Discard what an earlier run of this verb left in OUT and start again."
+    ),
+]
 PresetOption = Annotated[
     str | None,
     typer.Option(help="Apply the recipe's [presets.NAME] overrides, e.g. --preset quick."),
@@ -90,6 +96,7 @@ def run(
             "(running again continues from there).",
         ),
     ] = None,
+    fresh: FreshOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Run the whole recipe as an experiment: synth -> curate -> tokenizer -> pack -> train ->
@@ -111,7 +118,12 @@ def run(
 
     loaded = load_recipe(recipe, preset=preset)
     result = run_recipe(
-        loaded, run_dir=run_dir, recipe_path=recipe, show_progress=not quiet, until=until
+        loaded,
+        run_dir=run_dir,
+        recipe_path=recipe,
+        show_progress=not quiet,
+        until=until,
+        fresh=fresh,
     )
     table = Table(title=f"run {loaded.name}: {result.run_dir}")
     for column in ("stage", "status", "wall time"):
@@ -423,6 +435,7 @@ def train(
     ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Override the step budget.")] = None,
     preset: PresetOption = None,
+    fresh: FreshOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Pretrain a small Llama-architecture model from scratch; re-running resumes exactly.
@@ -436,7 +449,7 @@ def train(
     from syllabus.train.pretrain import train as train_model
 
     config = config_from_recipe(recipe, data=data, out=out, max_steps=max_steps, preset=preset)
-    result = train_model(config, show_progress=not quiet)
+    result = train_model(config, show_progress=not quiet, fresh=fresh)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks for all
         console.print(result.summary())
 
@@ -508,6 +521,7 @@ def finetune(
         ),
     ] = None,
     preset: PresetOption = None,
+    fresh: FreshOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Fine-tune an existing small model on Syllabus data and prove the gain on what is served.
@@ -529,7 +543,7 @@ def finetune(
     loaded = load_recipe(recipe, preset=preset)
     if loaded.finetune is not None and merge is not None:
         loaded.finetune.merge = merge
-    result = finetune_recipe(loaded, out, recipe_path=recipe, show_progress=not quiet)
+    result = finetune_recipe(loaded, out, recipe_path=recipe, show_progress=not quiet, fresh=fresh)
     audit = result.audit
     console.print(
         f"mask audit: {audit['trained_tokens']:,} of {sum(audit['tokens_by_role'].values()):,} tokens "
@@ -700,6 +714,7 @@ def portfolio(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Output directory (re-running resumes).")
     ],
+    fresh: FreshOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Decide per task when a small model is enough: measure every candidate's quality (with
@@ -711,7 +726,7 @@ def portfolio(
     """
     from syllabus.portfolio.run import run_portfolio
 
-    result = run_portfolio(config, out, show_progress=not quiet)
+    result = run_portfolio(config, out, show_progress=not quiet, fresh=fresh)
     for task in result.tasks:
         console.print(task.sentence, markup=False, highlight=False)
     console.print(
@@ -818,6 +833,7 @@ def curate(
         bool,
         typer.Option("--keep-rejected", help="Write dropped records to OUT/rejected, with why."),
     ] = False,
+    preset: PresetOption = None,
 ) -> None:
     """Filter, deduplicate, decontaminate, score and order a corpus, as a recipe's [curate] says.
 
@@ -829,7 +845,7 @@ def curate(
     from syllabus.curate.config import load_curate_config
     from syllabus.curate.pipeline import curate as run_curate
 
-    config = load_curate_config(recipe)
+    config = load_curate_config(recipe, preset=preset)
     if tasks is not None or ray:
         config.executor = _executor(
             tasks or config.executor.workers, ray or config.executor.kind == "ray"

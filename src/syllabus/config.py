@@ -132,3 +132,25 @@ def load_toml(path: Path | str) -> tuple[dict[str, Any], str]:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: invalid TOML: {exc}") from None
+
+
+def merge_tables(base: dict, overrides: dict) -> dict:
+    """`base` with `overrides` applied, table by table (a preset's way of changing a recipe)."""
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_tables(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def apply_preset(data: dict, preset: str | None, path: Path | str) -> dict:
+    """The recipe `data` with its `[presets.PRESET]` overrides applied (as it is, for None)."""
+    if preset is None:
+        return data
+    presets = data.get("presets") or {}
+    if preset not in presets:
+        known = ", ".join(presets) or "none"
+        raise UserError(f"{path}: no preset {preset!r} (presets in this recipe: {known})")
+    return merge_tables(data, presets[preset])

@@ -18,8 +18,10 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +162,24 @@ def differences(old: dict, new: dict, limit: int = 3) -> str:
     ]
     more = f" and {len(changed) - limit} more" if len(changed) > limit else ""
     return "; ".join(shown) + more
+
+
+def discard_results(out: Path | str, names: Iterable[str]) -> list[str]:
+    """What `--fresh` does: remove the entries `names` of `out` (files or directories: the ones
+    the verb writes there) and nothing else, so a user's `-o` pointed at a folder holding other
+    work loses only the verb's own results. Returns the names that were there."""
+    out = Path(out)
+    removed = []
+    for name in names:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        else:
+            continue
+        removed.append(name)
+    return removed
 
 
 def check_fingerprint(

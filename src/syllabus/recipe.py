@@ -14,7 +14,14 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError
 
 from syllabus.backends.config import BackendConfig, EmbeddedConfig
-from syllabus.config import StrictModel, at_least, format_validation_error, load_toml
+from syllabus.config import (
+    StrictModel,
+    apply_preset,
+    at_least,
+    format_validation_error,
+    load_toml,
+    merge_tables,
+)
 from syllabus.curate.config import CurateConfig
 from syllabus.errors import UserError
 from syllabus.finetune.config import FinetuneConfig
@@ -56,25 +63,11 @@ class Recipe(StrictModel):
     presets: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
-def _merge(base: dict, overrides: dict) -> dict:
-    merged = dict(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def load_recipe(path: Path | str, preset: str | None = None) -> Recipe:
     """Load and validate a recipe (with `preset`'s overrides); mistakes name file:line:key."""
     data, text = load_toml(path)
     presets = data.get("presets") or {}
-    if preset is not None:
-        if preset not in presets:
-            known = ", ".join(presets) or "none"
-            raise UserError(f"{path}: no preset {preset!r} (presets in this recipe: {known})")
-        data = _merge(data, presets[preset])
+    data = apply_preset(data, preset, path)
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
@@ -86,7 +79,7 @@ def load_recipe(path: Path | str, preset: str | None = None) -> Recipe:
     if preset is None:
         for name, overrides in presets.items():
             try:
-                Recipe.model_validate(_merge(data, overrides))
+                Recipe.model_validate(merge_tables(data, overrides))
             except ValidationError as exc:
                 raise UserError(
                     f"{path}: preset {name!r}: " + format_validation_error(path, text, exc)

@@ -240,6 +240,19 @@ def test_editing_a_file_a_stage_reads_runs_that_stage_again(fair_run):
         assert stage.strip() in ran and "validation" in ran, (stage, ran)
 
 
+def test_fresh_redoes_every_stage_and_keeps_what_the_run_did_not_write(fair_run):
+    root, _, run = fair_run
+    notes = root / "run" / "my-notes.txt"
+    notes.write_text("mine")
+    assert run(until="validation").log.ran == []
+    again = run(until="validation", fresh=True)
+    assert again.log.skipped == [] and {"synth", "raw", "quality", "validation"} <= set(
+        again.log.ran
+    )
+    assert not (root / "run" / "arms").exists()  # the old arms went with the rest
+    assert notes.read_text() == "mine"
+
+
 def test_a_local_gguf_teachers_weights_are_in_the_synth_stage_key(tmp_path):
     from syllabus.pipeline.context import RunContext
     from syllabus.pipeline.data_stages import synth_contents

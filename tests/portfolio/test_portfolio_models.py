@@ -286,6 +286,14 @@ def test_rerun_resumes_and_a_changed_task_is_measured_again(measured, tmp_path):
         small["latencies_s"]
         != next(o for o in first.tasks[0].options if o["name"] == "small")["latencies_s"]
     )
+    # --fresh measures everything again, even what matches: new latencies for an unchanged task.
+    (copy / "notes.txt").write_text("mine")
+    remeasured = run_portfolio(changed, copy, show_progress=False, fresh=True)
+    for before, after in zip(fresh.tasks, remeasured.tasks, strict=True):
+        assert [o.get("latencies_s") for o in before.options] != [
+            o.get("latencies_s") for o in after.options
+        ]
+    assert (copy / "notes.txt").read_text() == "mine"
 
 
 def test_cli_prints_one_sentence_per_task(measured, tmp_path):

@@ -125,6 +125,18 @@ def test_resume_refuses_changed_settings(packed, tmp_path):
         )
 
 
+def test_fresh_discards_the_old_training_and_starts_at_step_one(packed, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_config(packed, out, max_steps=10), show_progress=False)
+    (out / "notes.txt").write_text("mine")
+    result = train(
+        tiny_config(packed, out, max_steps=4, batch_size=4), show_progress=False, fresh=True
+    )
+    assert result.steps == 4 and sorted(losses(out)) == [1, 2, 3, 4]
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["train_config"]["batch_size"] == 4
+    assert (out / "notes.txt").read_text() == "mine"
+
+
 def test_resume_refuses_heads_and_kv_heads_changed_together(packed, tmp_path):
     # 4 -> 8 heads and 2 -> 4 KV heads keep every weight's shape (dim 64): only a check of the
     # model's description catches that the old weights would run as another architecture.

@@ -6,7 +6,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from syllabus.config import StrictModel, at_least, between, format_validation_error, load_toml
+from syllabus.config import (
+    StrictModel,
+    apply_preset,
+    at_least,
+    between,
+    format_validation_error,
+    load_toml,
+)
 from syllabus.curate.places import expand_place
 from syllabus.errors import UserError
 
@@ -142,12 +149,17 @@ class _CurateSection(BaseModel):
     curate: CurateConfig
 
 
-def load_curate_config(path) -> CurateConfig:
-    """The `[curate]` table of a recipe TOML; mistakes name the file, line and key."""
+def load_curate_config(path, preset: str | None = None) -> CurateConfig:
+    """The `[curate]` table of a recipe TOML (after its `[presets.PRESET]` overrides); mistakes
+    name the file, line and key."""
     data, text = load_toml(path)
+    data = apply_preset(data, preset, path)
     if "curate" not in data:
         raise UserError(f"{path}: no [curate] table (see recipes/curate-stdlib.toml)")
     try:
         return _CurateSection.model_validate(data).curate
     except ValidationError as exc:
-        raise UserError(format_validation_error(path, text, exc)) from None
+        message = format_validation_error(path, text, exc)
+        if preset is not None:
+            message += f"\n(with preset {preset!r} applied)"
+        raise UserError(message) from None

@@ -36,7 +36,7 @@ from syllabus.finetune.export import (
 )
 from syllabus.finetune.render import Row, audit, build_rows, render, trainable
 from syllabus.finetune.task import FinetuneTask, load_trainable, qlora_available
-from syllabus.fingerprint import path_digest
+from syllabus.fingerprint import discard_results, path_digest
 from syllabus.report import Evaluation, ReportData, compute_results, write_report
 from syllabus.report.data import Arm, FunnelStep, ModelInfo, TaskSpec
 from syllabus.report.sources import loss_curve, per_problem_scores
@@ -47,6 +47,12 @@ from syllabus.train.config import LoopConfig
 from syllabus.train.loop import run as train_loop
 
 ARMS = ("base", "finetuned")
+
+RESULTS = (
+    "base", "data", "train", "adapter", "model", "merged", "export", "eval", "syllabus", "onnx",
+    "adapter-f32.gguf", "report.html", "report.md", "report.json", "manifest.json",
+)  # fmt: skip
+"""What a fine-tuning run writes into OUT; `fresh` removes exactly these."""
 
 
 @dataclass
@@ -268,6 +274,7 @@ def finetune_recipe(
     *,
     recipe_path: Path | None = None,
     show_progress: bool = True,
+    fresh: bool = False,
 ) -> FinetuneResult:
     config: FinetuneConfig | None = recipe.finetune
     if config is None:
@@ -275,6 +282,8 @@ def finetune_recipe(
     if config.method == "qlora":  # before any work: say at once that this machine cannot
         qlora_available(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     out = Path(out)
+    if fresh:
+        discard_results(out, RESULTS)
     started = time.time()
     log = StageLog()
     inputs = {f"data:{p}": Path(p) for p in config.data.datasets}

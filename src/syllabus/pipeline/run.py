@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from syllabus.errors import UserError
+from syllabus.fingerprint import discard_results
 from syllabus.pipeline.arm_stages import eval_stage, pack_stage, report_stage, train_stage
 from syllabus.pipeline.checks import check_before_work, used_datasets
 from syllabus.pipeline.config import SYNTH_KINDS
@@ -55,6 +56,12 @@ from syllabus.recipe import Recipe
 from syllabus.report import Evaluation, ReportData
 from syllabus.store.manifest import RunDir
 from syllabus.store.stages import StageLog
+
+RESULTS = (
+    "synth", "datasets", "quality", "validation", "tokenizer", "arms", "report.html", "report.md",
+    "report.json", "report_data.json", "manifest.json",
+)  # fmt: skip
+"""What a run writes into its run directory; `fresh` removes exactly these."""
 
 
 @dataclass
@@ -83,10 +90,13 @@ def run_recipe(
     recipe_path: Path | None = None,
     show_progress: bool = True,
     until: str | None = None,
+    fresh: bool = False,
 ) -> RunResult:
     """Run every stage the recipe configures, or those up to and including `until` (a step of
     the plan: "synth", "raw", "quality", "filtered", "validation", "tokenizer", "pack ARM",
-    "train ARM seed S", "eval ARM seed S", "report"); the run continues from there next time."""
+    "train ARM seed S", "eval ARM seed S", "report"); the run continues from there next time.
+    `fresh` discards what an earlier run left in the run directory first (every stage redone;
+    a teacher's answers still come back from the response cache)."""
     run_dir = Path(run_dir or Path(recipe.output_dir) / recipe.name)
     check_before_work(recipe, Path(recipe_path).parent if recipe_path else None)
     plan = plan_of(recipe)
@@ -95,6 +105,8 @@ def run_recipe(
         raise UserError(
             f"--until {until!r} is not a stage of this run; its stages are: {', '.join(names)}"
         )
+    if fresh:
+        discard_results(run_dir, RESULTS)
     start = time.time()
     log = StageLog()
     inputs = {"recipe": recipe_path} if recipe_path else {}

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from syllabus.fingerprint import discard_results
 from syllabus.portfolio.cascades import applies, evaluate_cascade
 from syllabus.portfolio.config import PortfolioConfig, load_portfolio, resolve
 from syllabus.portfolio.measure import measure
@@ -160,12 +161,23 @@ def analyse(config: PortfolioConfig, items: dict, records: dict) -> PortfolioRes
     )
 
 
+RESULTS = (
+    "samples", "recommendation.json", "recommendation.json.tmp", "report.html", "report.md",
+    "manifest.json",
+)  # fmt: skip
+"""What a portfolio writes into OUT; `fresh` removes exactly these."""
+
+
 def run_portfolio(
-    path: Path | str, out: Path | str, *, show_progress: bool = True
+    path: Path | str, out: Path | str, *, show_progress: bool = True, fresh: bool = False
 ) -> PortfolioResult:
-    """Measure every candidate on every task, decide per task, write the reports to `out`."""
+    """Measure every candidate on every task, decide per task, write the reports to `out`.
+    Answers already in `out` for the same candidate, task item and settings are reused (their
+    latency too); `fresh` discards them and measures everything again."""
     config, base = load_portfolio(path)
     out = Path(out)
+    if fresh:
+        discard_results(out, RESULTS)
     inputs = {f"task:{t.name}": resolve(base, t.data) for t in config.tasks}
     with RunDir(out, stage="portfolio", config=config, inputs=inputs) as run:
         start = time.time()

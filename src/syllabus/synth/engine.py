@@ -35,7 +35,7 @@ from pathlib import Path
 from syllabus.backends import Backend
 from syllabus.common.retrieval import Retriever
 from syllabus.errors import UserError
-from syllabus.fingerprint import check_fingerprint, digest
+from syllabus.fingerprint import check_fingerprint, digest, discard_results
 from syllabus.progress import progress_bar
 from syllabus.sandbox import Sandbox, isolation_level
 from syllabus.store import DatasetWriter, RowAppender, open_dataset
@@ -202,11 +202,7 @@ def _synthesize(
         grounding = config.grounding
         retriever = Retriever(grounding.corpus, grounding.passages, grounding.max_chars, base_dir)
     if fresh:
-        for name in RESULTS:
-            if (out / name).is_dir():
-                shutil.rmtree(out / name)
-            else:
-                (out / name).unlink(missing_ok=True)
+        discard_results(out, RESULTS)
     check_fingerprint(
         out / "fingerprint.json",
         _made_by(config, backend, teachers, templates, retriever, seed),

@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-steps", type=int, help="override the step budget")
     parser.add_argument("--preset", help="apply the recipe's [presets.NAME] overrides")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--fresh", action="store_true", help="discard what an earlier training left in OUT"
+    )
     args = parser.parse_args(argv)
     # Imported here, not at the top: torch takes seconds, and `--help` or a recipe error
     # should not wait for it.
@@ -77,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
             max_steps=args.max_steps,
             preset=args.preset,
         )
-        result = train(config, show_progress=not args.quiet)
+        result = train(config, show_progress=not args.quiet, fresh=args.fresh)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)

@@ -108,6 +108,12 @@ def all_reduce_mean(value: torch.Tensor, world: World) -> torch.Tensor:
     return value
 
 
+def barrier(world: World) -> None:
+    """Every process waits here for the others (a no-op in one process)."""
+    if world.distributed:
+        dist.barrier()
+
+
 def shutdown(world: World) -> None:
     if world.distributed and dist.is_initialized():
         dist.destroy_process_group()

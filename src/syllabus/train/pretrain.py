@@ -17,8 +17,10 @@ import numpy as np
 import torch
 
 from syllabus.errors import UserError
+from syllabus.fingerprint import discard_results
 from syllabus.store.manifest import RunDir
 from syllabus.train import parallel
+from syllabus.train.checkpoint import CHECKPOINT
 from syllabus.train.config import TrainConfig
 from syllabus.train.loop import Batch, StepBatches, TrainResult, TrainTask, run
 from syllabus.train.model import Llama, model_config
@@ -139,12 +141,25 @@ class PretrainTask(TrainTask):
                 )
 
 
-def train(config: TrainConfig, *, show_progress: bool = True) -> TrainResult:
-    """Pretrain (or resume) per `config`, into `config.out`. Under torchrun every process calls
-    this; rank 0 alone writes the manifest."""
+RESULTS = (
+    CHECKPOINT, CHECKPOINT + ".tmp", "log.jsonl", "tensorboard", "model.json", "tokenizer.json",
+    "tokenizer_config.json", "hf", "manifest.json",
+)  # fmt: skip
+"""What training writes into OUT (hf/: the export a model spec runs through); `fresh` removes
+exactly these."""
+
+
+def train(config: TrainConfig, *, show_progress: bool = True, fresh: bool = False) -> TrainResult:
+    """Pretrain (or resume) per `config`, into `config.out`; `fresh` discards what an earlier
+    training left there first. Under torchrun every process calls this; rank 0 alone writes the
+    manifest (and discards)."""
     out = Path(config.out)
     world = parallel.init_world()
     try:
+        if fresh:
+            if world.is_main:
+                discard_results(out, RESULTS)
+            parallel.barrier(world)  # no rank may read the old checkpoint rank 0 is removing
         manifest = RunDir(
             out, stage="train", config=config, inputs={"data": Path(config.data) / "meta.json"}
         )
