@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -127,7 +128,15 @@ def test_quick_preset_killed_in_training_resumes_to_the_same_report(tmp_path):
     md = (tmp_path / "whole" / "report.md").read_text()
     assert "| raw" in md or "raw |" in md
 
+    # The killed run starts from a copy of the finished one without the filtered arm's training
+    # and evaluation (and the report): it skips every other stage as a re-run would, trains the
+    # filtered arm and is killed there. Stage keys hold no path of the run directory, so the
+    # copy is as good as the original (the skipped list below checks it).
     killed = tmp_path / "killed"
+    shutil.copytree(tmp_path / "whole", killed)
+    shutil.rmtree(killed / "arms" / "filtered" / "seed-1")
+    for name in ("report.html", "report.md", "report.json", "report_data.json", "manifest.json"):
+        (killed / name).unlink()
     process = subprocess.Popen(
         [*command, "-o", str(killed)],
         env=env,
@@ -159,6 +168,10 @@ def test_quick_preset_killed_in_training_resumes_to_the_same_report(tmp_path):
         "pack raw",
         "train raw seed 1",
         "eval raw seed 1",
+        "pack filtered",
+        "pack textbook",
+        "train textbook seed 1",
+        "eval textbook seed 1",
     ):
         assert finished in stages["skipped"], finished
     assert "train filtered seed 1" in stages["ran"]
