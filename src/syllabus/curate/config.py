@@ -20,6 +20,13 @@ from syllabus.errors import UserError
 StepName = Literal["read", "filters", "dedup", "decontam", "quality"]
 DEFAULT_STEPS: list[StepName] = ["read", "filters", "dedup", "decontam", "quality"]
 
+# A template is what many items share: >10% of a benchmark's items and at least 3 of them. In
+# HumanEval no 13-gram is in more than 2 of the 164 items (no 8-gram in more than 4), so the
+# rule ignores none of it; a few-shot prefix every item starts with is in 100%, and in a mix of
+# up to 9 task types, each with its own worked examples, each one is still above 10%.
+TEMPLATE_SHARE = 0.1
+TEMPLATE_MIN_ITEMS = 3
+
 
 class SourceConfig(StrictModel):
     path: str
@@ -88,6 +95,14 @@ class DecontamConfig(StrictModel):
     """Check against the bundled HumanEval (prompts and canonical solutions)."""
     benchmarks: list[str] = Field(default_factory=list)
     """More benchmark JSONL files; each line's string fields are the item's text."""
+    template_share: Annotated[float, between(0, 1)] = TEMPLATE_SHARE
+    """An n-gram in more than this share of one benchmark's items (and in at least
+    `template_min_items` of them) is that benchmark's template (few-shot examples, instructions,
+    boilerplate), not one item's content: it is ignored when matching and listed in the report.
+    A copy of an item is still caught by the n-grams of its own content; 1 turns this off."""
+    template_min_items: Annotated[int, at_least(2)] = TEMPLATE_MIN_ITEMS
+    """The fewest items an n-gram must be in to count as template: two items sharing a passage
+    may be a near-duplicate pair, not a pattern."""
 
 
 class QualityConfig(StrictModel):

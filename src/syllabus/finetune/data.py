@@ -21,14 +21,15 @@ from pathlib import Path
 from syllabus.curate.decontam import (
     BenchmarkItem,
     Decontaminate,
-    NgramIndex,
     humaneval_items,
+    index_for,
     jsonl_items,
     write_reports,
 )
 from syllabus.errors import UserError
 from syllabus.eval.humaneval import CHAT_INSTRUCTION
 from syllabus.eval.tasks import read_jsonl_items
+from syllabus.finetune.config import CONVERSATION_KINDS, DataConfig
 from syllabus.stats import StepStats
 from syllabus.store import open_dataset
 from syllabus.types import Record
@@ -186,17 +187,22 @@ def decontaminate(
     out: Path,
 ) -> tuple[list[Conversation], dict]:
     """Drop conversations sharing an n-gram with any evaluated item (curation's decontam
-    step over the conversations' text); one report per benchmark."""
+    step over the conversations' text, each benchmark's template ignored); one report per
+    benchmark."""
     if not config.enabled:
         return conversations, {"enabled": False}
     items = humaneval_items() if config.humaneval else []
+    sources = {"humaneval": "the bundled HumanEval"} if config.humaneval else {}
     for path in [*map(Path, config.benchmarks), *eval_files]:
         items += jsonl_items(path)
+        sources.setdefault(path.stem, str(path))
     items += [
         BenchmarkItem("heldout", p["task_id"], p["prompt"] + p["canonical_solution"])
         for p in heldout
     ]
-    index = NgramIndex(items, config.ngram)
+    if heldout:
+        sources["heldout"] = "the held-out exercises"
+    index = index_for(items, config)
     step = Decontaminate(config, index=index)
     records = [Record(text=c.text(), id=c.id, source=c.source) for c in conversations]
     passed = {id(record) for record in step.run(records)}
@@ -207,10 +213,94 @@ def decontaminate(
         "enabled": True,
         "ngram": index.n,
         "benchmarks": index.benchmarks(),
+        "sources": {name: sources.get(name, name) for name in index.benchmarks()},
+        "conversations": len(conversations),
         "removed": step.stats.records_dropped,
         "removed_ids": sorted({hit.record_id for hit in hits}),
         "by_benchmark": dict(Counter(b for b, _ in {(h.benchmark, h.record_id) for h in hits})),
+        "template_ngrams_ignored": {
+            name: index.template(name).ngrams
+            for name in index.benchmarks()
+            if index.template(name).ngrams
+        },
+        "template": {
+            "share": index.template_share,
+            "min_items": index.template_min_items,
+        },
         "reports": {name: str(path) for name, path in reports.items()},
     }
     (out / "decontam.json").write_text(json.dumps(summary, indent=2))
     return kept, summary
+
+
+def require_conversations(
+    collected: Collected, data: DataConfig, kept: int, decontam: dict
+) -> None:
+    """Refuse to go on with nothing to train on (`data`: finetune.data), saying which step
+    removed how many and why, and what to do."""
+    if kept:
+        return
+    paths, limit = data.datasets, data.limit
+    stats = collected.stats
+    read = f"read {stats.records_in:,} records and log lines from {', '.join(paths)}"
+    if not stats.records_in:
+        raise UserError(
+            f"finetune: no conversations to train on: nothing to read in {', '.join(paths)}; "
+            "point finetune.data.datasets at Syllabus datasets or JSONL chat logs"
+        )
+    steps = [read]
+    if stats.dropped:
+        skipped = ", ".join(f"{n:,} {reason}" for reason, n in stats.dropped.most_common())
+        steps.append(f"{stats.records_dropped:,} of them skipped ({skipped})")
+    made = len(collected.conversations) + len(collected.heldout)
+    if not made:
+        others = [kind for kind in CONVERSATION_KINDS if kind not in data.kinds]
+        raise UserError(
+            f"finetune: no conversations to train on: {'; '.join(steps)}. Conversations are "
+            f"made from records of the kinds in finetune.data.kinds ({', '.join(data.kinds)}"
+            f"{'; also possible: ' + ', '.join(others) if others else ''}) and from JSONL chat "
+            "logs with 'messages'"
+        )
+    if collected.heldout:
+        steps.append(
+            f"{len(collected.heldout):,} exercises held out for evaluation (finetune.data.heldout)"
+        )
+    if not collected.conversations:
+        raise UserError(
+            f"finetune: no conversations to train on: {'; '.join(steps)}, which left none. "
+            "Lower finetune.data.heldout or add data"
+        )
+    total = decontam.get("conversations", len(collected.conversations))
+    if limit is not None and limit < len(collected.conversations):
+        steps.append(f"finetune.data.limit kept the first {limit:,}")
+    ngram, ignored = decontam["ngram"], decontam.get("template_ngrams_ignored", {})
+
+    def why(name: str) -> str:
+        template = f"; {ignored[name]:,} template n-grams ignored" if ignored.get(name) else ""
+        report = decontam["reports"].get(name)
+        return f"{ngram}-gram matches with its items{template}; report: {report}"
+
+    by_benchmark = sorted(decontam.get("by_benchmark", {}).items(), key=lambda pair: -pair[1])
+    sources = decontam.get("sources", {})
+    if len(by_benchmark) == 1:
+        name, removed = by_benchmark[0]
+        steps.append(
+            f"decontamination against {sources.get(name, name)} removed {removed:,} of "
+            f"{total:,} conversations ({why(name)})"
+        )
+    else:
+        each = "; ".join(
+            f"{n:,} match {sources.get(name, name)} ({why(name)})" for name, n in by_benchmark
+        )
+        steps.append(
+            f"decontamination removed {decontam['removed']:,} of {total:,} conversations: {each}"
+        )
+    template = decontam.get("template", {})
+    raise UserError(
+        f"finetune: no conversations to train on: {'; '.join(steps)}. The reports show the "
+        "matched spans: if they are a passage the evaluation items share (worked examples, "
+        "instructions) held by fewer than finetune.decontam.template_share "
+        f"({template.get('share')}) of them, lower it so it counts as template; if they are "
+        "the evaluation items themselves, this data would contaminate that evaluation: train "
+        "on other data or evaluate on items it does not hold"
+    )

@@ -27,7 +27,7 @@ from syllabus.eval.run import EvalSettings, evaluate
 from syllabus.export.onnx import export_onnx
 from syllabus.finetune.base import load_hf, prepare_base, read_base
 from syllabus.finetune.config import FinetuneConfig
-from syllabus.finetune.data import collect, decontaminate
+from syllabus.finetune.data import collect, decontaminate, require_conversations
 from syllabus.finetune.export import (
     export_adapter_gguf,
     export_model_gguf,
@@ -132,6 +132,7 @@ def prepare_data(config: FinetuneConfig, seed: int, base_dir: Path, out: Path) -
     kept, decontam = decontaminate(
         conversations, config.decontam, _eval_files(config), collected.heldout, out / "decontam"
     )
+    require_conversations(collected, config.data, len(kept), decontam)
     train_convs, val_convs = _split(kept, config.data.val_fraction, seed)
     tokenizer = AutoTokenizer.from_pretrained(base_dir, local_files_only=True)
     rendered = render(tokenizer, train_convs, config.seq_len)
