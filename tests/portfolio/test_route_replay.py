@@ -126,9 +126,10 @@ def test_route_decides_every_item_as_the_portfolio_recorded(replay):
         assert len(samples) == (0 if math.isinf(float(decision["score"])) else 3)
     assert len(server.records()) - before == len(decisions)
     # The threshold the route applied is the calibrated one.
-    assert f"vs threshold {float(cascade['threshold']):.4g}" in server.records()[-1]["attempts"][0][
-        "check"
-    ]
+    assert (
+        f"vs threshold {float(cascade['threshold']):.4g}"
+        in server.records()[-1]["attempts"][0]["check"]
+    )
 
 
 def test_a_chat_request_is_rendered_as_the_candidate_was_measured(replay):
