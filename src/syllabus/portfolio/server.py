@@ -131,13 +131,13 @@ class Router:
             )
         if cascade.threshold is not None:
             return cascade.threshold
-        if cascade.check == "format":
-            return 1.0
         found = None
         for task in (recommendation or {}).get("tasks", []):
             if task["task"] != self.route.task:
                 continue
             found = next((c for c in task["cascades"] if c["name"] == cascade.name), None)
+        if found is None and cascade.check == "format":
+            return 1.0  # pass/fail, uncalibrated: escalate a non-compliant answer
         if found is None:
             raise UserError(
                 f"cascade {cascade.name} has no threshold: set `threshold` in the portfolio file, or "
