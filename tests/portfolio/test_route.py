@@ -68,17 +68,15 @@ max_tokens = 16
 """
 
 
-class Route:
-    def __init__(self, root, serve: str, fallbacks: list[str]):
-        root.mkdir(parents=True, exist_ok=True)
-        self.config = root / "portfolio.toml"
-        self.config.write_text(
-            ROUTE.format(dead_port=free_port(), serve=serve, fallbacks=json.dumps(fallbacks))
-        )
-        self.log = root / "route.jsonl"
+class RouteServer:
+    """`syllabus route CONFIG` (plus `args`) in a subprocess on a free port of 127.0.0.1, up
+    once GET /v1/models answers; `key` is what clients send (None: no key)."""
+
+    def __init__(self, config, log, args=(), key: str | None = None, env: dict | None = None):
+        self.config, self.log, self.key = config, log, key
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
-        self.stderr = root / "stderr.txt"
+        self.stderr = config.parent / f"stderr-{self.port}.txt"
         with self.stderr.open("wb") as sink:
             self.proc = subprocess.Popen(
                 [
@@ -86,21 +84,22 @@ class Route:
                     "-m",
                     "syllabus.cli",
                     "route",
-                    str(self.config),
+                    str(config),
                     "--port",
                     str(self.port),
+                    *args,
                 ],
                 cwd=REPO,
-                env={**os.environ, "ROUTE_TEST_KEY": KEY},
+                env={**os.environ, **(env or {})},
                 stdout=sink,
                 stderr=subprocess.STDOUT,
             )
         deadline = time.time() + 120
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 pytest.fail(f"syllabus route exited: {self.stderr.read_text()[-2000:]}")
             try:
-                headers = {"Authorization": f"Bearer {KEY}"}
                 if httpx.get(self.url + "/models", headers=headers, timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
@@ -108,8 +107,10 @@ class Route:
         self.close()
         pytest.fail("syllabus route did not start within 120 s")
 
-    def client(self, key: str | None = KEY) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.url, api_key=key or "none", max_retries=0, timeout=120)
+    def client(self, key: str | None = None) -> openai.OpenAI:
+        return openai.OpenAI(
+            base_url=self.url, api_key=key or self.key or "none", max_retries=0, timeout=120
+        )
 
     def records(self) -> list[dict]:
         return [json.loads(line) for line in self.log.read_text().splitlines()]
@@ -120,6 +121,19 @@ class Route:
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+class Route(RouteServer):
+    def __init__(self, root, serve: str, fallbacks: list[str]):
+        root.mkdir(parents=True, exist_ok=True)
+        config = root / "portfolio.toml"
+        config.write_text(
+            ROUTE.format(dead_port=free_port(), serve=serve, fallbacks=json.dumps(fallbacks))
+        )
+        super().__init__(config, root / "route.jsonl", key=KEY, env={"ROUTE_TEST_KEY": KEY})
+
+    def client(self, key: str | None = KEY) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.url, api_key=key or "none", max_retries=0, timeout=120)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,10 @@ its check fails. Everything here is computed from the per-sample records, nothin
 
 Each item gets a confidence score from the check (tests or format: 1 pass / 0 fail; agreement:
 the share of extra samples agreeing with the answer; logprob: the answer's mean token
-log-probability); an item escalates when its score is below the threshold. The items are split
+log-probability; an empty answer or a failed call: -inf); an item escalates when its score is
+below the threshold. `syllabus route` decides with the same functions (`answer_of`,
+`agreements`, `confidence`, `escalates`) on live calls, so the threshold calibrated here is
+applied there to the same score. The items are split
 once (seeded) into a calibration part and a report part: thresholds are the calibration
 part's own scores (plus never/always), and every figure is reported on the other part, so a
 threshold is never judged on the items that chose it.
@@ -19,13 +22,17 @@ PGR reaches x% (linear between measured points; None when no point reaches it).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
+from syllabus.backends import Completion
+from syllabus.eval import humaneval
+from syllabus.eval import tasks as eval_tasks
 from syllabus.portfolio.config import CascadeConfig, PortfolioConfig, TaskConfig
 from syllabus.portfolio.pricing import Pricing, call_cost
 from syllabus.portfolio.recommend import option
-from syllabus.portfolio.tasks import Item
+from syllabus.portfolio.tasks import Item, check_format, normalise
 
 
 def applies(cascade: CascadeConfig, task: TaskConfig, items: list[Item]) -> str | None:
@@ -39,16 +46,91 @@ def applies(cascade: CascadeConfig, task: TaskConfig, items: list[Item]) -> str 
     return None
 
 
-def confidence_score(cascade: CascadeConfig, row: dict) -> float:
-    """Higher is more confident; a missing score escalates (-inf)."""
-    if row.get("text") is None:
+# -- the checks, shared by `syllabus portfolio` (on records) and `syllabus route` (live) ---------
+
+
+def is_empty(text: str | None) -> bool:
+    """No answer to show: a failed call, or nothing but whitespace."""
+    return text is None or not text.strip()
+
+
+def answer_of(text: str, task: TaskConfig | None, stop: list[str]) -> str:
+    """The part of an answer that agreement compares: the format's answer field, the number of
+    an exact answer, else the text up to the request's stop sequences (for backends that
+    ignore or overshoot them). `task` is None for a route that names no task: the whole text."""
+    if task is not None and task.format is not None:
+        return check_format(text, task)[1]
+    if task is not None and task.kind == "exact":
+        return str(eval_tasks.extract_flexible(text))
+    return humaneval.truncate(text, stop) if stop else text
+
+
+def agreements(
+    text: str, samples: list[str | None], task: TaskConfig | None, stop: list[str]
+) -> list[bool]:
+    """Per extra sample, whether its answer is this answer's (a failed sample does not agree)."""
+    mine = normalise(answer_of(text, task, stop))
+    return [s is not None and normalise(answer_of(s, task, stop)) == mine for s in samples]
+
+
+def mean_logprob(completion: Completion | None) -> float | None:
+    """The logprob check's score: the mean log-probability of the answer's tokens."""
+    values = (
+        [t.logprob for t in (completion.logprobs or []) if math.isfinite(t.logprob)]
+        if completion
+        else []
+    )
+    return sum(values) / len(values) if values else None
+
+
+@dataclass
+class Evidence:
+    """What a check scores one answer on; a check reads only its own field."""
+
+    text: str | None
+    passed: bool | None = None
+    """tests: the item's unit tests passed."""
+    compliant: bool | None = None
+    """format: the answer complies with the task's format (check_format)."""
+    agrees: list[bool] | None = None
+    """agreement: per extra sample, whether it agrees (`agreements`)."""
+    mean_logprob: float | None = None
+    """logprob: `mean_logprob` of the answer."""
+
+
+def confidence(cascade: CascadeConfig, evidence: Evidence) -> float:
+    """Higher is more confident; an empty answer, a failed call or a missing score is -inf, so
+    it escalates at every threshold but "never"."""
+    if is_empty(evidence.text):
         return -math.inf
     if cascade.check == "tests":
-        return 1.0 if row["passed"] else 0.0
+        return 1.0 if evidence.passed else 0.0
     if cascade.check == "format":
-        return 1.0 if row.get("compliant") else 0.0
-    value = row.get("agreement") if cascade.check == "agreement" else row.get("mean_logprob")
+        return 1.0 if evidence.compliant else 0.0
+    if cascade.check == "agreement":
+        # The first `samples` samples: the seeds a route draws, whatever else was measured.
+        agrees = (evidence.agrees or [])[: cascade.samples]
+        return sum(agrees) / cascade.samples if len(agrees) == cascade.samples else -math.inf
+    value = evidence.mean_logprob
     return float(value) if value is not None else -math.inf
+
+
+def escalates(score: float, threshold: float) -> bool:
+    return score < threshold
+
+
+def confidence_score(cascade: CascadeConfig, row: dict) -> float:
+    """`confidence` of a measured record (measure.py writes the fields it reads)."""
+    return confidence(
+        cascade,
+        Evidence(
+            text=row.get("text"),
+            passed=row.get("passed"),
+            compliant=row.get("compliant"),
+            agrees=row.get("agrees"),
+            mean_logprob=row.get("mean_logprob"),
+        ),
+    )
 
 
 def split(keys: list[str], share: float, seed: int) -> tuple[set[str], set[str]]:
@@ -60,7 +142,7 @@ def split(keys: list[str], share: float, seed: int) -> tuple[set[str], set[str]]
 
 
 def _point(items: list[dict], threshold: float) -> dict:
-    escalated = [i["score"] < threshold for i in items]
+    escalated = [escalates(i["score"], threshold) for i in items]
     quality = [
         i["then_passed"] if e else i["first_passed"] for i, e in zip(items, escalated, strict=True)
     ]
@@ -138,13 +220,14 @@ def evaluate_cascade(
         other = then_by_key[row["key"]]
         check_cost = 0.0
         check_latency = 0.0
-        if cascade.check == "agreement":
+        if cascade.check == "agreement" and not is_empty(row.get("text")):
+            # The samples this cascade draws (its first `samples`); a route draws none for an
+            # empty answer, which escalates anyway.
+            calls = row["sample_calls"][: cascade.samples]
+            check_latency = sum(c[2] for c in calls)
             check_cost = first_pricing.cost(
-                row["samples_prompt_tokens"],
-                row["samples_completion_tokens"],
-                row["samples_latency_s"],
+                sum(c[0] for c in calls), sum(c[1] for c in calls), check_latency
             )
-            check_latency = row["samples_latency_s"]
         first_call = row
         if cascade.check == "logprob":  # its first call asks for log-probs, at their cost
             first_call = {**row, "latency_s": row["logprob_latency_s"]}
@@ -231,6 +314,20 @@ def evaluate_cascade(
     summary["throughput_tok_s"] = None
     summary["pricing"] = {"basis": f"{cascade.first} then {cascade.then}, each at its own price"}
 
+    # Per item, what the cascade does at the chosen threshold: what `syllabus route` decides
+    # when it is sent the same item (tests/portfolio/test_route_replay.py replays them).
+    decisions = [
+        {
+            "key": i["key"],
+            "part": "calibration" if i["key"] in calibration_keys else "report",
+            "score": i["score"],
+            "escalated": escalates(i["score"], thresholds[chosen]),
+        }
+        for i in items
+    ]
+    for decision in decisions:
+        decision["answered_by"] = cascade.then if decision["escalated"] else cascade.first
+
     def public(point: dict) -> dict:
         return {
             k: v for k, v in point.items() if k not in ("escalated", "passed", "costs", "latencies")
@@ -254,5 +351,6 @@ def evaluate_cascade(
         "threshold": thresholds[chosen],
         "threshold_basis": how,
         "operating_point": public(operating),
+        "decisions": decisions,
         "option": summary,
     }

@@ -11,18 +11,16 @@ so a re-run resumes and anything whose fingerprint changed is measured again.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
 from syllabus.backends import Completion
-from syllabus.errors import BackendError
-from syllabus.eval import humaneval
-from syllabus.eval import tasks as eval_tasks
+from syllabus.errors import BackendError, UserError
 from syllabus.fingerprint import digest
 from syllabus.portfolio.candidates import Candidate
+from syllabus.portfolio.cascades import agreements, is_empty, mean_logprob
 from syllabus.portfolio.config import PortfolioConfig, TaskConfig
-from syllabus.portfolio.tasks import Item, check_format, load_items, normalise, score, stop_for
+from syllabus.portfolio.tasks import Item, load_items, score, stop_for
 from syllabus.progress import progress_bar
 from syllabus.store import RowAppender, read_rows
 
@@ -31,13 +29,24 @@ _TASK_FIELDS = {"kind", "data", "limit", "shots", "max_tokens", "format"}
 
 
 def needs(config: PortfolioConfig, candidate: str, task: str) -> tuple[int, float, bool]:
-    """(extra agreement samples, their temperature, log-probs) the cascades need from it."""
+    """(extra agreement samples, their temperature, log-probs) the cascades need from it.
+    Samples are drawn once for every agreement cascade on the candidate (each uses the first
+    `samples` of them, the seeds `syllabus route` draws), so they must share a temperature."""
     samples, temperature, logprobs = 0, 0.8, False
+    sampler = None
     for cascade in config.cascades:
         if cascade.first != candidate or (cascade.tasks and task not in cascade.tasks):
             continue
-        if cascade.check == "agreement" and cascade.samples > samples:
-            samples, temperature = cascade.samples, cascade.temperature
+        if cascade.check == "agreement":
+            if sampler is not None and cascade.temperature != sampler.temperature:
+                raise UserError(
+                    f"cascades {sampler.name} and {cascade.name} both check agreement on "
+                    f"{candidate}'s answers to task {task}, at temperatures "
+                    f"{sampler.temperature} and {cascade.temperature}: give them one temperature "
+                    "(the samples are drawn once and shared)"
+                )
+            sampler = cascade
+            samples, temperature = max(samples, cascade.samples), cascade.temperature
         logprobs |= cascade.check == "logprob"
     return samples, temperature, logprobs
 
@@ -63,15 +72,6 @@ def _call(candidate: Candidate, request) -> tuple[Completion | None, float, floa
     return completion, time.perf_counter() - start, first[0] if first else None, ""
 
 
-def mean_logprob(completion: Completion | None) -> float | None:
-    values = (
-        [t.logprob for t in (completion.logprobs or []) if math.isfinite(t.logprob)]
-        if completion
-        else []
-    )
-    return sum(values) / len(values) if values else None
-
-
 def measure_task(
     config: PortfolioConfig,
     candidate: Candidate,
@@ -92,7 +92,7 @@ def measure_task(
         "seed": config.seed,
         "agreement": [samples, sample_temperature],
         "logprobs": logprobs,
-        "version": 2,
+        "version": 3,  # 3: an empty answer draws no samples; agrees, sample_calls
     }
     path = out / "samples" / task.name / f"{candidate.name}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,21 +133,23 @@ def measure_task(
                 scorer,
                 request(item, temperature=config.temperature, seed=config.seed, logprobs=1),
             )
-        extra = []
-        extra_tokens = [0, 0]
-        extra_latency = 0.0
-        for index in range(samples):
+        extra: list[str | None] = []
+        calls: list[list] = []  # per sample: prompt tokens, completion tokens, seconds
+        # An empty answer escalates whatever samples say: like `syllabus route`, draw none.
+        draws = samples if not is_empty(completion.text if completion else None) else 0
+        for index in range(draws):
             sample, sample_wall, _, _ = _call(
                 candidate,
                 request(item, temperature=sample_temperature, seed=config.seed + 1 + index),
             )
-            extra_latency += sample_wall
-            if sample is not None:
-                extra.append(sample.text)
-                extra_tokens[0] += sample.usage.prompt_tokens
-                extra_tokens[1] += sample.usage.completion_tokens
-            else:
-                extra.append(None)
+            extra.append(sample.text if sample is not None else None)
+            calls.append(
+                [
+                    sample.usage.prompt_tokens if sample is not None else 0,
+                    sample.usage.completion_tokens if sample is not None else 0,
+                    round(sample_wall, 5),
+                ]
+            )
         texts.append(completion.text if completion else None)
         fresh.append(
             {
@@ -168,9 +170,10 @@ def measure_task(
                 "logprob_latency_s": round(confident[1], 5) if scorer is not None else None,
                 "logprob_text": confident[0].text if confident[0] is not None else None,
                 "samples": extra,
-                "samples_prompt_tokens": extra_tokens[0],
-                "samples_completion_tokens": extra_tokens[1],
-                "samples_latency_s": round(extra_latency, 5),
+                "sample_calls": calls,
+                "samples_prompt_tokens": sum(c[0] for c in calls),
+                "samples_completion_tokens": sum(c[1] for c in calls),
+                "samples_latency_s": round(sum(c[2] for c in calls), 5),
             }
         )
         if progress:
@@ -182,17 +185,14 @@ def measure_task(
         with RowAppender(path) as sink:
             for row, verdict, item in zip(fresh, scored, todo, strict=True):
                 row.update(verdict)
-                # Agreement: how many extra samples give the same scored answer as this one.
+                # Agreement: which extra samples give this answer (cascades.agreements, the
+                # function `syllabus route` checks with, on the same stop sequences).
                 if row["samples"]:
-                    mine = normalise(answer_of(row["text"] or "", task, item))
-                    same = [
-                        normalise(answer_of(sample, task, item)) == mine
-                        for sample in row["samples"]
-                        if sample is not None
-                    ]
-                    row["agreement"] = sum(same) / len(row["samples"])
+                    stop = stop_for(task, item, style)
+                    row["agrees"] = agreements(row["text"], row["samples"], task, stop)
+                    row["agreement"] = sum(row["agrees"]) / len(row["samples"])
                 else:
-                    row["agreement"] = None
+                    row["agrees"], row["agreement"] = [], None
                 done[row["key"]] = row
                 sink.write(row)
     rows = [done[item.key] for item in items]
@@ -201,19 +201,6 @@ def measure_task(
     tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     tmp.replace(path)
     return rows
-
-
-def answer_of(text: str, task: TaskConfig, item: Item) -> str:
-    """The part of an answer that agreement compares: the format's answer field, the first
-    line of a reference answer, the code up to its stop sequence, the number of an exact one."""
-    if task.format is not None:
-        return check_format(text, task)[1]
-    if task.kind == "exact":
-        return str(eval_tasks.extract_flexible(text))
-    if task.kind == "custom":
-        default = humaneval.STOP if "tests" in item.spec else ["\n"]
-        return humaneval.truncate(text, item.spec.get("stop") or default)
-    return text
 
 
 def measure(

@@ -8,13 +8,17 @@ FastAPI + uvicorn (they come with llama-cpp-python[server]) on 127.0.0.1:
 - `Authorization: Bearer KEY` when the route names an api_key_env (401 otherwise);
 - errors in OpenAI's envelope {"error": {"message", "type", "code"}}: 400 for a bad request or
   a prompt longer than the model's context, 413 for a body over max_request_bytes, 404 for an
-  unknown model, 503 when every backend failed;
+  unknown model, 422 when the models answered with no text, 503 when every backend failed;
 - every call appended to the route log (JSONL): who answered, escalated or not, each attempt,
   tokens, latency, cost. `kind = "log"` tasks read it back, so production traffic becomes the
   next evaluation set.
 
 A cascade answers with its first model and escalates when the check fails (log-prob
-confidence, agreement of extra samples, the task's JSON format). With `stream`, a cascade's
+confidence, agreement of extra samples, the task's JSON format), scored by the functions
+`syllabus portfolio` scores its records with (cascades.py), so the calibrated threshold applies
+to the same score. An empty answer escalates; a single model's empty answer falls through like a
+failure, and when nothing but empty answers came back the call is logged "empty" and refused
+(422) with the reason, never passed on as a success. With `stream`, a cascade's
 answer is HELD until its check has passed (or the second model has answered) and then sent as
 one chunk: streaming what might be withdrawn would show users an answer that is then replaced.
 A single model streams token by token. When a model fails (an error, not a bad answer) the
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import threading
 import time
 import uuid
@@ -40,10 +45,22 @@ from sse_starlette.sse import EventSourceResponse
 
 from syllabus.errors import BackendError, UserError
 from syllabus.portfolio.candidates import Candidate
+from syllabus.portfolio.cascades import (
+    Evidence,
+    agreements,
+    confidence,
+    escalates,
+    is_empty,
+    mean_logprob,
+)
 from syllabus.portfolio.config import PortfolioConfig, load_portfolio, resolve
-from syllabus.portfolio.measure import mean_logprob
 from syllabus.portfolio.pricing import Pricing, pricing_for
-from syllabus.portfolio.tasks import check_format, normalise
+from syllabus.portfolio.tasks import check_format
+
+
+def finite_or_text(value: float) -> float | str:
+    """JSON has no infinity: -inf (an empty answer's score) is written "-inf"."""
+    return value if math.isfinite(value) else str(value)
 
 
 class RequestError(Exception):
@@ -68,6 +85,10 @@ class Attempt:
     cost_usd: float | None = 0.0
     error: str = ""
     check: str = ""
+    empty: bool = False
+    """The call worked and the answer has no text (see `cascades.is_empty`)."""
+    score: float | None = None
+    """A cascade's first attempt: its check's score (`cascades.confidence`)."""
 
 
 class Router:
@@ -110,13 +131,13 @@ class Router:
             )
         if cascade.threshold is not None:
             return cascade.threshold
-        if cascade.check == "format":
-            return 1.0
         found = None
         for task in (recommendation or {}).get("tasks", []):
             if task["task"] != self.route.task:
                 continue
             found = next((c for c in task["cascades"] if c["name"] == cascade.name), None)
+        if found is None and cascade.check == "format":
+            return 1.0  # pass/fail, uncalibrated: escalate a non-compliant answer
         if found is None:
             raise UserError(
                 f"cascade {cascade.name} has no threshold: set `threshold` in the portfolio file, or "
@@ -167,21 +188,25 @@ class Router:
             cost,
         )
 
-    def _passes(self, completion, inputs: dict, params: dict, attempts: list) -> bool:
-        """The cascade's check on the first model's answer; extra samples count as attempts."""
+    def _check(self, completion, inputs: dict, params: dict, attempts: list) -> bool:
+        """The cascade's check on the first model's answer, scored by `cascades.confidence` as
+        `syllabus portfolio` scores its records (extra samples count as attempts): True when
+        it escalates."""
         cascade = self.cascade
-        if cascade.check == "logprob":
-            score = mean_logprob(completion)
-            score = score if score is not None else float("-inf")
+        evidence = Evidence(text=completion.text)
+        if is_empty(completion.text):
+            pass  # escalates at any threshold: no samples drawn (nor measured by the portfolio)
+        elif cascade.check == "logprob":
+            evidence.mean_logprob = mean_logprob(completion)
         elif cascade.check == "format":
-            score = 1.0 if check_format(completion.text, self.task)[0] else 0.0
+            evidence.compliant = check_format(completion.text, self.task)[0]
         else:
-            same = 0
+            samples = []
             for index in range(cascade.samples):
                 sample_params = {
                     **params,
                     "temperature": cascade.temperature,
-                    "seed": (params.get("seed") or 0) + 1 + index,
+                    "seed": params["seed"] + 1 + index,  # the portfolio's seeds
                     "logprobs": 0,
                 }
                 sample, attempt = self._generate(
@@ -189,10 +214,20 @@ class Router:
                 )
                 attempt.check = "agreement sample"
                 attempts.append(attempt)
-                same += sample is not None and normalise(sample.text) == normalise(completion.text)
-            score = same / cascade.samples
-        attempts[0].check = f"{cascade.check} {score:.4g} vs threshold {self.threshold:.4g}"
-        return score >= self.threshold
+                samples.append(sample.text if sample is not None else None)
+            # The task's answer extraction on the request's stop sequences, as measured.
+            evidence.agrees = agreements(
+                completion.text, samples, self.task, params.get("stop") or []
+            )
+        score = confidence(cascade, evidence)
+        escalated = escalates(score, self.threshold)
+        attempts[0].check = (
+            f"{cascade.check} {score:.4g} vs threshold {self.threshold:.4g}"
+            + (" (empty answer)" if is_empty(completion.text) else "")
+            + (": escalate" if escalated else ": pass")
+        )
+        attempts[0].score = score
+        return escalated
 
     def answer(self, inputs: dict, params: dict, on_text=None, model: str | None = None) -> dict:
         """Run the route for one call. `on_text` gets pieces as they may be shown: live for a
@@ -227,14 +262,22 @@ class Router:
                 if delivered:
                     break  # text already sent cannot be taken back: no fall-through
                 continue
-            if holding and not self._passes(result, inputs, params, attempts):
-                escalated = True
-                # The held answer stays the reply if every later model fails.
+            attempt.empty = is_empty(result.text)
+            if completion is None or not attempt.empty:
+                # An answer with text stays the reply if every later model fails or is empty.
                 completion, served_by = result, name
-                continue
-            completion, served_by = result, name
+            if holding:
+                # The check decides, as in the portfolio (an empty answer scores -inf, so it
+                # escalates at every threshold but "never").
+                escalated = self._check(result, inputs, params, attempts)
+                if escalated:
+                    continue
+                break
+            if attempt.empty and not delivered:
+                continue  # nothing was shown: the next model may answer
             break
-        if completion is not None and not delivered and on_text is not None:
+        status = "error" if completion is None else "empty" if is_empty(completion.text) else "ok"
+        if status == "ok" and not delivered and on_text is not None:
             live(completion.text)  # a held (or unstreamed) answer goes out whole
         latency = time.perf_counter() - start
         costs = [a.cost_usd for a in attempts if a.ok]
@@ -242,10 +285,14 @@ class Router:
             "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "id": uuid.uuid4().hex,
             "route": model if direct else self.name,
-            "status": "ok" if completion is not None else "error",
+            # "empty": the models answered with no text; never logged (nor served) as "ok".
+            "status": status,
             "served_by": served_by,
             "escalated": escalated,
-            "attempts": [vars(a) for a in attempts],
+            "attempts": [
+                {**vars(a), "score": finite_or_text(a.score)} if a.score is not None else vars(a)
+                for a in attempts
+            ],
             **inputs,
             "max_tokens": params.get("max_tokens"),
             "stop": params.get("stop"),
@@ -406,6 +453,24 @@ def _failure(record: dict) -> RequestError:
     )
 
 
+def _empty(record: dict, router: Router) -> RequestError:
+    """An answer with no text is refused with the reason, never passed on as a success."""
+    names = list(dict.fromkeys(a["candidate"] for a in record["attempts"] if a.get("empty")))
+    message = f"{', '.join(names)} answered with no text"
+    completion_style = [
+        n for n in names if router.candidates[n].config.prompt_style == "completion"
+    ]
+    if "messages" in record and completion_style:
+        message += (
+            f". {', '.join(completion_style)} is prompt_style 'completion': chat messages reach "
+            "it as the plain transcript `syllabus portfolio` measures it on (one user message: "
+            "its text, as a prompt), which this model does not continue. Send the kind of "
+            "prompt it was measured on (/v1/completions), or give the candidate "
+            "prompt_style = 'chat' (its chat template) and measure it again"
+        )
+    return RequestError(422, message, "empty_answer")
+
+
 def create_app(router: Router, api_key: str | None):
     app = FastAPI(title=f"syllabus route: {router.name}", docs_url=None, redoc_url=None)
     # Generation waits on each model's worker thread; these threads only wait, so there can be
@@ -484,6 +549,8 @@ def create_app(router: Router, api_key: str | None):
             record = result["record"]
             if result["completion"] is None:
                 return error_response(_failure(record))
+            if record["status"] == "empty":
+                return error_response(_empty(record, router))
             return JSONResponse(
                 {
                     "id": call_id,
@@ -559,7 +626,11 @@ def create_app(router: Router, api_key: str | None):
                     break
                 record = value["record"]
                 if value["completion"] is None or record["status"] != "ok":
-                    failure = _failure(record)
+                    failure = (
+                        _empty(record, router)
+                        if record["status"] == "empty"
+                        else (_failure(record))
+                    )
                     yield {"data": json.dumps(envelope(str(failure), failure.kind, failure.code))}
                     break
                 if value["partial"] and record["served_by"] is None:
