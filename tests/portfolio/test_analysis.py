@@ -89,6 +89,22 @@ def test_the_lower_bound_decides_not_the_point_estimate():
     assert decision["sentence"].startswith("t: use large ($50.00/month at 1,000 calls/day)")
 
 
+def test_the_saving_is_against_a_dearer_option_never_a_cheaper_one_that_misses():
+    portfolio, task = config(quality_threshold=0.5, p95_latency_s=5.0)
+    pricing = pricing_for(PriceConfig(usd_per_hour=1.0), None)
+    good = [row(str(i), i < 40, latency=2.0) for i in range(50)]
+    bad = [row(str(i), i < 5, latency=0.5) for i in range(50)]
+    dear = [row(str(i), True, latency=4.0) for i in range(50)]
+    best = option("best", "candidate", good, pricing, task, portfolio)
+    cheap = option("cheap-but-wrong", "candidate", bad, pricing, task, portfolio)
+    alone = choose(task, [best, cheap], 0.95)
+    assert alone["choice"] == "best" and "cheaper than" not in alone["sentence"]
+    dearest = option("dearest", "candidate", dear, pricing, task, portfolio)
+    decision = choose(task, [best, cheap, dearest], 0.95)
+    # $1/h at 50%: 4 s against 2 s per call.
+    assert decision["sentence"].endswith("; 2.0x cheaper than dearest.")
+
+
 def test_none_meets_says_by_how_much():
     portfolio, task = config(p95_latency_s=0.5)
     pricing = pricing_for(PriceConfig(usd_per_hour=1.0), None)
