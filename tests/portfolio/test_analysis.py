@@ -297,6 +297,10 @@ def test_cascade_report_shows_named_operating_rows_not_one_per_threshold(tmp_pat
     assert html.count('<svg class="plot"') == 3  # quality-cost, latency, every cascade's curve
     md = render_markdown(result)
     assert "APGR" in md and "chosen threshold**" in md  # bold: the chosen row
+    # Each option's verdict is a cell that never breaks inside a word.
+    for o in result.tasks[0].options:
+        row = html[html.index(f'<tr data-option="{o["name"]}">') :]
+        assert row[: row.index("</tr>")].rstrip().endswith(f"<td>{o['status']}</td>")
 
 
 def test_run_portfolio_writes_the_typed_result_as_recommendation_json(tmp_path, monkeypatch):

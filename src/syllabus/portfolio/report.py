@@ -335,12 +335,13 @@ def _options_table(task: TaskDecision, colours: dict[str, str]) -> str:
                     Cell(cells[3], "wrap"),
                     cells[4],
                     Cell(cells[5], "wrap"),
-                    *cells[6:8],
-                    Cell(cells[8], "text"),
+                    # The verdict is one or two short words that must not break mid-word
+                    # ("inconclusiv/e" in a finished run's crowded table): kept on one line.
+                    *cells[6:9],
                 ],
             )
         )
-    return table("options", [*HEADER[:-1], Cell(HEADER[-1], "text")], rows)
+    return table("options", HEADER, rows)
 
 
 def _cascade_table(cascade: dict) -> str:
