@@ -89,6 +89,22 @@ def test_the_lower_bound_decides_not_the_point_estimate():
     assert decision["sentence"].startswith("t: use large ($50.00/month at 1,000 calls/day)")
 
 
+def test_the_saving_is_against_a_dearer_option_never_a_cheaper_one_that_misses():
+    portfolio, task = config(quality_threshold=0.5, p95_latency_s=5.0)
+    pricing = pricing_for(PriceConfig(usd_per_hour=1.0), None)
+    good = [row(str(i), i < 40, latency=2.0) for i in range(50)]
+    bad = [row(str(i), i < 5, latency=0.5) for i in range(50)]
+    dear = [row(str(i), True, latency=4.0) for i in range(50)]
+    best = option("best", "candidate", good, pricing, task, portfolio)
+    cheap = option("cheap-but-wrong", "candidate", bad, pricing, task, portfolio)
+    alone = choose(task, [best, cheap], 0.95)
+    assert alone["choice"] == "best" and "cheaper than" not in alone["sentence"]
+    dearest = option("dearest", "candidate", dear, pricing, task, portfolio)
+    decision = choose(task, [best, cheap, dearest], 0.95)
+    # $1/h at 50%: 4 s against 2 s per call.
+    assert decision["sentence"].endswith("; 2.0x cheaper than dearest.")
+
+
 def test_none_meets_says_by_how_much():
     portfolio, task = config(p95_latency_s=0.5)
     pricing = pricing_for(PriceConfig(usd_per_hour=1.0), None)
@@ -281,6 +297,10 @@ def test_cascade_report_shows_named_operating_rows_not_one_per_threshold(tmp_pat
     assert html.count('<svg class="plot"') == 3  # quality-cost, latency, every cascade's curve
     md = render_markdown(result)
     assert "APGR" in md and "chosen threshold**" in md  # bold: the chosen row
+    # Each option's verdict is a cell that never breaks inside a word.
+    for o in result.tasks[0].options:
+        row = html[html.index(f'<tr data-option="{o["name"]}">') :]
+        assert row[: row.index("</tr>")].rstrip().endswith(f"<td>{o['status']}</td>")
 
 
 def test_run_portfolio_writes_the_typed_result_as_recommendation_json(tmp_path, monkeypatch):

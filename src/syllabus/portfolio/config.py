@@ -128,10 +128,12 @@ class FormatConfig(StrictModel):
 
 class TaskConfig(StrictModel):
     name: Name
-    kind: Literal["custom", "exact", "log"] = "custom"
+    kind: Literal["custom", "exact", "log", "humaneval"] = "custom"
     """custom: JSONL with prompt + tests or reference (as `syllabus eval`); exact: numeric
-    answers; log: a `syllabus route` log (the answers served become the references)."""
-    data: str
+    answers; log: a `syllabus route` log (the answers served become the references);
+    humaneval: HumanEval problems executed as `syllabus eval --task humaneval` executes them."""
+    data: str | None = None
+    """The task's file; humaneval without one: the 164 bundled problems."""
     limit: Annotated[int, at_least(1)] | None = None
     shots: Annotated[int, at_least(0)] = 0
     """exact: k-shot examples from the start of the file."""
@@ -140,7 +142,19 @@ class TaskConfig(StrictModel):
     p95_latency_s: Annotated[float, at_least(0.001)]
     daily_volume: Annotated[int, at_least(0)]
     max_tokens: Annotated[int, at_least(1)] = 32
+    """humaneval: 384 unless set (`syllabus eval`'s default: a whole function body)."""
     format: FormatConfig | None = None
+
+    @model_validator(mode="after")
+    def _kind(self) -> TaskConfig:
+        if self.data is None and self.kind != "humaneval":
+            raise ValueError(f"a {self.kind} task needs `data` (its file)")
+        if self.kind == "humaneval":
+            if self.format is not None:
+                raise ValueError("a humaneval task is scored by its unit tests: no `format`")
+            if "max_tokens" not in self.model_fields_set:
+                self.max_tokens = 384
+        return self
 
 
 class CascadeConfig(StrictModel):
@@ -245,7 +259,7 @@ def load_portfolio(path: Path | str) -> tuple[PortfolioConfig, Path]:
         raise UserError(format_validation_error(path, text, exc)) from None
     base = path.resolve().parent
     for task in config.tasks:
-        if task.kind != "log" and not resolve(base, task.data).exists():
+        if task.kind != "log" and task.data and not resolve(base, task.data).exists():
             raise UserError(f"{path}: task {task.name}: data file {task.data} does not exist")
     for candidate in config.candidates:
         if candidate.retrieval and not resolve(base, candidate.retrieval.corpus).exists():

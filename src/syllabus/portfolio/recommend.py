@@ -183,14 +183,20 @@ def choose(task: TaskConfig, options: list[dict], confidence: float) -> dict:
     volume = f"{task.daily_volume:,} calls/day"
     if meeting:
         best = min(meeting, key=lambda o: (o["cost_per_month_usd"], -o["quality"]))
-        others = [
-            o for o in options if o is not best and o.get("cost_per_month_usd") and o["measured"]
+        # Against the dearest measured option: a cheaper one that misses the bar is no saving.
+        dearer = [
+            o
+            for o in options
+            if o is not best
+            and o["measured"]
+            and o.get("cost_per_month_usd") is not None
+            and o["cost_per_month_usd"] > best["cost_per_month_usd"]
         ]
-        dearer = max(others, key=lambda o: o["cost_per_month_usd"], default=None)
+        dearest = max(dearer, key=lambda o: o["cost_per_month_usd"], default=None)
         compare = (
-            f"; {dearer['cost_per_month_usd'] / best['cost_per_month_usd']:.1f}x cheaper than "
-            f"{dearer['name']}"
-            if dearer and best["cost_per_month_usd"] > 0
+            f"; {dearest['cost_per_month_usd'] / best['cost_per_month_usd']:.1f}x cheaper than "
+            f"{dearest['name']}"
+            if dearest and best["cost_per_month_usd"] > 0
             else ""
         )
         sentence = (

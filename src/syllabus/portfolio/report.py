@@ -64,7 +64,7 @@ def quality_cost_svg(tasks: list[TaskDecision], colours: dict[str, str]) -> str 
     if not shown:
         return None
     with matplotlib.rc_context(plots.RC):
-        fig = Figure(figsize=(4.2 * len(shown), 3.4), layout="constrained")
+        fig = Figure(figsize=(4.2 * len(shown), 4.2), layout="constrained")
         axes = fig.subplots(1, len(shown), squeeze=False)[0]
         for ax, task in zip(axes, shown, strict=True):
             for o in task.options:
@@ -103,7 +103,14 @@ def quality_cost_svg(tasks: list[TaskDecision], colours: dict[str, str]) -> str 
             ax.set_xlabel(f"USD per month at {task.daily_volume:,}/day")
             ax.set_ylabel("pass rate (interval)")
             ax.set_title(task.task, loc="left", fontsize=9)
-            ax.legend(frameon=False, fontsize=7)
+            # Under the axes: inside, "best" still covered points once options sat at both ends.
+            ax.legend(
+                frameon=False,
+                fontsize=7,
+                loc="upper center",
+                bbox_to_anchor=(0.5, -0.2),
+                ncol=2,
+            )
             ax.grid(alpha=0.3)
         return plots.to_svg(fig, "quality-cost")
 
@@ -335,12 +342,13 @@ def _options_table(task: TaskDecision, colours: dict[str, str]) -> str:
                     Cell(cells[3], "wrap"),
                     cells[4],
                     Cell(cells[5], "wrap"),
-                    *cells[6:8],
-                    Cell(cells[8], "text"),
+                    # The verdict is one or two short words that must not break mid-word
+                    # ("inconclusiv/e" in a finished run's crowded table): kept on one line.
+                    *cells[6:9],
                 ],
             )
         )
-    return table("options", [*HEADER[:-1], Cell(HEADER[-1], "text")], rows)
+    return table("options", HEADER, rows)
 
 
 def _cascade_table(cascade: dict) -> str:

@@ -178,7 +178,7 @@ def run_portfolio(
     out = Path(out)
     if fresh:
         discard_results(out, RESULTS)
-    inputs = {f"task:{t.name}": resolve(base, t.data) for t in config.tasks}
+    inputs = {f"task:{t.name}": resolve(base, t.data) for t in config.tasks if t.data}
     with RunDir(out, stage="portfolio", config=config, inputs=inputs) as run:
         start = time.time()
         items, records = measure(config, base, out, show_progress=show_progress)

@@ -3,7 +3,11 @@
 - custom: prompts with unit tests (run in the sandbox) or a reference answer (eval.tasks);
 - exact: numeric answers, scored by the last number in the answer (eval.tasks, "flexible");
 - log: a `syllabus route` log; each answer served becomes the reference, so production
-  traffic is the next evaluation set (quality there means agreement with what was served).
+  traffic is the next evaluation set (quality there means agreement with what was served);
+- humaneval: HumanEval problems (bundled, or a HumanEval-format file), prompted and executed
+  exactly as `syllabus eval --task humaneval` does (eval.humaneval: its stop sequences or its
+  chat instruction, its sandbox guard and time limits scaled from the canonical solution), so
+  an item passes here exactly when it passes there.
 
 A task with a `format` also measures compliance (JSON that validates against its schema); a
 non-compliant answer fails, and with `answer_field` only that field is scored.
@@ -11,6 +15,7 @@ non-compliant answer fails, and with `answer_field` only that field is scored.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -62,7 +67,35 @@ def read_route_log(path: Path) -> list[dict]:
     return calls
 
 
+def humaneval_items(task: TaskConfig, base: Path) -> list[Item]:
+    """One item per problem, keyed by its task_id. Both prompts `syllabus eval` uses: the bare
+    prompt for a completion-style candidate, its chat instruction for a chat one."""
+    problems = humaneval.load_problems(resolve(base, task.data) if task.data else None)
+    return [
+        Item(
+            problem.task_id,
+            prompt=problem.prompt,
+            messages=[
+                {
+                    "role": "user",
+                    "content": humaneval.CHAT_INSTRUCTION.format(prompt=problem.prompt),
+                }
+            ],
+            # "tests" as a custom item with unit tests has them, so a cascade's check "tests"
+            # applies; the task version changes the fingerprint when scoring changes.
+            spec={
+                **dataclasses.asdict(problem),
+                "tests": problem.test,
+                "task_version": humaneval.TASK_VERSION,
+            },
+        )
+        for problem in problems[: task.limit]
+    ]
+
+
 def load_items(task: TaskConfig, base: Path) -> list[Item]:
+    if task.kind == "humaneval":
+        return humaneval_items(task, base)
     path = resolve(base, task.data)
     if task.kind == "custom":
         return [
@@ -102,6 +135,8 @@ def stop_for(task: TaskConfig, item: Item, prompt_style: str) -> list[str]:
     """Where generation may stop early (the scorer cuts at the same places anyway)."""
     if task.kind == "exact":
         return EXACT_STOP
+    if task.kind == "humaneval":  # as `syllabus eval`: none in chat, where a code block ends it
+        return [] if prompt_style == "chat" else humaneval.STOP
     if task.kind == "log":
         return item.spec.get("stop") or []
     if task.format is not None:
@@ -133,6 +168,43 @@ def _entry_point(item: dict) -> str:
     return item.get("entry_point") or (names[-1] if names else "")
 
 
+def humaneval_completion(text: str, item: Item, prompt_style: str) -> str:
+    """What runs after the problem's prompt: `syllabus eval`'s own extraction (the function out
+    of a chat answer's code block, a completion cut at the first stop sequence)."""
+    if prompt_style == "chat":
+        return humaneval.chat_solution(text, item.spec["entry_point"])
+    return humaneval.truncate(text)
+
+
+def execute_humaneval(
+    items: list[Item], answers: list[str], prompt_style: str, workers: int
+) -> list[dict]:
+    """{passed, status, answer, exec_error} per item, from eval.humaneval.execute with
+    `syllabus eval`'s default execution settings."""
+    problems = {
+        item.key: humaneval.Problem(
+            **{k: item.spec[k] for k in humaneval.Problem.__dataclass_fields__}
+        )
+        for item in items
+    }
+    completions = [
+        humaneval_completion(answer, item, prompt_style)
+        for item, answer in zip(items, answers, strict=True)
+    ]
+    results = humaneval.execute(
+        problems,
+        [(item.key, completion) for item, completion in zip(items, completions, strict=True)],
+        humaneval.ExecutionSettings(workers=workers),
+    )
+    verdicts = []
+    for completion, result in zip(completions, results, strict=True):
+        verdict = {"passed": result.passed, "status": result.status, "answer": completion}
+        if not result.passed:
+            verdict["exec_error"] = result.summary()[:300]
+        verdicts.append(verdict)
+    return verdicts
+
+
 def normalise(text: str) -> str:
     """Answers compared for agreement and against logged references: case and spacing aside."""
     return " ".join(text.split()).lower()
@@ -145,8 +217,9 @@ def score(
     prompt_style: str,
     workers: int,
 ) -> list[dict]:
-    """One row per item: passed, compliant (None without a format), the scored answer and,
-    for tests, the sandbox's status. `None` texts (failed calls) fail."""
+    """One row per item: passed, compliant (None without a format), the scored answer (for
+    humaneval, the completion executed) and, for tests, the sandbox's status. `None` texts
+    (failed calls) fail."""
     rows = []
     answers = []
     for text in texts:
@@ -156,7 +229,12 @@ def score(
             compliant, answer = check_format(text, task)
         rows.append({"compliant": compliant, "answer": answer, "error_call": text is None})
         answers.append(answer)
-    if task.kind == "custom":
+    if task.kind == "humaneval":
+        for row, verdict in zip(
+            rows, execute_humaneval(items, answers, prompt_style, workers), strict=True
+        ):
+            row.update(verdict)
+    elif task.kind == "custom":
         keyed, completions = [], []
         for item, answer in zip(items, answers, strict=True):
             spec = item.spec
