@@ -145,6 +145,11 @@ quality_threshold = 0.5
 p95_latency_s = 30.0
 daily_volume = 1000
 max_tokens = 8
+
+[route]
+serve = "tuned"
+task = "dates"
+fallbacks = ["untuned"]
 """
 
 
@@ -280,3 +285,17 @@ def test_a_candidate_needs_a_model_or_a_build():
     ):
         with pytest.raises(ValueError, match="either model"):
             PortfolioConfig.model_validate({**base, "candidates": [candidate]})
+
+
+def test_route_serves_the_gguf_the_portfolio_built_and_measured(built):
+    from syllabus.portfolio.config import load_portfolio
+    from syllabus.portfolio.server import Router
+
+    _, path, out, result = built
+    config, base = load_portfolio(path)
+    recommendation = json.loads((out / "recommendation.json").read_text())
+    router = Router(config, base, recommendation)
+    assert router.candidates["tuned"].config.model == result.builds["tuned"][-1].gguf
+    assert router.candidates["untuned"].config.model == config.candidate("untuned").model
+    with pytest.raises(UserError, match="pass --from OUT"):
+        Router(config, base, None)

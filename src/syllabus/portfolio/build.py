@@ -20,7 +20,8 @@ import numpy as np
 from syllabus.backends.specs import parse_model_spec
 from syllabus.errors import UserError
 from syllabus.finetune.config import DataConfig, EvalConfig, FinetuneConfig
-from syllabus.fingerprint import path_digest
+from syllabus.finetune.data import Conversation, collect
+from syllabus.fingerprint import digest, path_digest
 from syllabus.portfolio.candidates import Candidate
 from syllabus.portfolio.config import CandidateConfig, PortfolioConfig, resolve
 from syllabus.portfolio.measure import measure_task
@@ -53,15 +54,18 @@ class BuiltModel:
     reused: bool = False
 
 
-def records_in(path: Path) -> int:
-    return sum(1 for line in path.read_bytes().splitlines() if line.strip())
+def training_records(candidate: CandidateConfig, base: Path) -> list[Conversation]:
+    """The conversations of the build's data, in order, as `syllabus finetune` collects them
+    (a build of size N trains on the first N, less decontamination and the validation share)."""
+    return collect(
+        [str(resolve(base, candidate.build.data))], ["dialogue"], 0.0, 0, None
+    ).conversations
 
 
-def build_sizes(candidate: CandidateConfig, base: Path) -> list[int]:
-    """The training-set sizes to build, smallest first; the last is the whole file (the
-    candidate itself). A size at or above the file's records is the whole file."""
-    total = records_in(resolve(base, candidate.build.data))
-    return sorted({min(size, total) for size in candidate.build.sizes} | {total})
+def build_sizes(total: int, sizes: list[int]) -> list[int]:
+    """The training-set sizes to build, smallest first; the last is every record (the candidate
+    itself). A size at or above the number of records is every record."""
+    return sorted({min(size, total) for size in sizes} | {total})
 
 
 def task_files(config: PortfolioConfig, base: Path) -> list[Path]:
@@ -94,8 +98,12 @@ def finetune_config(
     )
 
 
-def build_key(candidate: CandidateConfig, size: int, finetune: FinetuneConfig) -> str:
-    """What a finished build is: its settings, the base's contents and every input's digest."""
+def build_key(
+    candidate: CandidateConfig, size: int, records: list[Conversation], finetune: FinetuneConfig
+) -> str:
+    """What a finished build is: its settings, the base's contents, the records it trains on
+    (the first `size`: appending to the file does not rebuild the smaller sizes) and the
+    digests of the files it is decontaminated against."""
     spec = parse_model_spec(finetune.base, what=f"{candidate.name}.build.base", endpoints=False)
     return stage_key(
         "build",
@@ -103,7 +111,7 @@ def build_key(candidate: CandidateConfig, size: int, finetune: FinetuneConfig) -
         candidate.build.decontam.model_dump(mode="json", exclude={"benchmarks"}),
         size,
         spec.contents(),
-        [path_digest(Path(p)) for p in finetune.data.datasets],
+        digest([c.messages for c in records[:size]]),
         [path_digest(Path(p)) for p in finetune.decontam.benchmarks],
     )
 
@@ -151,7 +159,13 @@ def build_candidates(
     for candidate in config.candidates:
         if candidate.build is None:
             continue
-        sizes = build_sizes(candidate, base)
+        records = training_records(candidate, base)
+        if not records:
+            raise UserError(
+                f"candidate {candidate.name}: build data {candidate.build.data} has no chat "
+                'records (`{"messages": [...]}` lines)'
+            )
+        sizes = build_sizes(len(records), candidate.build.sizes)
         models = []
         for size in sizes:
             finetune = finetune_config(candidate, size, sizes[-1], config, base)
@@ -160,7 +174,7 @@ def build_candidates(
             figures = run_stage(
                 f"build {candidate.name} n{size}",
                 directory,
-                build_key(candidate, size, finetune),
+                build_key(candidate, size, records, finetune),
                 lambda d, r=recipe: _finetune(r, d, show_progress),
                 log,
             )
@@ -234,3 +248,17 @@ def paired_difference(
         "ci_low": float(np.percentile(means, tail)),
         "ci_high": float(np.percentile(means, 100 - tail)),
     }
+
+
+def served_config(candidate: CandidateConfig, recommendation: dict | None) -> CandidateConfig:
+    """A candidate as `syllabus route` serves it: a built one is the GGUF its portfolio run
+    built and measured (recommendation.json's `builds`), so what was measured is what is served."""
+    if candidate.build is None:
+        return candidate
+    builds = (recommendation or {}).get("builds", {}).get(candidate.name)
+    if not builds or not Path(builds[-1]["gguf"]).exists():
+        raise UserError(
+            f"candidate {candidate.name} is built by `syllabus portfolio`: run it, then pass "
+            "--from OUT (the run's output directory) to serve the model it built"
+        )
+    return candidate.model_copy(update={"model": builds[-1]["gguf"]})
