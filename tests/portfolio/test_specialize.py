@@ -27,8 +27,12 @@ from tests.finetune.conftest import smollm2_gguf, tiny_base  # noqa: F401 (fixtu
 
 SHIPPED = REPO / "recipes" / "specialize"
 
+
 # Building fine-tunes, exports and measures (about a minute per build on 2 idle cores).
-slow = pytest.mark.slow
+def slow(test):
+    """Slow, and given room: a build takes a minute on idle cores, several on shared ones."""
+    return pytest.mark.slow(pytest.mark.timeout(900)(test))
+
 
 # Independent parses of the styles strptime reads (C locale: English names), to check the
 # generator's references by another route than the one that wrote them.
