@@ -203,6 +203,11 @@ def test_built_candidate_is_fine_tuned_and_measured_as_its_gguf(built):
             (Path(model.directory) / "data" / "decontam" / "decontam.json").read_text()
         )
         assert decontam["benchmarks"] == ["test"]  # the task's data file (stem), nothing else
+    # The base is prepared once: the larger build's base stage is the smaller one's files.
+    small, whole = (Path(m.directory) / "base" for m in models)
+    for weights in small.glob("*.safetensors"):
+        assert (whole / weights.name).stat().st_ino == weights.stat().st_ino
+    assert json.loads((whole / "base.json").read_text())["hf_dir"] == str(whole)
     rows = samples(out, "tuned")
     assert len(rows) == 8 and all(r["candidate"] == "tuned" for r in rows)
     assert samples(out, "tuned@n10")  # the smaller build, measured on the same items

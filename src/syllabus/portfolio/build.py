@@ -11,6 +11,9 @@ or file rebuilds it from nothing.
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,11 +119,33 @@ def build_key(
     )
 
 
-def _finetune(recipe: BuildRecipe, directory: Path, show_progress: bool) -> dict:
+def _share_base(directory: Path, siblings: list[Path]) -> None:
+    """Hard-link a sibling build's finished base stage (the de-quantized base model, the same
+    for every size) into this one, so `finetune_recipe` finds it done by its own key instead
+    of preparing it again; the files are shared, the directories stay apart."""
+    target = directory / "base"
+    source = next((s / "base" for s in siblings if (s / "base" / ".done").exists()), None)
+    if source is None or target.exists():
+        return
+    try:
+        shutil.copytree(source, target, copy_function=os.link)
+    except OSError:  # another file system: prepare it again
+        shutil.rmtree(target, ignore_errors=True)
+        return
+    # base.json names its own directory: a new file here (not the shared inode) names this one.
+    info = json.loads((target / "base.json").read_text())
+    (target / "base.json").unlink()
+    (target / "base.json").write_text(json.dumps({**info, "hf_dir": str(target)}, indent=2))
+
+
+def _finetune(
+    recipe: BuildRecipe, directory: Path, show_progress: bool, siblings: list[Path]
+) -> dict:
     # Loads torch and transformers: imported when a build runs, not with the portfolio.
     from syllabus.finetune.run import finetune_recipe
 
     start = time.time()
+    _share_base(directory, siblings)
     result = finetune_recipe(recipe, directory, show_progress=show_progress)
     if not result.finished:
         raise UserError(f"build {recipe.name}: training stopped before its last step")
@@ -167,6 +192,7 @@ def build_candidates(
             )
         sizes = build_sizes(len(records), candidate.build.sizes)
         models = []
+        siblings = [out / "build" / candidate.name / f"n{size}" for size in sizes]
         for size in sizes:
             finetune = finetune_config(candidate, size, sizes[-1], config, base)
             recipe = BuildRecipe(f"{candidate.name}-n{size}", candidate.build.seed, finetune)
@@ -175,7 +201,7 @@ def build_candidates(
                 f"build {candidate.name} n{size}",
                 directory,
                 build_key(candidate, size, records, finetune),
-                lambda d, r=recipe: _finetune(r, d, show_progress),
+                lambda d, r=recipe, s=siblings: _finetune(r, d, show_progress, s),
                 log,
             )
             models.append(
