@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 LLAMA_CMAKE_ARGS := -DCMAKE_C_FLAGS="$(NO_AMX)" -DCMAKE_CXX_FLAGS="$(NO_AMX)"
 
-.PHONY: demo test check docs lint bench clean
+.PHONY: demo specialize test check docs lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ docs:
 
 demo: $(STAMP) docs
 	$(BIN)/syllabus run recipes/python-basics.toml
+
+# The second main job: is a fine-tuned small model enough for a team's own task, and what does
+# it take? The date task's splits (re-written from their seed, checked disjoint), then the
+# portfolio: untuned models, RAG, an API, SmolLM2-135M fine-tuned at three data sizes.
+specialize: $(STAMP)
+	$(BIN)/python -m syllabus.portfolio.dates recipes/specialize
+	$(BIN)/syllabus portfolio recipes/specialize.toml -o runs/specialize
 
 test: $(STAMP) docs
 	# The report's browser test needs Debian's chromium; install it when missing and root.

@@ -10,8 +10,11 @@ except where an edge is listed):
                               labels the way `fit` does (curate/labels.py)
     pipeline (+ recipe.py)    `syllabus run`; recipe.py composes every stage's config section
                               with the run's own (pipeline/config.py), so it counts as pipeline
-    finetune, portfolio       stages that drive other stages (finetune: data -> train -> export
-                              -> eval -> report; portfolio: eval's tasks -> report's figures)
+    portfolio                 measures models per task (eval's tasks -> report's figures) and
+                              builds the candidates a `build` table names through finetune (the
+                              one trainer: portfolio -> finetune, never the other way)
+    finetune                  a stage that drives others (data -> train -> export -> eval ->
+                              report)
     synth, curate, eval,      stages; export reads train's checkpoints (export -> train)
     export, report, train
     shared leaves             store (with the stage keys of resumable stages), backends,
@@ -67,7 +70,7 @@ ALLOWED: dict[str, set[str]] = {
     "curate": LEAVES,
     "synth": LEAVES,
     "finetune": LEAVES | {"train", "export", "eval", "curate", "report"},
-    "portfolio": LEAVES | {"eval", "report"},
+    "portfolio": LEAVES | {"eval", "report", "finetune"},
     "pipeline": LEAVES | {"synth", "curate", "train", "eval", "export", "report", "finetune"},
     "browse": LEAVES | {"curate"},
     "cli": LEAVES

@@ -14,6 +14,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from syllabus.config import StrictModel, at_least, between, format_validation_error, load_toml
 from syllabus.errors import UserError
+from syllabus.finetune.config import DecontamConfig, LoraConfig, TrainSettings
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
 
@@ -72,13 +73,44 @@ class RetrievalConfig(StrictModel):
         return self
 
 
+class BuildConfig(StrictModel):
+    """A candidate the portfolio makes: `base` fine-tuned on `data` by `syllabus finetune`'s
+    trainer (a stage of the portfolio's OUT, cached by its settings and data), its exported
+    GGUF measured like any other candidate. `sizes` also trains it on the first N records of
+    `data` for each N, for the data-size curve (how much data is enough)."""
+
+    base: str
+    """The model to specialise: a packaged model (smollm2), a .gguf or a HF directory."""
+    data: str
+    """JSONL chat records (`{"messages": [...]}`, as `syllabus finetune` reads them),
+    relative to the TOML file. The candidate itself trains on all of them."""
+    sizes: list[Annotated[int, at_least(2)]] = Field(default_factory=list)
+    """Smaller training sets (the first N records) to measure as well: the data-size curve."""
+    seed: Annotated[int, at_least(0)] = 0
+    method: Literal["lora", "full"] = "lora"
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    seq_len: Annotated[int, between(16, 131072)] = 256
+    packing: bool = True
+    val_fraction: Annotated[float, between(0, 0.5)] = 0.1
+    """Share of each training set held out for the validation loss."""
+    decontam: DecontamConfig = Field(default_factory=lambda: DecontamConfig(humaneval=False))
+    """Training records sharing an n-gram with these benchmarks and with every task's own
+    data (always added: the portfolio measures on them) are removed before training."""
+    train: TrainSettings = Field(default_factory=lambda: TrainSettings(epochs=2.0))
+    quant: Literal["f32", "f16", "q8_0"] = "q8_0"
+    """GGUF type of the exported model that is measured (and served)."""
+
+
 class CandidateConfig(StrictModel):
-    """A model spec as `syllabus eval --model` takes it, and how it is prompted."""
+    """A model spec as `syllabus eval --model` takes it (or a `build` table that makes one),
+    and how it is prompted."""
 
     name: Name
-    model: str
+    model: str | None = None
     """Packaged model (smollm2, gemma3-270m), a .gguf, a HF or `syllabus train` directory (a
     fine-tuned model is just another of these), or an OpenAI-compatible base URL."""
+    build: BuildConfig | None = None
+    """Instead of `model`: fine-tune a base on the team's data and measure the result."""
     api_model: str = "default"
     api_key_env: str | None = None
     max_retries: Annotated[int, between(0, 20)] = 2
@@ -98,6 +130,8 @@ class CandidateConfig(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> CandidateConfig:
+        if (self.model is None) == (self.build is None):
+            raise ValueError("give either model (a model spec) or build (a table that makes one)")
         if self.system_prompt is not None and self.prompt_style != "chat":
             raise ValueError("system_prompt needs prompt_style = 'chat'")
         if self.json_schema is not None and self.grammar is not None:
@@ -262,6 +296,11 @@ def load_portfolio(path: Path | str) -> tuple[PortfolioConfig, Path]:
         if task.kind != "log" and task.data and not resolve(base, task.data).exists():
             raise UserError(f"{path}: task {task.name}: data file {task.data} does not exist")
     for candidate in config.candidates:
+        if candidate.build and not resolve(base, candidate.build.data).exists():
+            raise UserError(
+                f"{path}: candidate {candidate.name}: build data {candidate.build.data} "
+                "does not exist"
+            )
         if candidate.retrieval and not resolve(base, candidate.retrieval.corpus).exists():
             raise UserError(
                 f"{path}: candidate {candidate.name}: retrieval corpus "

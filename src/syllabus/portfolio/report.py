@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from syllabus.portfolio.specialize import html_section, markdown_section
 from syllabus.report import plots
 from syllabus.report.html import (
     DASH,
@@ -423,6 +424,8 @@ def render_html(result: PortfolioResult) -> str:
                 f'<p class="notes">cascade {escape(skipped.name)} not evaluated: '
                 f"{escape(skipped.reason)}</p>"
             )
+        if task.specialization is not None:
+            out += html_section(task.specialization, task.quality_threshold)
         for cascade in task.cascades:
             out.append(
                 f"<h3>Cascade {escape(cascade['name'])}: {escape(cascade['first'])} then "
@@ -489,6 +492,8 @@ def render_markdown(result: PortfolioResult) -> str:
             for name, point, chosen in operating_rows(cascade):
                 cells = [_md(c) for c in _cascade_cells(name, point)]
                 out.append("| " + " | ".join(f"**{c}**" if chosen else c for c in cells) + " |")
+        if task.specialization is not None:
+            out += markdown_section(task.specialization)
         for skipped in task.skipped_cascades:
             out.append(f"- cascade {_md(skipped.name)} not evaluated: {_md(skipped.reason)}")
         out.append("")

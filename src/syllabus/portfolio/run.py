@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from syllabus.fingerprint import discard_results
+from syllabus.portfolio.build import BuiltModel, as_measured, build_candidates, measure_sizes
 from syllabus.portfolio.cascades import applies, evaluate_cascade
 from syllabus.portfolio.config import PortfolioConfig, load_portfolio, resolve
 from syllabus.portfolio.measure import measure
 from syllabus.portfolio.pricing import pricing_for
 from syllabus.portfolio.recommend import assumed_option, choose, option
 from syllabus.portfolio.report import write_reports
+from syllabus.portfolio.specialize import Specialization, specialization
 from syllabus.store.manifest import RunDir
 
 BOUND_REASON = (
@@ -56,6 +58,8 @@ class TaskDecision:
     choice_kind: str | None
     sentence: str
     bar: str
+    specialization: Specialization | None = None
+    """With built candidates: before and after the team's data, the data-size curve."""
 
 
 @dataclass
@@ -70,6 +74,8 @@ class PortfolioResult:
     bound_reason: str = BOUND_REASON
     created_at: str = ""
     wall_time_s: float = 0.0
+    builds: dict[str, list[BuiltModel]] = field(default_factory=dict)
+    """Built candidates at each training-set size, smallest first (the last is the candidate)."""
     manifest: dict = field(default_factory=dict)
 
     def task(self, name: str) -> TaskDecision:
@@ -93,8 +99,15 @@ def plain(value):
     return value
 
 
-def analyse(config: PortfolioConfig, items: dict, records: dict) -> PortfolioResult:
-    """Every option's figures, the cascades and the choice per task, from the records alone."""
+def analyse(
+    config: PortfolioConfig,
+    items: dict,
+    records: dict,
+    built: dict[str, list[BuiltModel]] | None = None,
+    size_records: dict | None = None,
+) -> PortfolioResult:
+    """Every option's figures, the cascades and the choice per task, from the records alone
+    (and, with built candidates, their records at each training-set size)."""
     tasks = []
     for task in config.tasks:
         options, cascades, skipped = [], [], []
@@ -151,6 +164,9 @@ def analyse(config: PortfolioConfig, items: dict, records: dict) -> PortfolioRes
                 choice_kind=decision["choice_kind"],
                 sentence=decision["sentence"],
                 bar=decision["bar"],
+                specialization=specialization(
+                    task, config, options, decision, built or {}, records, size_records or {}
+                ),
             )
         )
     return PortfolioResult(
@@ -158,11 +174,12 @@ def analyse(config: PortfolioConfig, items: dict, records: dict) -> PortfolioRes
         confidence=config.confidence,
         days_per_month=config.days_per_month,
         tasks=tasks,
+        builds=built or {},
     )
 
 
 RESULTS = (
-    "samples", "recommendation.json", "recommendation.json.tmp", "report.html", "report.md",
+    "build", "samples", "recommendation.json", "recommendation.json.tmp", "report.html", "report.md",
     "manifest.json",
 )  # fmt: skip
 """What a portfolio writes into OUT; `fresh` removes exactly these."""
@@ -179,10 +196,21 @@ def run_portfolio(
     if fresh:
         discard_results(out, RESULTS)
     inputs = {f"task:{t.name}": resolve(base, t.data) for t in config.tasks if t.data}
+    inputs |= {f"build:{c.name}": resolve(base, c.build.data) for c in config.candidates if c.build}
     with RunDir(out, stage="portfolio", config=config, inputs=inputs) as run:
         start = time.time()
-        items, records = measure(config, base, out, show_progress=show_progress)
-        result = analyse(config, items, records)
+        # Built candidates first: fine-tuned (or reused) in out/build, then measured as GGUFs.
+        built = build_candidates(config, base, out, show_progress=show_progress)
+        measured = config.model_copy(
+            update={
+                "candidates": [
+                    as_measured(c, built[c.name][-1]) if c.build else c for c in config.candidates
+                ]
+            }
+        )
+        items, records = measure(measured, base, out, show_progress=show_progress)
+        size_records = measure_sizes(config, built, items, base, out, show_progress=show_progress)
+        result = analyse(config, items, records, built, size_records)
         result.created_at = time.strftime("%Y-%m-%d %H:%M:%S")
         result.wall_time_s = round(time.time() - start, 1)
         result.manifest = run.manifest("finished")

@@ -44,6 +44,7 @@ from fastapi.responses import JSONResponse
 from sse_starlette.sse import EventSourceResponse
 
 from syllabus.errors import BackendError, UserError
+from syllabus.portfolio.build import served_config
 from syllabus.portfolio.candidates import Candidate
 from syllabus.portfolio.cascades import (
     Evidence,
@@ -105,7 +106,10 @@ class Router:
         chain = [self.cascade.first, self.cascade.then] if self.cascade else [self.route.serve]
         self.chain = chain + [n for n in self.route.fallbacks if n not in chain]
         self.threshold = self._threshold(recommendation)
-        self.candidates = {name: Candidate(config.candidate(name), base) for name in self.chain}
+        self.candidates = {
+            name: Candidate(served_config(config.candidate(name), recommendation), base)
+            for name in self.chain
+        }
         # Self-hosted calls cost their busy seconds, APIs their tokens (see pricing.py).
         self.prices = {
             name: self._measured_price(recommendation, name)
