@@ -165,7 +165,9 @@ def test_cli_keep_rejected_flag(tiny_corpus, tmp_path):
     recipe.write_text(
         f'[curate]\n[[curate.sources]]\npath = "{root}"\n[curate.filters]\nmin_chars = 200\n'
     )
-    done = run_cli("curate", str(recipe), "-o", str(tmp_path / "o"), "--tasks", "1", "--keep-rejected")
+    done = run_cli(
+        "curate", str(recipe), "-o", str(tmp_path / "o"), "--tasks", "1", "--keep-rejected"
+    )
     assert done.returncode == 0, done.stderr
     assert f"rejected records: {tmp_path / 'o' / 'rejected'}" in done.stdout.replace("\n", "")
     reasons = {r.meta["drop_reason"] for r in open_dataset(tmp_path / "o" / "rejected")}
