@@ -165,7 +165,9 @@ def choose_dtype(config: LoopConfig, task: TrainTask, device: torch.device) -> s
     batch = task.micro_batches(0, parallel.World(device=device)).batches[0]
     timings = {}
     model = task.model
-    state = {k: v.clone() for k, v in model.state_dict().items()}
+    # Forward and backward change no parameter (there is no optimizer step), only buffers may
+    # (running statistics): those are kept, not a second copy of every weight.
+    buffers = [(buffer, buffer.clone()) for buffer in model.buffers()]
     rng = torch.get_rng_state()  # dropout in the probe must not shift the run's random stream
     for dtype in ("float32", "bfloat16"):
         best = float("inf")
@@ -177,7 +179,9 @@ def choose_dtype(config: LoopConfig, task: TrainTask, device: torch.device) -> s
             best = min(best, time.perf_counter() - start)
         timings[dtype] = best
     model.zero_grad(set_to_none=True)
-    model.load_state_dict(state)
+    with torch.no_grad():
+        for buffer, saved in buffers:
+            buffer.copy_(saved)
     torch.set_rng_state(rng)
     return "bfloat16" if timings["bfloat16"] < 0.9 * timings["float32"] else "float32"
 
