@@ -17,7 +17,7 @@ from syllabus.recipe import load_recipe
 from tests.finetune.conftest import write_finetune_recipe
 
 
-def tiny_lora(tied: bool):
+def tiny_lora(tied: bool, checkpointing: bool = False, dropout: float = 0.0):
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -30,8 +30,11 @@ def tiny_lora(tied: bool):
     # Attention as plain matmuls, which torch's counter sees (it does not see the CPU's fused
     # attention kernel, which does the same work).
     config._attn_implementation = "eager"
-    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules=LLAMA_LINEAR)
-    return get_peft_model(LlamaForCausalLM(config), lora)
+    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules=LLAMA_LINEAR)
+    model = LlamaForCausalLM(config)
+    if checkpointing:  # as load_trainable does it
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return get_peft_model(model, lora).train()
 
 
 @pytest.mark.parametrize("tied", [True, False])
@@ -60,6 +63,26 @@ def test_lora_flops_per_token_is_a_floor_of_what_torch_counts(tied):
     # Never above the work torch counts (attention scores come on top, outweighing the first
     # layer's input gradients autograd skips), and most of it.
     assert 0.7 * counted < estimate <= counted
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_adapter_gradients():
+    """The memory option changes what is kept, not what is computed (LoRA dropout on)."""
+    length = 48
+    ids = torch.randint(0, 1000, (1, length))
+    targets = torch.full((1, length), IGNORE)
+    targets[0, 10:] = ids[0, 10:]
+    inputs = {"input_ids": ids, "position_ids": torch.arange(length)[None], "targets": targets}
+    results = []
+    for checkpointing in (False, True):
+        model = tiny_lora(True, checkpointing=checkpointing, dropout=0.1)
+        torch.manual_seed(1)
+        loss = token_loss(model, inputs)
+        loss.backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad}
+        results.append((loss.detach(), grads))
+    (loss, grads), (loss_ckpt, grads_ckpt) = results
+    assert torch.equal(loss, loss_ckpt) and grads.keys() == grads_ckpt.keys()
+    assert all(torch.allclose(grads[n], grads_ckpt[n], atol=1e-6) for n in grads)
 
 
 def test_a_finetune_records_its_peak_memory(tiny_base, exercises, tmp_path):

@@ -252,6 +252,10 @@ def run(
         task.load_saved_state(checkpoint["model"])
         torch.set_rng_state(checkpoint["rng"])
         state.update({k: checkpoint[k] for k in ("step", "tokens", "elapsed", "dtype")})
+    # Training mode from the first step: a Hugging Face model comes back from from_pretrained in
+    # eval mode, which would leave LoRA dropout (and gradient checkpointing) off until the first
+    # evaluation switched them on, and a resumed run off again until its own.
+    model.train()
     # The dtype probe is a timing; a resumed run must keep the first run's choice.
     dtype = state.get("dtype") or choose_dtype(config, task, world.device)
     state["dtype"] = dtype
