@@ -33,7 +33,9 @@ def tiny_lora(tied: bool, checkpointing: bool = False, dropout: float = 0.0):
     lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=dropout, target_modules=LLAMA_LINEAR)
     model = LlamaForCausalLM(config)
     if checkpointing:  # as load_trainable does it
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False}
+        )
     return get_peft_model(model, lora).train()
 
 

@@ -66,7 +66,9 @@ def load_trainable(base_dir: Path, config, device: torch.device):
         model, _ = load_hf(base_dir, device=str(device))
     if config.gradient_checkpointing:
         # Non-reentrant: gradients reach the adapters though the layer inputs need none.
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False}
+        )
     if config.method == "full":
         return model
     from peft import LoraConfig, get_peft_model
