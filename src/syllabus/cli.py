@@ -539,6 +539,7 @@ def finetune(
     """
     from syllabus.finetune.run import finetune_recipe
     from syllabus.recipe import load_recipe
+    from syllabus.train.loop import format_mib
 
     loaded = load_recipe(recipe, preset=preset)
     if loaded.finetune is not None and merge is not None:
@@ -553,7 +554,8 @@ def finetune(
     train = result.train
     console.print(
         f"trained {train['steps']} steps: loss {train['final_loss']:.3f}, val loss "
-        f"{train['val_loss']:.3f}, {train['tokens_per_s']:,.0f} tok/s -> {train['saved']}"
+        f"{train['val_loss']:.3f}, {train['tokens_per_s']:,.0f} tok/s, peak memory "
+        f"{format_mib(train.get('peak_rss_mib'))} -> {train['saved']}"
     )
     if result.merge:
         console.print(
@@ -567,7 +569,10 @@ def finetune(
         for table in interval_tables(result.results):
             console.print(table)
         console.print(f"[bold]{result.results.summary}[/bold]")
-    console.print(f"report: {result.report}; wall time {result.wall_time_s:.0f} s")
+    console.print(
+        f"report: {result.report}; wall time {result.wall_time_s:.0f} s, peak memory "
+        f"{format_mib(result.peak_rss_mib)}"
+    )
 
 
 eval_app = typer.Typer(help="Evaluate models; `syllabus eval compare` puts results side by side.")

@@ -103,6 +103,10 @@ class FinetuneConfig(StrictModel):
     """Training conversations sharing an n-gram with HumanEval, the recipe's eval files, the
     held-out exercises or these benchmarks are removed before training."""
     train: TrainSettings = Field(default_factory=TrainSettings)
+    gradient_checkpointing: bool = False
+    """Keep only each layer's input through the forward pass and recompute the rest in the
+    backward: activation memory from every layer's intermediates to one layer's, for about a
+    third more compute; the losses are the same (dropout is replayed)."""
     merge: bool = True
     """LoRA: also write merged weights (checked against base + adapter)."""
     export: list[Literal["hf", "gguf", "onnx"]] = Field(default_factory=lambda: ["gguf"])

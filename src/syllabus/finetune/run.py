@@ -44,7 +44,9 @@ from syllabus.store.manifest import RunDir
 from syllabus.store.stages import StageLog, run_stage, stage_key
 from syllabus.train import parallel
 from syllabus.train.config import LoopConfig
+from syllabus.train.loop import format_mib
 from syllabus.train.loop import run as train_loop
+from syllabus.train.measure import peak_rss_mib
 
 ARMS = ("base", "finetuned")
 
@@ -73,6 +75,8 @@ class FinetuneResult:
     report: Path | None = None
     log: StageLog = field(default_factory=StageLog)
     wall_time_s: float = 0.0
+    peak_rss_mib: int = 0
+    """Peak resident memory of the whole run's process (training's own is in `train`), MiB."""
     finished: bool = True
 
 
@@ -377,11 +381,13 @@ def finetune_recipe(
             result.report = _write_report(result)
             result.results = compute_results(result.report_data)
         result.wall_time_s = round(time.time() - started, 1)
+        result.peak_rss_mib = peak_rss_mib()
         manifest.extra["result"] = {
             "train": result.train,
             "merge": result.merge,
             "stage_times_s": log.times,
             "wall_time_s": result.wall_time_s,
+            "peak_rss_mib": result.peak_rss_mib,
         }
     return result
 
@@ -500,7 +506,12 @@ def _write_report(result: FinetuneResult) -> Path:
         removed = result.decontam.get("removed_ids") or []
         report.write(f"Decontamination removed {len(removed)} conversations: {removed}\n\n")
         if result.merge:
-            report.write(f"Merge check: {json.dumps(result.merge)}\n")
+            report.write(f"Merge check: {json.dumps(result.merge)}\n\n")
+        train = result.train
+        report.write(
+            f"Training: {train['steps']} steps, {train['tokens_per_s']:,.0f} tok/s "
+            f"({train['dtype']}), peak resident memory {format_mib(train.get('peak_rss_mib'))}\n"
+        )
     return out / "report.html"
 
 

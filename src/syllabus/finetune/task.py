@@ -64,6 +64,11 @@ def load_trainable(base_dir: Path, config, device: torch.device):
         model = prepare_model_for_kbit_training(model)
     else:
         model, _ = load_hf(base_dir, device=str(device))
+    if config.gradient_checkpointing:
+        # Non-reentrant: gradients reach the adapters though the layer inputs need none.
+        model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False}
+        )
     if config.method == "full":
         return model
     from peft import LoraConfig, get_peft_model
@@ -104,6 +109,28 @@ def token_loss(model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     )
 
 
+def matmul_flops_per_token(model: torch.nn.Module, output_share: float) -> float:
+    """Forward and backward FLOPs of one token through the model's weights, counting what is
+    computed: 2 per weight forward, 2 for its input's gradient, 2 more for its own gradient
+    where it is trained (LoRA: the adapters only); nothing for the input embedding (a lookup);
+    the output projection only at the `output_share` of positions `token_loss` keeps.
+
+    Attention scores are left out, and they outweigh the input gradients autograd skips below
+    the first trained layer: the figure is a floor of the work, so MFU never overstates it.
+    """
+    embedding = model.get_input_embeddings().weight
+    head = model.get_output_embeddings()
+    head_weight = head.weight if head is not None else None
+    flops = 0.0
+    for param in model.parameters():  # a tied embedding is one parameter, seen once
+        per_use = 4 + 2 * param.requires_grad
+        if param is head_weight:
+            flops += per_use * param.numel() * output_share
+        elif param is not embedding:
+            flops += per_use * param.numel()
+    return flops
+
+
 class FinetuneTask(TrainTask):
     """Rows of rendered conversations, shuffled per epoch with (seed, epoch)."""
 
@@ -142,6 +169,11 @@ class FinetuneTask(TrainTask):
         trainable = sum(p.numel() for _, p in self.trainable())
         frozen = sum(p.numel() for p in model.parameters()) - trainable
         self.parameters = {"trainable": trainable, "frozen": frozen}
+        # token_loss keeps logits where a row has a target: with one row per micro-batch exactly
+        # the targets, with more the union of their columns (the share below is then a floor).
+        tokens = sum(len(r.ids) for r in train_rows)
+        targets = sum(r.n_targets for r in train_rows)
+        self._flops_per_token = matmul_flops_per_token(model, targets / max(tokens, 1))
 
     def _order(self, epoch: int) -> np.ndarray:
         if epoch not in self._orders:
@@ -184,10 +216,7 @@ class FinetuneTask(TrainTask):
         return self._describe
 
     def flops_per_token(self) -> float:
-        # Weights: 2N forward, 2N for the activations' gradients, and 2N for the weights'
-        # gradients only where they are trained (LoRA: the adapters).
-        p = self.parameters
-        return 4 * (p["trainable"] + p["frozen"]) + 2 * p["trainable"]
+        return self._flops_per_token
 
     def saved_state(self, state_dict: dict) -> dict:
         if self.method == "full":

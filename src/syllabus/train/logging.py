@@ -45,21 +45,31 @@ class TrainLogger:
             self._file.write(row)
 
     def step(
-        self, step: int, tokens: int, loss: float, lr: float, rate: float, mfu: float | None
+        self,
+        step: int,
+        tokens: int,
+        loss: float,
+        lr: float,
+        rate: float,
+        mfu: float | None,
+        *,
+        mfu_note: str | None = None,
     ) -> None:
+        """One training step's row; `mfu_note` says why its MFU is left out (when it is)."""
         if not self.is_main:
             return
-        self._write(
-            {
-                "step": step,
-                "tokens": tokens,
-                "loss": loss,
-                "lr": lr,
-                "tokens_per_s": rate,
-                "mfu": mfu,
-                "time": time.time(),
-            }
-        )
+        row = {
+            "step": step,
+            "tokens": tokens,
+            "loss": loss,
+            "lr": lr,
+            "tokens_per_s": rate,
+            "mfu": mfu,
+            "time": time.time(),
+        }
+        if mfu_note:
+            row["mfu_note"] = mfu_note
+        self._write(row)
         if self._tb:
             self._tb.add_scalar("train/loss", loss, step)
             self._tb.add_scalar("train/lr", lr, step)

@@ -27,6 +27,7 @@ from syllabus.train import parallel
 from syllabus.train.checkpoint import CHECKPOINT, check_resume, read_checkpoint, write_checkpoint
 from syllabus.train.config import LoopConfig
 from syllabus.train.logging import TrainLogger
+from syllabus.train.measure import MfuMeter, device_peak, peak_rss_mib
 from syllabus.train.schedule import lr_at, progress_of, total_steps_of
 
 
@@ -40,6 +41,15 @@ class TrainResult:
     tokens_per_s: float
     mfu: float | None
     dtype: str
+    peak_rss_mib: int = 0
+    """Peak resident memory of the process up to the end of training (model, optimizer,
+    activations, data, and whatever the process held before), MiB."""
+    peak_flops: float | None = None
+    """What MFU divides by: FLOP/s of one process's device (measure.device_peak)."""
+    peak_source: str = ""
+    """Where that peak came from: configured, datasheet, measured, or cached (measured earlier)."""
+    mfu_note: str | None = None
+    """Why MFU is left out, when it is."""
 
     def figures(self) -> dict:
         """What a stage reports of its training (JSON-ready)."""
@@ -50,6 +60,11 @@ class TrainResult:
             "val_loss": self.val_loss,
             "tokens_per_s": self.tokens_per_s,
             "dtype": self.dtype,
+            "mfu": self.mfu,
+            "peak_flops": self.peak_flops,
+            "peak_source": self.peak_source,
+            "mfu_note": self.mfu_note,
+            "peak_rss_mib": self.peak_rss_mib,
         }
 
     def summary(self) -> str:
@@ -58,8 +73,16 @@ class TrainResult:
         return (
             f"trained {self.steps} steps, {self.tokens:,} tokens: loss {self.final_loss:.3f}, "
             f"val loss {self.val_loss:.3f}, {self.tokens_per_s:,.0f} tok/s ({self.dtype}), "
-            f"MFU {mfu} -> {self.out}"
+            f"MFU {mfu}, peak memory {format_mib(self.peak_rss_mib)} -> {self.out}"
+            + (f" ({self.mfu_note})" if self.mfu is None and self.mfu_note else "")
         )
+
+
+def format_mib(mib: int | None) -> str:
+    """Resident memory for people: 812 MB, 2.41 GB (powers of 1024, as `free` and `top`)."""
+    if mib is None:
+        return "n/a"
+    return f"{mib / 1024:.2f} GB" if mib >= 1024 else f"{mib} MB"
 
 
 @dataclass
@@ -142,7 +165,9 @@ def choose_dtype(config: LoopConfig, task: TrainTask, device: torch.device) -> s
     batch = task.micro_batches(0, parallel.World(device=device)).batches[0]
     timings = {}
     model = task.model
-    state = {k: v.clone() for k, v in model.state_dict().items()}
+    # Forward and backward change no parameter (there is no optimizer step), only buffers may
+    # (running statistics): those are kept, not a second copy of every weight.
+    buffers = [(buffer, buffer.clone()) for buffer in model.buffers()]
     rng = torch.get_rng_state()  # dropout in the probe must not shift the run's random stream
     for dtype in ("float32", "bfloat16"):
         best = float("inf")
@@ -154,35 +179,11 @@ def choose_dtype(config: LoopConfig, task: TrainTask, device: torch.device) -> s
             best = min(best, time.perf_counter() - start)
         timings[dtype] = best
     model.zero_grad(set_to_none=True)
-    model.load_state_dict(state)
+    with torch.no_grad():
+        for buffer, saved in buffers:
+            buffer.copy_(saved)
     torch.set_rng_state(rng)
     return "bfloat16" if timings["bfloat16"] < 0.9 * timings["float32"] else "float32"
-
-
-GPU_PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
-
-
-def peak_flops(config: LoopConfig, device: torch.device, dtype: str) -> float:
-    if config.peak_flops:
-        return config.peak_flops
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        for key, value in GPU_PEAK_BF16.items():
-            if key in name:
-                return value if dtype == "bfloat16" else value / 2
-        return float("nan")
-    # CPU: measure a large matmul in the training dtype; MFU is then relative to that.
-    size = 1024
-    generator = torch.Generator().manual_seed(0)  # leave the global RNG untouched
-    a = torch.randn(size, size, generator=generator)
-    b = torch.randn(size, size, generator=generator)
-    with autocast(dtype, device):
-        a @ b
-        start = time.perf_counter()
-        for _ in range(10):
-            a @ b
-        elapsed = time.perf_counter() - start
-    return 10 * 2 * size**3 / elapsed
 
 
 # -- the loop ----------------------------------------------------------------------------------------
@@ -251,10 +252,20 @@ def run(
         task.load_saved_state(checkpoint["model"])
         torch.set_rng_state(checkpoint["rng"])
         state.update({k: checkpoint[k] for k in ("step", "tokens", "elapsed", "dtype")})
+    # Training mode from the first step: a Hugging Face model comes back from from_pretrained in
+    # eval mode, which would leave LoRA dropout (and gradient checkpointing) off until the first
+    # evaluation switched them on, and a resumed run off again until its own.
+    model.train()
     # The dtype probe is a timing; a resumed run must keep the first run's choice.
     dtype = state.get("dtype") or choose_dtype(config, task, world.device)
     state["dtype"] = dtype
-    peak = peak_flops(config, world.device, dtype)
+    meter = MfuMeter(
+        device_peak(world.device, dtype, config.peak_flops),
+        task.flops_per_token(),
+        world.device,
+        dtype,
+        world.size,
+    )
     # FSDP replaces the parameters with sharded ones: the optimizer is built on what it leaves.
     wrapped = parallel.parallelize(model, world, fsdp=task.sharded)
     optimizer = _optimizer(config, task, world)
@@ -316,8 +327,11 @@ def run(
             state["step"] += 1
             state["tokens"] += step_batches.tokens
             rate = step_batches.tokens / dt
-            mfu = task.flops_per_token() * rate / peak if peak == peak else None
-            logger.step(state["step"], state["tokens"], loss_value, lr, rate, mfu)
+            mfu = meter(rate)
+            logger.step(
+                state["step"], state["tokens"], loss_value, lr, rate, mfu,
+                mfu_note=meter.unknown if mfu is None else None,
+            )  # fmt: skip
             if state["step"] % config.eval_every == 0 or state["step"] == total_steps:
                 val_loss = evaluate(wrapped, task, dtype, world)
                 logger.eval(state["step"], state["tokens"], val_loss)
@@ -329,4 +343,17 @@ def run(
         save()
     finally:
         logger.close()
-    return TrainResult(out, state["step"], state["tokens"], loss_value, val_loss, rate, mfu, dtype)
+    return TrainResult(
+        out,
+        state["step"],
+        state["tokens"],
+        loss_value,
+        val_loss,
+        rate,
+        mfu,
+        dtype,
+        peak_rss_mib=peak_rss_mib(),
+        peak_flops=meter.peak.flops,
+        peak_source=meter.peak.source,
+        mfu_note=meter.unknown if mfu is None else None,
+    )

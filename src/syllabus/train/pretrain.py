@@ -172,6 +172,10 @@ def train(config: TrainConfig, *, show_progress: bool = True, fresh: bool = Fals
                 "tokens": result.tokens,
                 "val_loss": result.val_loss,
                 "dtype": result.dtype,
+                "mfu": result.mfu,
+                "peak_flops": result.peak_flops,
+                "mfu_note": result.mfu_note,
+                "peak_rss_mib": result.peak_rss_mib,
             }
         return result
     finally:
