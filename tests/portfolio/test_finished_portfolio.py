@@ -190,7 +190,8 @@ def test_humaneval_verdicts_equal_syllabus_evals(finished):
     for candidate, style in (("small", "completion"), ("small-chat", "chat")):
         mine = read_samples(out, "humaneval", candidate)
         theirs = evals[style]
-        assert list(mine) == list(theirs) == list(PROBLEMS[:LIMIT])
+        # eval writes samples as they finish (in any order); the portfolio in item order.
+        assert list(mine) == list(PROBLEMS[:LIMIT]) and set(theirs) == set(mine)
         for key, row in mine.items():
             assert row["answer"] == theirs[key]["completion"], (candidate, key)
             assert row["passed"] == theirs[key]["passed"], (candidate, key)

@@ -45,7 +45,7 @@ def test_finetune_report_pairs_base_and_finetuned_on_the_same_problems(tmp_path)
         out,
         audit,
         {"removed": 1, "removed_ids": ["c3"]},
-        {"steps": 2},
+        {"steps": 2, "tokens_per_s": 100.0, "dtype": "float32", "peak_rss_mib": 512.0},
         data={"conversations": 12, "after_decontam": 11, "train_conversations": 10},
         exports={"base_gguf": "base.gguf", "finetuned_gguf": "finetuned.gguf"},
     )
