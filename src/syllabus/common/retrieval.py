@@ -16,8 +16,8 @@ from syllabus.store import open_dataset
 TEXT_SUFFIXES = {".txt", ".md", ".rst", ".py"}
 
 
-def _passages(text: str, max_chars: int) -> list[str]:
-    """Paragraph-aligned chunks of at most `max_chars`."""
+def _passages(text: str, max_chars: int, min_chars: int) -> list[str]:
+    """Paragraph-aligned chunks of at most `max_chars`, none shorter than `min_chars`."""
     chunks, current = [], ""
     for paragraph in re.split(r"\n\s*\n", text):
         paragraph = paragraph.strip()
@@ -29,10 +29,10 @@ def _passages(text: str, max_chars: int) -> list[str]:
         current = f"{current}\n\n{paragraph}" if current else paragraph[:max_chars]
     if current:
         chunks.append(current)
-    return [c for c in chunks if len(c) >= 80]
+    return [c for c in chunks if len(c) >= min_chars]
 
 
-def _documents(corpus: Path) -> list[str]:
+def _documents(corpus: Path, what: str) -> list[str]:
     if (corpus / "index.json").exists():
         return [record.text for record in open_dataset(corpus)]
     if corpus.is_dir():
@@ -55,18 +55,26 @@ def _documents(corpus: Path) -> list[str]:
                 if isinstance(text, str):
                     docs.append(text)
         return docs
-    raise UserError(
-        f"synth.grounding.corpus: {corpus} is not a dataset, a directory or a .jsonl file"
-    )
+    raise UserError(f"{what}: {corpus} is not a dataset, a directory or a .jsonl file")
 
 
 class Retriever:
     """Passages of at most `max_chars` from `corpus` (a Syllabus dataset, a JSONL file with a
     `text` field, or a directory of text files), `passages` of them per query. A relative
-    corpus path starts at `base_dir` (the recipe's folder)."""
+    corpus path starts at `base_dir` (the recipe's folder). `min_chars` drops scraps (synth
+    grounds textbooks on prose: a passage under 80 characters says nothing); a corpus of short
+    labelled examples (a portfolio candidate's) keeps every record. `what` names the setting in
+    messages."""
 
     def __init__(
-        self, corpus: Path | str, passages: int, max_chars: int, base_dir: Path | None = None
+        self,
+        corpus: Path | str,
+        passages: int,
+        max_chars: int,
+        base_dir: Path | None = None,
+        *,
+        min_chars: int = 80,
+        what: str = "synth.grounding.corpus",
     ):
         import bm25s  # loads scipy
 
@@ -74,11 +82,15 @@ class Retriever:
         if not corpus.is_absolute() and base_dir is not None:
             corpus = base_dir / corpus
         if not corpus.exists():
-            raise UserError(f"synth.grounding.corpus: {corpus} does not exist")
+            raise UserError(f"{what}: {corpus} does not exist")
         self.per_query = passages
-        self.passages = [p for doc in _documents(corpus) for p in _passages(doc, max_chars)]
+        self.passages = [
+            p for doc in _documents(corpus, what) for p in _passages(doc, max_chars, min_chars)
+        ]
         if not self.passages:
-            raise UserError(f"synth.grounding.corpus: {corpus} holds no text passages")
+            raise UserError(
+                f"{what}: {corpus} holds no text passages of {min_chars} characters or more"
+            )
         self._bm25 = bm25s.BM25()
         self._bm25.index(bm25s.tokenize(self.passages, show_progress=False), show_progress=False)
         self._tokenize = bm25s.tokenize

@@ -46,8 +46,13 @@ class Candidate:
         if self.config.retrieval is not None and self._retriever is None:
             # The BM25 retriever synth grounds its textbooks with, over the candidate's corpus.
             retrieval = self.config.retrieval
+            # Every labelled example is a passage, however short (a date and its answer).
             self._retriever = Retriever(
-                resolve(self.base, retrieval.corpus), retrieval.passages, retrieval.max_chars
+                resolve(self.base, retrieval.corpus),
+                retrieval.passages,
+                retrieval.max_chars,
+                min_chars=1,
+                what=f"candidates.{self.config.name}.retrieval.corpus",
             )
         return self
 
