@@ -173,10 +173,14 @@ def test_a_half_finished_synth_made_under_another_sandbox_is_redone(tmp_path, mo
     assert (run_dir / "synth" / ".done").exists()
 
 
+STEPS = 150
+"""Enough steps that the kill after 40 lands mid-training, with checkpoints every 10."""
+
+
 def tiny_run_recipe(path: Path, **train: object) -> Path:
     settings = {
         "size": '"1m"', "seq_len": 64, "batch_size": 4, "grad_accum": 1, "dtype": '"float32"',
-        "max_steps": 300, "warmup_steps": 5, "eval_every": 1000, "eval_batches": 2,
+        "max_steps": STEPS, "warmup_steps": 5, "eval_every": 1000, "eval_batches": 2,
         "checkpoint_every": 10, **train,
     }  # fmt: skip
     table = "\n".join(f"{key} = {value}" for key, value in settings.items())
@@ -237,7 +241,7 @@ def test_train_stage_under_torchrun_dies_with_the_run_and_resumes_to_one_process
     while torchrun_processes(model / "train.toml") and time.monotonic() < deadline:
         time.sleep(0.2)
     assert torchrun_processes(model / "train.toml") == []
-    assert len(losses(model)) < 300
+    assert len(losses(model)) < STEPS
 
     resumed = subprocess.run(
         [*cli, str(double), "-o", str(tmp_path / "double"), "-q"],
@@ -247,7 +251,7 @@ def test_train_stage_under_torchrun_dies_with_the_run_and_resumes_to_one_process
     stages = json.loads((tmp_path / "double" / "manifest.json").read_text())["stages"]
     assert "pack raw" in stages["skipped"] and "train raw seed 1" in stages["ran"]
     done = json.loads((model / ".done").read_text())["summary"]
-    assert done["processes"] == 2 and done["steps"] == 300
+    assert done["processes"] == 2 and done["steps"] == STEPS
     a, b = losses(tmp_path / "single" / "arms" / "raw" / "seed-1" / "model"), losses(model)
-    assert a.keys() == b.keys() == set(range(1, 301))
+    assert a.keys() == b.keys() == set(range(1, STEPS + 1))
     assert all(abs(a[s] - b[s]) < 1e-4 for s in a), max(abs(a[s] - b[s]) for s in a)
