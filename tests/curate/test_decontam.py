@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
+from syllabus.common.benchmarks import load_problems
 from syllabus.curate.config import CurateConfig, DecontamConfig, DedupConfig, FiltersConfig
 from syllabus.curate.decontam import NgramIndex, build_index, jsonl_items
 from syllabus.curate.pipeline import curate
-from syllabus.eval.humaneval import load_problems
 from syllabus.store import open_dataset
 from syllabus.types import Record
 from tests.curate.conftest import stdlib_files

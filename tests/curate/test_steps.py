@@ -7,11 +7,11 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
+from syllabus.common.benchmarks import load_problems
 from syllabus.curate.config import CurateConfig, ExecutorConfig, load_curate_config
 from syllabus.curate.pipeline import curate, single_step
 from syllabus.curate.steps import Step
 from syllabus.errors import UserError
-from syllabus.eval.humaneval import load_problems
 from syllabus.stats import StepStats
 from syllabus.store import open_dataset
 from syllabus.types import Record

@@ -8,10 +8,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from syllabus.eval import humaneval
+from syllabus.common.benchmarks import load_problems
 from tests.conftest import run_cli
 
-SOLUTIONS = {p.prompt: p.canonical_solution for p in humaneval.load_problems()}
+SOLUTIONS = {p.prompt: p.canonical_solution for p in load_problems()}
 
 
 class Oracle:

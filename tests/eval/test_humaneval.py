@@ -6,10 +6,11 @@ import json
 
 import pytest
 
+from syllabus.common.benchmarks import load_problems
 from syllabus.common.estimators import pass_at_k
 from syllabus.eval import humaneval
 
-PROBLEMS = humaneval.load_problems()
+PROBLEMS = load_problems()
 BY_ID = {p.task_id: p for p in PROBLEMS}
 
 WRONG = "    return None\n"

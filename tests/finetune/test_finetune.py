@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from syllabus.common.benchmarks import load_problems
 from syllabus.errors import UserError
 from syllabus.finetune.data import Conversation, collect, log_messages
 from syllabus.finetune.render import audit, build_rows, render, trainable
@@ -180,7 +181,7 @@ def test_heldout_exercises_are_problems_their_solutions_pass(exercises, tmp_path
     assert not any(prompt in trained for prompt in prompts)  # held out means not trained on
     path = tmp_path / "heldout.jsonl"
     path.write_text("".join(json.dumps(p) + "\n" for p in collected.heldout))
-    problems = humaneval.load_problems(path)
+    problems = load_problems(path)
     results = humaneval.execute(
         {p.task_id: p for p in problems}, [(p.task_id, p.canonical_solution) for p in problems]
     )
@@ -194,7 +195,6 @@ def test_heldout_exercises_are_problems_their_solutions_pass(exercises, tmp_path
 def test_decontamination_removes_a_conversation_holding_a_humaneval_problem(
     tiny_hf, exercises, tmp_path
 ):
-    from syllabus.eval.humaneval import load_problems
     from syllabus.finetune.config import FinetuneConfig
     from syllabus.finetune.run import prepare_data
     from syllabus.store import DatasetWriter

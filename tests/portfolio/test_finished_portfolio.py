@@ -19,6 +19,7 @@ from statistics import NormalDist
 
 import pytest
 
+from syllabus.common.benchmarks import load_problems
 from syllabus.eval import humaneval
 from syllabus.portfolio.config import TaskConfig
 from syllabus.portfolio.tasks import Item, load_items, score, stop_for
@@ -75,7 +76,7 @@ tasks = ["humaneval"]
 def write_problems(path: Path) -> None:
     import dataclasses
 
-    by_id = {p.task_id: p for p in humaneval.load_problems()}
+    by_id = {p.task_id: p for p in load_problems()}
     path.write_text("".join(json.dumps(dataclasses.asdict(by_id[t])) + "\n" for t in PROBLEMS))
 
 
@@ -102,7 +103,7 @@ def test_humaneval_task_config():
 
 def test_humaneval_items_are_evals_prompts_and_its_stops(tmp_path):
     items = load_items(humaneval_task(limit=2), tmp_path)
-    problems = humaneval.load_problems()[:2]
+    problems = load_problems()[:2]
     assert [i.key for i in items] == [p.task_id for p in problems]
     for item, problem in zip(items, problems, strict=True):
         assert item.prompt == problem.prompt
@@ -122,7 +123,7 @@ def test_humaneval_scoring_runs_the_tests_in_the_sandbox(tmp_path):
     a failed call fails: each verdict from eval.humaneval's own execution."""
     task = humaneval_task(limit=2)
     items = load_items(task, tmp_path)
-    problems = humaneval.load_problems()[:2]
+    problems = load_problems()[:2]
     canonical = [p.canonical_solution + "\ndef after():\n    pass\n" for p in problems]
     rows = score(task, items, canonical, "completion", workers=2)
     assert [r["passed"] for r in rows] == [True, True]
@@ -141,7 +142,7 @@ def test_humaneval_scoring_runs_the_tests_in_the_sandbox(tmp_path):
 def test_an_item_is_fingerprinted_with_its_tests_and_the_task_version(tmp_path):
     (item,) = load_items(humaneval_task(limit=1), tmp_path)
     assert isinstance(item, Item)
-    assert item.content["spec"]["tests"] == humaneval.load_problems()[0].test
+    assert item.content["spec"]["tests"] == load_problems()[0].test
     assert item.content["spec"]["task_version"] == humaneval.TASK_VERSION
 
 

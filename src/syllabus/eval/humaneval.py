@@ -22,10 +22,7 @@ from typing import Literal
 
 import numpy as np
 
-# The problems are shared with curation and fine-tuning (common/); eval's callers keep reading
-# them as humaneval.load_problems.
 from syllabus.common.benchmarks import Problem
-from syllabus.common.benchmarks import load_problems as load_problems
 from syllabus.common.estimators import pass_at_k
 from syllabus.errors import UserError
 from syllabus.sandbox import ExecResult, Guard, Limits, Sandbox

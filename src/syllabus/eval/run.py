@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from syllabus.backends import Backend, Completion
+from syllabus.common.benchmarks import load_problems
 from syllabus.errors import UserError
 from syllabus.eval import humaneval, tasks
 from syllabus.fingerprint import check_fingerprint, digest, path_digest
@@ -190,7 +191,7 @@ def eval_humaneval(
 ) -> TaskResult:
     """Generate `n_samples` completions per problem, execute them, and score pass@k (on
     HumanEval, or on the problems of a HumanEval-format file: `--task humaneval=FILE`)."""
-    problems = humaneval.load_problems(problems_file)[: settings.limit]
+    problems = load_problems(problems_file)[: settings.limit]
     by_id = {p.task_id: p for p in problems}
     samples_path = out / "samples.jsonl"
     start = time.time()
@@ -427,7 +428,7 @@ def _made_by(backend: Backend, name: str, data: Path | None, settings: EvalSetti
     are asked for: --limit and --samples only choose which samples count (sample i has seed + i)."""
     made_by: dict = {"model": backend.model_id, "task": name, "backend": backend.identity}
     if name in ("humaneval", "humaneval-bpb"):
-        problems = humaneval.load_problems(data if name == "humaneval" else None)
+        problems = load_problems(data if name == "humaneval" else None)
         made_by["task_version"] = humaneval.TASK_VERSION
         made_by["problems"] = digest([dataclasses.asdict(p) for p in problems])
     elif data is not None:

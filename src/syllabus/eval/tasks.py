@@ -17,6 +17,7 @@ import numpy as np
 
 from syllabus.backends import Backend, Completion
 from syllabus.backends.base import LogLikelihood
+from syllabus.common.benchmarks import load_problems
 from syllabus.errors import UserError
 from syllabus.eval import humaneval
 from syllabus.sandbox import Limits, Sandbox
@@ -113,7 +114,7 @@ def bpb_scores(rows: list[dict]) -> dict:
 
 
 def humaneval_bpb_items(limit: int | None) -> Iterator[tuple[str, LoglikelihoodJob]]:
-    for problem in humaneval.load_problems()[:limit]:
+    for problem in load_problems()[:limit]:
         yield (
             problem.task_id,
             bits_per_byte_job(problem.task_id, problem.prompt, problem.canonical_solution),

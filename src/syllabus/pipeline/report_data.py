@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 
-from syllabus.eval import humaneval
+from syllabus.common.benchmarks import load_problems
 from syllabus.pipeline.config import BENCHMARKS, SYNTH_KINDS, decontam_config
 from syllabus.report.data import (
     Arm,
@@ -191,7 +191,7 @@ def _run_preparation(ctx) -> RunPreparation:
 def build_report_data(ctx) -> ReportData:
     recipe = ctx.recipe
     tasks = recipe.eval.tasks
-    problems = {p.task_id for p in humaneval.load_problems()}
+    problems = {p.task_id for p in load_problems()}
     vocab = (ctx.summaries.get("tokenizer") or {}).get("vocab_size", recipe.tokenizer.vocab_size)
     arms = []
     for arm in recipe.arms:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from syllabus.backends import Completion
+from syllabus.common.benchmarks import load_problems
 from syllabus.errors import UserError
 from syllabus.eval import humaneval
 from syllabus.eval import tasks as eval_tasks
@@ -70,7 +71,7 @@ def read_route_log(path: Path) -> list[dict]:
 def humaneval_items(task: TaskConfig, base: Path) -> list[Item]:
     """One item per problem, keyed by its task_id. Both prompts `syllabus eval` uses: the bare
     prompt for a completion-style candidate, its chat instruction for a chat one."""
-    problems = humaneval.load_problems(resolve(base, task.data) if task.data else None)
+    problems = load_problems(resolve(base, task.data) if task.data else None)
     return [
         Item(
             problem.task_id,
