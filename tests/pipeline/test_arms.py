@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from syllabus.eval.humaneval import load_problems
+from syllabus.common.benchmarks import load_problems
 from syllabus.pipeline.run import run_recipe
 from syllabus.recipe import load_recipe
 from syllabus.store import open_dataset
