@@ -47,7 +47,10 @@ FLAGS: dict[str, list[str]] = {
         "-n/--limit", "-o/--out", "-q/--quiet", "-t/--task",
     ],
     "eval compare": ["OUTPUTS..."],
-    "export": ["--quant", "-f/--format", "-o/--out", "CHECKPOINT"],
+    "export": [
+        "--fresh", "--measure", "--quant", "--text", "--tokens", "-f/--format", "-o/--out",
+        "-q/--quiet", "MODEL",
+    ],
     "finetune": ["--fresh", "--merge/--no-merge", "--preset", "-o/--out", "-q/--quiet", "RECIPE"],
     "fit": [
         "--features", "--negative", "--per-class", "--positive", "--reference", "--threshold",
@@ -82,9 +85,9 @@ WRITES_OUTPUT = {
     "browse",
 }  # fmt: skip
 # Verbs that show a progress display: each takes -q/--quiet.
-SHOWS_PROGRESS = {"run", "synth", "train", "finetune", "eval", "portfolio"}
+SHOWS_PROGRESS = {"run", "synth", "train", "finetune", "eval", "portfolio", "export"}
 # Verbs whose work resumes when re-run into the same OUT: each takes --fresh ...
-RESUMES = {"run", "synth", "train", "finetune", "eval", "portfolio", "annotate"}
+RESUMES = {"run", "synth", "train", "finetune", "eval", "portfolio", "annotate", "export"}
 # Verbs that take a recipe (a RECIPE argument) take --preset.
 
 

@@ -65,6 +65,7 @@ ALLOWED: dict[str, set[str]] = {
     "common": BASICS | {"store"},
     "train": BASICS | {"store"},
     "export": BASICS | {"train"},
+    "ship": LEAVES | {"train", "export", "finetune"},
     "report": BASICS | {"store", "common"},
     "eval": LEAVES,
     "curate": LEAVES,
@@ -85,6 +86,7 @@ ALLOWED: dict[str, set[str]] = {
         "portfolio",
         "pipeline",
         "browse",
+        "ship",
     },
 }
 

@@ -491,23 +491,113 @@ def generate(
 
 @app.command("export")
 def export_model(
-    checkpoint: Annotated[Path, typer.Argument(help="A `syllabus train` output directory.")],
-    format: Annotated[
+    model: Annotated[
         str,
-        typer.Option("--format", "-f", help="hf (transformers), gguf (llama.cpp, Ollama) or onnx."),
+        typer.Argument(
+            help="A `syllabus train` directory, a `syllabus finetune` output (merged), a Hugging "
+            "Face Llama directory, or a GGUF model spec (smollm2, a .gguf file)."
+        ),
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Output directory (gguf: or a .gguf file).")
+        Path,
+        typer.Option("--out", "-o", help="Output directory (a single GGUF: or a .gguf file name)."),
     ],
-    quant: Annotated[str, typer.Option(help="GGUF tensor type: f32, f16 or q8_0.")] = "f16",
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="hf (transformers), gguf (llama.cpp), onnx (onnxruntime). With --measure: "
+            "measure only this format (every type of it unless --quant).",
+        ),
+    ] = None,
+    quant: Annotated[
+        str | None,
+        typer.Option(help="The type: gguf f32|f16|q8_0, onnx f32. Default: the format's first."),
+    ] = None,
+    measure: Annotated[
+        bool,
+        typer.Option(
+            "--measure",
+            help="Write every export (or those of --format) into OUT and measure each against "
+            "the float32 model: size, load time, prompt and generation tokens/s on this CPU, "
+            "bits/byte on held-out text, agreement. Writes OUT/measure.md and measure.json.",
+        ),
+    ] = False,
+    text: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --measure: held-out text (.txt, JSONL records or a dataset). Default: "
+            "six standard-library modules."
+        ),
+    ] = None,
+    tokens: Annotated[
+        int, typer.Option(help="With --measure: held-out tokens scored per export.")
+    ] = 4096,
+    fresh: FreshOption = False,
+    quiet: QuietOption = False,
 ) -> None:
-    """Export a trained model for transformers, llama.cpp/Ollama or onnxruntime.
+    """Export a model for transformers, llama.cpp/Ollama or onnxruntime, and measure what each
+    export costs.
 
-    Example: [bold]syllabus export runs/tiny --format gguf --quant q8_0 -o tiny.gguf[/bold]
+    Examples: [bold]syllabus export runs/tiny --format gguf --quant q8_0 -o tiny.gguf[/bold];
+    [bold]syllabus export smollm2 --measure -o exports/smollm2[/bold]
     """
-    from syllabus.export import export
+    from syllabus.ship.export import all_targets, export_model, parse_target
+    from syllabus.ship.source import resolve_source
 
-    console.print(f"wrote {export(checkpoint, format, out, quant=quant)}")
+    if not measure:
+        if format is None:
+            raise UserError(
+                "give --format (hf, gguf, onnx), or --measure to write and measure them all"
+            )
+        target = parse_target(format, quant)
+        exported = export_model(resolve_source(model), target, out)
+        console.print(f"wrote {exported.path} ({target}, {exported.size_bytes / 1e6:,.1f} MB)")
+        for note in exported.notes:
+            console.print(f"  note: {note}", markup=False, highlight=False)
+        return
+    from syllabus.fingerprint import discard_results
+    from syllabus.ship.measure import RESULTS, MeasureSettings, measure_exports
+
+    if fresh:
+        discard_results(out, [t.slug for t in all_targets()] + list(RESULTS))
+    if format is None:
+        targets = all_targets()
+    elif quant is None:
+        targets = [t for t in all_targets() if t.format == format] or [parse_target(format)]
+    else:
+        targets = [parse_target(format, quant)]
+    table = measure_exports(
+        resolve_source(model),
+        targets,
+        out,
+        MeasureSettings(text=text, tokens=tokens),
+        show_progress=not quiet,
+    )
+    shown = Table(title=f"{model}: every export against the float32 model ({table.machine['cpu']})")
+    for column in ("export", "MB", "load s", "prompt tok/s", "gen tok/s", "bits/byte", "vs f32"):
+        shown.add_column(column, justify="left" if column == "export" else "right")
+    shown.add_column("top-1 / greedy agree", justify="right")
+    for row in table.rows:
+        shown.add_row(
+            row.target,
+            f"{row.size_bytes / 1e6:,.1f}",
+            f"{row.load_s:.2f}",
+            f"{row.prompt_tok_s:,.0f}",
+            f"{row.gen_tok_s:,.1f}",
+            f"{row.bits_per_byte:.4f}",
+            f"{row.bpb_change:+.2%}",
+            f"{row.top1_agreement:.3f} / {row.greedy_agreement:.3f}",
+        )
+    console.print(shown)
+    for row in table.rows:
+        for note in row.notes:
+            console.print(f"{row.target}: {note}", markup=False, highlight=False)
+    console.print(
+        f"{table.scored_tokens:,} held-out tokens ({table.scored_bytes:,} bytes) in "
+        f"{table.wall_s:.0f} s; table in {out / 'measure.md'} and {out / 'measure.json'}"
+    )
 
 
 @app.command()
