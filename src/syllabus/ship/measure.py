@@ -26,7 +26,7 @@ import os
 import platform
 import sysconfig
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -114,6 +114,23 @@ class MeasureTable:
         return head + "\n".join(lines) + ("\n\n" + "\n".join(notes) if notes else "") + "\n"
 
 
+def fit_context(settings: MeasureSettings, source: ModelSource) -> MeasureSettings:
+    """The settings within the model's context: windows no longer than it, and a prompt plus its
+    continuation that fit (refused when they cannot)."""
+    config = json.loads((source.hf_dir / "config.json").read_text())
+    context = int(config.get("max_position_embeddings") or settings.window)
+    if settings.prompt_tokens + 1 + settings.new_tokens > context:
+        raise UserError(
+            f"{source.spec}: a {settings.prompt_tokens}-token prompt and {settings.new_tokens} "
+            f"generated tokens do not fit its {context}-token context; measure with fewer"
+        )
+    return replace(
+        settings,
+        window=min(settings.window, context),
+        speed_prompt_tokens=min(settings.speed_prompt_tokens, context - 1),
+    )
+
+
 # -- held-out text --------------------------------------------------------------------------------
 
 
@@ -142,6 +159,7 @@ def held_out_texts(settings: MeasureSettings) -> list[str]:
 
 @dataclass(frozen=True)
 class Chunk:
+    text: str
     ids: list[int]
     """The model's start token, then the chunk's tokens."""
     bytes: int
@@ -164,7 +182,7 @@ def chunk_texts(texts: list[str], tokenizer, settings: MeasureSettings) -> list[
             ids = ids[: settings.window - 1]
             body = tokenizer.decode(ids)
         if ids:
-            chunks.append(Chunk([start, *ids], len(body.encode())))
+            chunks.append(Chunk(body, [start, *ids], len(body.encode())))
         return sum(len(c.ids) - 1 for c in chunks) >= settings.tokens
 
     for text in texts:
@@ -412,6 +430,7 @@ def measure_exports(
     started = time.time()
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    settings = fit_context(settings, source)
     tokenizer = AutoTokenizer.from_pretrained(source.hf_dir, local_files_only=True)
     chunks = chunk_texts(held_out_texts(settings), tokenizer, settings)
     if not chunks:
