@@ -57,6 +57,11 @@ class Recipe(StrictModel):
     """`syllabus finetune`: specialise an existing model (base, data, method, export, eval)."""
     seeds: list[Annotated[int, at_least(0)]] = Field(default_factory=lambda: [1], min_length=1)
     """Each arm trains once per seed; differences get confidence intervals over seeds and problems."""
+    time_budget_min: Annotated[float, at_least(0)] | None = None
+    """Plan the seeds to this wall time (minutes, the whole run): before each seed after the
+    second, the last round of seeds (every arm trained and evaluated) is timed, and the seed and
+    those after it are left out if another such round would end past the budget. The report
+    names the seeds left out and why. None: every seed, however long it takes."""
     eval: EvalStage = Field(default_factory=EvalStage)
     output_dir: str = "runs"
     """Where `syllabus run` puts its run directory (runs/<name>)."""

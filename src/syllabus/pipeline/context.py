@@ -5,6 +5,7 @@ summaries (`report_data.py`)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,14 @@ class RunContext:
     """What the report shows, once the report stage ran."""
     results: Evaluation | None = None
     """The report's evaluation tables (`syllabus.report.compute_results`), once it ran."""
+    started: float = field(default_factory=time.time)
+    left_out: dict[int, str] = field(default_factory=dict)
+    """Seeds not run because the time budget had no room for them: seed -> why."""
+
+    @property
+    def seeds(self) -> list[int]:
+        """The recipe's seeds less those the time budget left out."""
+        return [seed for seed in self.recipe.seeds if seed not in self.left_out]
 
     def stage(
         self,

@@ -184,7 +184,8 @@ def _run_preparation(ctx) -> RunPreparation:
             f"{arm.name}: {note}"
             for arm, pack in zip(recipe.arms, packs, strict=True)
             for note in pack.get("notes", [])
-        ],
+        ]
+        + [f"seed {seed} not run: {why}" for seed, why in sorted(ctx.left_out.items())],
     )
 
 
@@ -197,7 +198,7 @@ def build_report_data(ctx) -> ReportData:
     for arm in recipe.arms:
         curves, evals, samples = {}, {task: {} for task in tasks}, []
         model = ModelInfo(size=recipe.train.size, params=estimate_params(recipe.train, vocab))
-        for seed in recipe.seeds:
+        for seed in ctx.seeds:
             directory = ctx.run_dir / "arms" / arm.name / f"seed-{seed}"
             curves[str(seed)] = loss_curve(directory / "model" / "log.jsonl")
             for task in tasks:
@@ -206,7 +207,7 @@ def build_report_data(ctx) -> ReportData:
                     evals[task][str(seed)] = [v for k, v in scores.items() if k in problems]
             train = ctx.summaries.get(f"train {arm.name} seed {seed}") or {}
             model.tokens, model.dtype = train.get("tokens"), train.get("dtype")
-            if seed == recipe.seeds[0]:
+            if seed == ctx.seeds[0]:
                 rows = read_rows(directory / "eval" / "humaneval" / "humaneval" / "samples.jsonl")
                 samples += [
                     Sample(row["prompt"], row["completion"], seed)

@@ -37,6 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.markup import escape
+
 from syllabus.errors import UserError
 from syllabus.fingerprint import discard_results
 from syllabus.pipeline.arm_stages import eval_stage, pack_stage, report_stage, train_stage
@@ -55,11 +57,11 @@ from syllabus.progress import progress_bar
 from syllabus.recipe import Recipe
 from syllabus.report import Evaluation, ReportData
 from syllabus.store.manifest import RunDir
-from syllabus.store.stages import StageLog
+from syllabus.store.stages import StageLog, stage_key
 
 RESULTS = (
     "synth", "datasets", "quality", "validation", "tokenizer", "arms", "report.html", "report.md",
-    "report.json", "report_data.json", "manifest.json",
+    "report.json", "report_data.json", "manifest.json", "plan",
 )  # fmt: skip
 """What a run writes into its run directory; `fresh` removes exactly these."""
 
@@ -139,6 +141,53 @@ def run_recipe(
     )
 
 
+MIN_SEEDS = 2
+"""Seeds a time budget never leaves out: the fewest that give a spread over seeds."""
+
+
+def plan_seed(ctx: RunContext, seed: int) -> None:
+    """Leave out `seed` and every later one when another round like the last would end past
+    the recipe's time budget (the last round's own stage times: this machine, this run). The
+    decision is a stage: a re-run keeps it (a changed budget or seed list decides again)."""
+    if ctx.left_out:
+        ctx.left_out.setdefault(seed, ctx.left_out[min(ctx.left_out)])
+        return
+    seeds = ctx.recipe.seeds
+    previous = seeds[seeds.index(seed) - 1]
+    round_keys = [
+        ctx.keys.get(f"{kind} {arm.name} seed {previous}")
+        for arm in ctx.recipe.arms
+        for kind in ("train", "eval")
+    ]
+
+    def decide(out: Path) -> dict:
+        round_s = sum(
+            ctx.log.times.get(f"{kind} {arm.name} seed {previous}", 0.0)
+            for arm in ctx.recipe.arms
+            for kind in ("train", "eval")
+        )
+        elapsed = time.time() - ctx.started
+        if elapsed + round_s <= ctx.recipe.time_budget_min * 60:
+            return {"left_out": False, "elapsed_s": round(elapsed), "round_s": round(round_s)}
+        why = (
+            f"time budget: {elapsed / 60:.1f} min had passed and a round of seeds took "
+            f"{round_s / 60:.1f} min on this machine, so another would end past the recipe's "
+            f"time_budget_min = {ctx.recipe.time_budget_min:g} (remove it to run every seed)"
+        )
+        return {
+            "left_out": True,
+            "why": why,
+            "elapsed_s": round(elapsed),
+            "round_s": round(round_s),
+        }
+
+    key = stage_key("plan seed", seed, ctx.recipe.time_budget_min, seeds, round_keys)
+    decision = ctx.stage(f"plan seed {seed}", ctx.run_dir / "plan" / f"seed-{seed}", key, decide)
+    if decision.get("left_out"):
+        ctx.left_out[seed] = decision["why"]
+        ctx.say(f"[yellow]seed {seed} and later left out[/yellow]: {escape(decision['why'])}")
+
+
 def plan_of(recipe: Recipe) -> list[tuple[str, Step]]:
     """The run's steps in order, each named as the progress display and `--until` name it."""
     used = used_datasets(recipe)
@@ -155,12 +204,23 @@ def plan_of(recipe: Recipe) -> list[tuple[str, Step]]:
     plan.append(("tokenizer", tokenizer_stage))
     for arm in recipe.arms:
         plan.append((f"pack {arm.name}", lambda ctx, arm=arm: pack_stage(ctx, arm)))
-        for seed in recipe.seeds:
+    # Seed by seed, every arm: a run cut short (or planned to a time budget) still compares
+    # every arm over the seeds it finished.
+    for index, seed in enumerate(recipe.seeds):
+        if recipe.time_budget_min is not None and index >= MIN_SEEDS:
+            plan.append((f"plan seed {seed}", lambda c, s=seed: plan_seed(c, s)))
+        for arm in recipe.arms:
             plan.append(
-                (f"train {arm.name} seed {seed}", lambda c, a=arm, s=seed: train_stage(c, a, s))
+                (
+                    f"train {arm.name} seed {seed}",
+                    lambda c, a=arm, s=seed: s in c.left_out or train_stage(c, a, s),
+                )
             )
             plan.append(
-                (f"eval {arm.name} seed {seed}", lambda c, a=arm, s=seed: eval_stage(c, a, s))
+                (
+                    f"eval {arm.name} seed {seed}",
+                    lambda c, a=arm, s=seed: s in c.left_out or eval_stage(c, a, s),
+                )
             )
     plan.append(("report", report_stage))
     return plan
