@@ -1,7 +1,10 @@
-// Renders an Ollama TEMPLATE with Go's text/template, as Ollama's template.Execute does for a
-// template that uses .Messages: {"System": the system messages joined, "Messages": [{"Role",
-// "Content"}...] (system ones included), "Response": ""}. Usage: go run render_template.go
-// TEMPLATE_FILE DATA_JSON_FILE; prints one JSON string per data item (a JSON list of data).
+// Renders Ollama TEMPLATEs with Go's own text/template, given the data Ollama's
+// template.Execute passes a template that uses .Messages: "System" (the system messages
+// joined), "Messages" (each with "Role" and "Content", system ones included) and "Response".
+//
+// Usage: go run render_template.go CASES.json, where CASES.json is a list of
+// {"template": "...", "data": [{...}, ...]}; prints a JSON list with, for each case, the list
+// of rendered texts.
 package main
 
 import (
@@ -12,26 +15,36 @@ import (
 	"text/template"
 )
 
+type renderCase struct {
+	Template string           `json:"template"`
+	Data     []map[string]any `json:"data"`
+}
+
 func main() {
-	source, err := os.ReadFile(os.Args[1])
+	raw, err := os.ReadFile(os.Args[1])
 	if err != nil {
 		panic(err)
 	}
-	tmpl := template.Must(template.New("").Parse(string(source)))
-	raw, err := os.ReadFile(os.Args[2])
-	if err != nil {
+	var cases []renderCase
+	if err := json.Unmarshal(raw, &cases); err != nil {
 		panic(err)
 	}
-	var items []map[string]any
-	if err := json.Unmarshal(raw, &items); err != nil {
-		panic(err)
-	}
-	for _, item := range items {
-		var out bytes.Buffer
-		if err := tmpl.Execute(&out, item); err != nil {
-			panic(err)
+	results := [][]string{}
+	for _, c := range cases {
+		tmpl := template.Must(template.New("").Parse(c.Template))
+		texts := []string{}
+		for _, data := range c.Data {
+			var out bytes.Buffer
+			if err := tmpl.Execute(&out, data); err != nil {
+				panic(err)
+			}
+			texts = append(texts, out.String())
 		}
-		line, _ := json.Marshal(out.String())
-		fmt.Println(string(line))
+		results = append(results, texts)
 	}
+	encoded, err := json.Marshal(results)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(string(encoded))
 }

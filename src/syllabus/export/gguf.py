@@ -326,19 +326,41 @@ def gguf_of_model(model, out: Path, quant: str, name: str, add_tokenizer) -> GGU
     if out.suffix != ".gguf":
         out = out / f"model-{quant}.gguf"
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.partial")
-    source = out.with_name(f".{out.name}.f32.partial")
-    seconds = None
-    fallbacks: list[Fallback] = []
-    try:
-        if quant in ("f32", "f16"):
-            _write_float_gguf(model, partial, quant, name, add_tokenizer)
-        else:
+    if quant not in ("f32", "f16"):
+        source = out.with_name(f".{out.name}.f32.partial")
+        try:
             _write_float_gguf(model, source, "f32", name, add_tokenizer)
-            started = time.perf_counter()
-            fallbacks = quantize(source, partial, quant)
-            seconds = time.perf_counter() - started
-        types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(str(partial)).tensors}
+            return quantize_gguf(source, out, quant)
+        finally:
+            source.unlink(missing_ok=True)
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        _write_float_gguf(model, partial, quant, name, add_tokenizer)
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return GGUFExport(out, quant, out.stat().st_size, read_tensor_types(out))
+
+
+def read_tensor_types(path: Path) -> dict[str, str]:
+    """Each tensor's ggml type name ("Q4_K", "F32"...) as the file holds it."""
+    return {t.name: t.tensor_type.name for t in gguf.GGUFReader(str(path)).tensors}
+
+
+def quantize_gguf(source: Path, out: Path, quant: str) -> GGUFExport:
+    """An f32 (or f16) GGUF through llama.cpp's quantizer as `quant`, written to a temporary
+    name beside `out` and renamed when complete; the result names every tensor's type as the
+    written file holds it and every fallback llama.cpp made."""
+    if quant not in LLAMA_FTYPES:
+        choices = ", ".join(LLAMA_FTYPES)
+        raise UserError(f"unknown GGUF quantization {quant!r}; choose one of {choices}")
+    out = Path(out)
+    partial = out.with_name(f".{out.name}.partial")
+    try:
+        started = time.perf_counter()
+        fallbacks = quantize(Path(source), partial, quant)
+        seconds = time.perf_counter() - started
+        types = read_tensor_types(partial)
         for fallback in fallbacks:  # llama.cpp's log against the file: they must agree
             if types.get(fallback.tensor) != fallback.used:
                 raise RuntimeError(
@@ -348,7 +370,6 @@ def gguf_of_model(model, out: Path, quant: str, name: str, add_tokenizer) -> GGU
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
-        source.unlink(missing_ok=True)
     return GGUFExport(out, quant, out.stat().st_size, types, fallbacks, seconds)
 
 
