@@ -1,0 +1,192 @@
+"""The Ollama directory: its Modelfile's TEMPLATE, executed by Go's own text/template on the
+data Ollama passes, renders conversations exactly as transformers' apply_chat_template renders
+the model's chat template; llama.cpp (llama-cpp-python's chat handler, as its server uses it)
+renders them the same from the exported GGUF. The Ollama binary does not install here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from syllabus.errors import UserError
+from syllabus.export.ollama import (
+    PROBES,
+    export_ollama,
+    gguf_chat_template,
+    recognise_chat_template,
+)
+from syllabus.finetune.base import SYLLABUS_CHAT_TEMPLATE
+
+GO = shutil.which("go")
+needs_go = pytest.mark.skipif(
+    GO is None, reason="Go is not installed (Debian: apt-get install golang-go; `make test` does)"
+)
+RENDER_GO = Path(__file__).with_name("render_template.go")
+
+TWO_TURNS = PROBES[0]
+"""system, user, assistant, user; rendered with the generation prompt."""
+
+PHI3 = (
+    "{{ bos_token }}{% for message in messages %}{{ '<|' + message['role'] + '|>\n' + "
+    "message['content'] + '<|end|>\n' }}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}"
+)
+GEMMA = (
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{% set prefix = "
+    "messages[0]['content'] + '\n\n' %}{% set loop_messages = messages[1:] %}{% else %}"
+    "{% set prefix = '' %}{% set loop_messages = messages %}{% endif %}{% for message in "
+    "loop_messages %}{% set role = 'model' if message['role'] == 'assistant' else "
+    "message['role'] %}{{ '<start_of_turn>' + role + '\n' + (prefix if loop.first else '') + "
+    "message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<start_of_turn>model\n' }}{% endif %}"
+)
+"""Phi-3-mini's and Gemma 3's chat templates (Gemma puts the system prompt in the first user
+turn); the others come from llama-cpp-python (ChatML, Llama-3), Syllabus and SmolLM2's GGUF."""
+
+
+def ollama_data(messages: list[dict]) -> dict:
+    """What Ollama's template.Execute passes a .Messages template: the system messages joined,
+    and the messages with consecutive same-role ones merged (its `collate`)."""
+    collated: list[dict] = []
+    for message in messages:
+        if collated and collated[-1]["Role"] == message["role"]:
+            collated[-1]["Content"] += "\n\n" + message["content"]
+        else:
+            collated.append({"Role": message["role"], "Content": message["content"]})
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    return {"System": system, "Messages": collated, "Response": ""}
+
+
+def render_go(cases: list[tuple[str, list[list[dict]]]], tmp_path: Path) -> list[list[str]]:
+    """Each (Go template, conversations) rendered by Go's text/template (one `go run`)."""
+    data = [{"template": t, "data": [ollama_data(m) for m in convs]} for t, convs in cases]
+    path = tmp_path / f"go-cases-{len(list(tmp_path.glob('go-cases-*')))}.json"
+    path.write_text(json.dumps(data))
+    done = subprocess.run(
+        [GO, "run", str(RENDER_GO), str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def hf_render(template: str, messages: list[dict], bos: str, eos: str) -> str:
+    """transformers' apply_chat_template of `template` (on a tokenizer with these BOS/EOS)."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.BPE()), bos_token=bos, eos_token=eos
+    )
+    return tokenizer.apply_chat_template(
+        messages, chat_template=template, tokenize=False, add_generation_prompt=True
+    )
+
+
+@needs_go
+def test_each_family_in_go_renders_as_transformers_renders_its_chat_template(
+    smollm2_path, tmp_path
+):
+    from llama_cpp.llama_chat_format import CHATML_CHAT_TEMPLATE, LLAMA3_INSTRUCT_CHAT_TEMPLATE
+
+    smollm2_template = gguf_chat_template(smollm2_path)[0]
+    templates = {
+        "smollm2": (smollm2_template, "chatml", "<|im_start|>", "<|im_end|>"),
+        "chatml": (CHATML_CHAT_TEMPLATE, "chatml", "<s>", "<|im_end|>"),
+        "syllabus": (SYLLABUS_CHAT_TEMPLATE, "syllabus", "<|endoftext|>", "<|endoftext|>"),
+        "phi-3": (PHI3, "phi-3", "<s>", "<|endoftext|>"),
+        "llama-3": (LLAMA3_INSTRUCT_CHAT_TEMPLATE, "llama-3", "<|begin_of_text|>", "<|eot_id|>"),
+        "gemma": (GEMMA, "gemma", "<bos>", "<eos>"),
+    }
+    formats = {
+        name: recognise_chat_template(template, bos, eos)
+        for name, (template, _, bos, eos) in templates.items()
+    }
+    assert {name: f.family for name, f in formats.items()} == {
+        name: family for name, (_, family, _, _) in templates.items()
+    }
+    assert formats["smollm2"].default_system == (
+        "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    )
+    assert formats["llama-3"].bos == "<|begin_of_text|>" and formats["chatml"].bos is None
+    rendered = render_go([(f.template, PROBES) for f in formats.values()], tmp_path)
+    for (name, (template, _, bos, eos)), fmt, texts in zip(
+        templates.items(), formats.values(), rendered, strict=True
+    ):
+        for messages, text in zip(PROBES, texts, strict=True):
+            expected = hf_render(template, messages, bos, eos)
+            # BOS: Ollama's tokenizer adds it (add_bos_token), the TEMPLATE does not write it.
+            assert (fmt.bos or "") + text == expected, (name, messages)
+    assert formats["smollm2"].stops == ("<|im_end|>",)
+    assert formats["syllabus"].stops == ("<|end|>",)
+    assert formats["llama-3"].stops == ("<|eot_id|>",)
+
+
+def test_a_chat_template_of_no_known_family_is_refused_with_what_to_do():
+    from llama_cpp.llama_chat_format import MISTRAL_INSTRUCT_CHAT_TEMPLATE
+
+    alpaca = (
+        "{% for message in messages %}{% if message['role'] == 'user' %}### Instruction:\n"
+        "{{ message['content'] }}\n\n{% elif message['role'] == 'assistant' %}### Response:\n"
+        "{{ message['content'] }}\n\n{% else %}{{ message['content'] }}\n\n{% endif %}"
+        "{% endfor %}{% if add_generation_prompt %}### Response:\n{% endif %}"
+    )
+    with pytest.raises(UserError, match="none of the families.*give it as template_file"):
+        recognise_chat_template(alpaca, where="alpaca.gguf")
+    # Mistral's template refuses a system message: it cannot be probed.
+    with pytest.raises(UserError, match="fails on a plain conversation.*template_file"):
+        recognise_chat_template(MISTRAL_INSTRUCT_CHAT_TEMPLATE, "<s>", "</s>")
+
+
+@needs_go
+def test_smollm2_as_an_ollama_directory_renders_a_chat_as_transformers_and_llama_cpp_do(
+    smol_hf, smollm2_path, tmp_path
+):
+    from llama_cpp import llama_chat_format
+    from transformers import AutoTokenizer
+
+    from tests.export.conftest import llama_cpp
+
+    out = export_ollama(smol_hf, tmp_path / "smollm2-ollama", quant="q4_k_m",
+                        tokenizer_gguf=smollm2_path)  # fmt: skip
+    assert sorted(p.name for p in out.path.iterdir()) == ["Modelfile", "hf-q4_k_m.gguf"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["smollm2-ollama"]  # no leftovers
+    modelfile = out.modelfile.read_text()
+    assert modelfile.startswith('FROM ./hf-q4_k_m.gguf\nTEMPLATE """')
+    assert modelfile.endswith('"""\nPARAMETER stop "<|im_end|>"\n')
+    template = modelfile.split('TEMPLATE """', 1)[1].rsplit('"""', 1)[0]
+    assert out.family == "chatml" and out.gguf_export.quant == "q4_k_m"
+    assert out.gguf_export.path == out.gguf and out.gguf_export.fallbacks
+
+    hf_tokenizer = AutoTokenizer.from_pretrained(smol_hf)
+    expected = hf_tokenizer.apply_chat_template(
+        TWO_TURNS, tokenize=False, add_generation_prompt=True
+    )
+    assert expected.startswith("<|im_start|>system\nYou answer") and expected.endswith(
+        "<|im_start|>assistant\n"
+    )
+    # llama.cpp, from the GGUF in the directory: the chat handler llama-cpp-python's server
+    # uses for a GGUF with a chat template ("chat_template.default", built as Llama builds it).
+    llm = llama_cpp(out.gguf, vocab_only=True)
+    try:
+        assert llm.chat_format == "chat_template.default"
+        assert llm.metadata["tokenizer.chat_template"] == hf_tokenizer.chat_template
+        formatter = llama_chat_format.Jinja2ChatFormatter(
+            template=llm.metadata["tokenizer.chat_template"],
+            eos_token=llm._model.token_get_text(llm.token_eos()),
+            bos_token=llm._model.token_get_text(llm.token_bos()),
+        )
+        llama_cpp_prompt = formatter(messages=TWO_TURNS).prompt
+        ids = llm.tokenize(llama_cpp_prompt.encode(), add_bos=False, special=True)
+    finally:
+        llm.close()
+    assert llama_cpp_prompt == expected
+    assert ids == hf_tokenizer(expected, add_special_tokens=False)["input_ids"]
+    # Ollama, from the Modelfile: Go's text/template on Ollama's data.
+    assert render_go([(template, [TWO_TURNS, TWO_TURNS[1:]])], tmp_path)[0] == [
+        expected,
+        hf_tokenizer.apply_chat_template(TWO_TURNS[1:], tokenize=False, add_generation_prompt=True),
+    ]
