@@ -151,11 +151,11 @@ def test_smollm2_as_an_ollama_directory_renders_a_chat_as_transformers_and_llama
     from tests.export.conftest import llama_cpp
 
     out = export_ollama(smol_hf, tmp_path / "smollm2-ollama", quant="q4_k_m",
-                        tokenizer_gguf=smollm2_path)  # fmt: skip
-    assert sorted(p.name for p in out.path.iterdir()) == ["Modelfile", "hf-q4_k_m.gguf"]
+                        tokenizer_gguf=smollm2_path, name="smollm2")  # fmt: skip
+    assert sorted(p.name for p in out.path.iterdir()) == ["Modelfile", "smollm2-q4_k_m.gguf"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["smollm2-ollama"]  # no leftovers
     modelfile = out.modelfile.read_text()
-    assert modelfile.startswith('FROM ./hf-q4_k_m.gguf\nTEMPLATE """')
+    assert modelfile.startswith('FROM ./smollm2-q4_k_m.gguf\nTEMPLATE """')
     assert modelfile.endswith('"""\nPARAMETER stop "<|im_end|>"\n')
     template = modelfile.split('TEMPLATE """', 1)[1].rsplit('"""', 1)[0]
     assert out.family == "chatml" and out.gguf_export.quant == "q4_k_m"

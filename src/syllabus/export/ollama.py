@@ -363,14 +363,16 @@ def export_ollama(
     tokenizer_gguf: Path | None = None,
     template_file: Path | None = None,
     stops: list[str] | None = None,
+    name: str | None = None,
 ) -> OllamaExport:
     """An HF Llama directory as an Ollama directory: its GGUF in `quant` (tokenizer keys,
-    chat template included, from `tokenizer_gguf` or the HF tokenizer) and the Modelfile."""
+    chat template included, from `tokenizer_gguf` or the HF tokenizer), named
+    `<name>-<quant>.gguf` (name: the directory's by default), and the Modelfile."""
     out = Path(out)
     staging = out.with_name(f".{out.name}.gguf-partial")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        written = gguf_of_hf(hf_dir, staging / f"{Path(hf_dir).name}-{quant}.gguf", quant,
+        written = gguf_of_hf(hf_dir, staging / f"{name or Path(hf_dir).name}-{quant}.gguf", quant,
                              tokenizer_gguf)  # fmt: skip
         result = ollama_of_gguf(
             written.path, out, template_file=template_file, stops=stops, move=True
