@@ -23,8 +23,8 @@ def tiny_reference(tiny_exports):
 
 
 @pytest.fixture(scope="module")
-def smol_reference(smol_exports):
-    return greedy_sequences(smol_exports["f32"].path)
+def smol_reference(smol):
+    return greedy_sequences(smol["exports"]["f32"].path)
 
 
 @pytest.mark.parametrize("quant", [q for q in QUANTS if q != "f32"])
@@ -66,16 +66,16 @@ def test_the_tiny_models_k_quant_fallbacks_are_reported_with_the_type_used(tiny_
     assert not tiny_exports["q8_0"].fallbacks and not tiny_exports["f16"].fallbacks
 
 
-def test_rows_that_fit_no_block_fall_back_to_f16_and_say_so(smol_tokenizer, tmp_path):
+def test_rows_that_fit_no_block_fall_back_to_f16_and_say_so(tiny_model, tiny_keys, tmp_path):
     """Width 48 is not a multiple of 32: q8_0 cannot hold those rows; llama.cpp keeps them f16."""
     import torch
 
     from syllabus.train.model import Llama, ModelConfig
 
-    model = Llama(ModelConfig(vocab_size=49152, dim=48, n_layers=1, n_heads=4, n_kv_heads=2,
+    model = Llama(ModelConfig(vocab_size=tiny_model.config.vocab_size, dim=48, n_layers=1, n_heads=4, n_kv_heads=2,
                               ffn_dim=128, max_seq_len=64))  # fmt: skip
     with torch.no_grad():
-        written = gguf_of_model(model, tmp_path / "m.gguf", "q8_0", "w48", smol_tokenizer)
+        written = gguf_of_model(model, tmp_path / "m.gguf", "q8_0", "w48", tiny_keys)
     assert {(f.wanted, f.used, f.row_size, f.block) for f in written.fallbacks} == {
         ("Q8_0", "F16", 48, 32)
     }
@@ -84,15 +84,15 @@ def test_rows_that_fit_no_block_fall_back_to_f16_and_say_so(smol_tokenizer, tmp_
 
 
 @pytest.mark.parametrize("quant", ["q8_0", "q4_k_m", "q4_0"])
-def test_smollm2_in_each_type_loads_and_agrees_with_f32(smol_exports, smol_reference, quant):
-    share = agreement(smol_exports[quant].path, smol_reference)
+def test_smollm2_in_each_type_loads_and_agrees_with_f32(smol, smol_reference, quant):
+    share = agreement(smol["exports"][quant].path, smol_reference)
     assert share >= SMOL_AGREEMENT[quant], f"{quant}: {share:.2f} of greedy tokens agree"
 
 
-def test_smollm2_k_quant_keeps_k_types_where_rows_fit_and_names_the_rest(smol_exports):
+def test_smollm2_k_quant_keeps_k_types_where_rows_fit_and_names_the_rest(smol):
     """SmolLM2's width 576 is 2.25 x 256: q, k, v, o, gate and up (rows of 576) fall back to
     q5_0 or q8_0; ffn_down (rows of 1536) keeps q4_K or q6_K; the tied embedding q8_0."""
-    written = smol_exports["q4_k_m"]
+    written = smol["exports"]["q4_k_m"]
     types = written.tensor_types
     assert {types[f"blk.{i}.ffn_down.weight"] for i in range(30)} == {"Q4_K", "Q6_K"}
     assert types["blk.0.attn_q.weight"] == "Q5_0"
@@ -101,17 +101,17 @@ def test_smollm2_k_quant_keeps_k_types_where_rows_fit_and_names_the_rest(smol_ex
     assert not any("ffn_down" in name for name in fell_back)
     assert all(f.row_size == 576 for f in written.fallbacks)
     assert len(fell_back) == 180 and written.nearest_type() is None
-    sizes = [smol_exports[q].size_bytes for q in ("f32", "q8_0", "q4_k_m", "q4_0")]
+    sizes = [smol["exports"][q].size_bytes for q in ("f32", "q8_0", "q4_k_m", "q4_0")]
     assert sizes == sorted(sizes, reverse=True)
-    assert not smol_exports["q8_0"].fallbacks
+    assert not smol["exports"]["q8_0"].fallbacks
 
 
 # -- bad input, and nothing half written ---------------------------------------------------------
 
 
-def test_an_unknown_type_is_refused_naming_the_valid_ones(tiny_model, smol_tokenizer, tmp_path):
+def test_an_unknown_type_is_refused_naming_the_valid_ones(tiny_model, tiny_keys, tmp_path):
     with pytest.raises(UserError, match="choose one of f32, f16, q8_0, q5_k_m, q4_k_m, q4_0"):
-        gguf_of_model(tiny_model, tmp_path / "m.gguf", "q3_k", "t", smol_tokenizer)
+        gguf_of_model(tiny_model, tmp_path / "m.gguf", "q3_k", "t", tiny_keys)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -123,7 +123,7 @@ def test_a_failed_quantization_says_what_to_change_and_leaves_nothing(tiny_expor
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken-f32.gguf"]
 
 
-def test_an_interrupted_export_leaves_nothing(tiny_model, smol_tokenizer, tmp_path, monkeypatch):
+def test_an_interrupted_export_leaves_nothing(tiny_model, tiny_keys, tmp_path, monkeypatch):
     import syllabus.export.gguf as module
 
     def interrupted(source, out, quant):
@@ -132,5 +132,5 @@ def test_an_interrupted_export_leaves_nothing(tiny_model, smol_tokenizer, tmp_pa
 
     monkeypatch.setattr(module, "quantize", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        gguf_of_model(tiny_model, tmp_path / "m.gguf", "q4_k_m", "t", smol_tokenizer)
+        gguf_of_model(tiny_model, tmp_path / "m.gguf", "q4_k_m", "t", tiny_keys)
     assert list(tmp_path.iterdir()) == []

@@ -17,6 +17,7 @@ from syllabus.export.ollama import (
     PROBES,
     export_ollama,
     gguf_chat_template,
+    ollama_of_gguf,
     recognise_chat_template,
 )
 from syllabus.finetune.base import SYLLABUS_CHAT_TEMPLATE
@@ -141,43 +142,28 @@ def test_a_chat_template_of_no_known_family_is_refused_with_what_to_do():
         recognise_chat_template(MISTRAL_INSTRUCT_CHAT_TEMPLATE, "<s>", "</s>")
 
 
-@needs_go
-def test_smollm2_as_an_ollama_directory_renders_a_chat_as_transformers_and_llama_cpp_do(
-    smol_hf, smollm2_path, tmp_path
-):
+def assert_three_renderings_agree(out, hf_tokenizer, tmp_path: Path) -> None:
+    """transformers (apply_chat_template), llama.cpp (the chat handler llama-cpp-python's
+    server uses for a GGUF with a chat template, "chat_template.default", built from the
+    directory's GGUF as Llama builds it) and Ollama (the Modelfile's TEMPLATE run by Go's
+    text/template) render the two-turn conversation identically; llama.cpp's token ids for it
+    are transformers'."""
     from llama_cpp import llama_chat_format
-    from transformers import AutoTokenizer
 
     from tests.export.conftest import llama_cpp
 
-    out = export_ollama(smol_hf, tmp_path / "smollm2-ollama", quant="q4_k_m",
-                        tokenizer_gguf=smollm2_path, name="smollm2")  # fmt: skip
-    assert sorted(p.name for p in out.path.iterdir()) == ["Modelfile", "smollm2-q4_k_m.gguf"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["smollm2-ollama"]  # no leftovers
-    modelfile = out.modelfile.read_text()
-    assert modelfile.startswith('FROM ./smollm2-q4_k_m.gguf\nTEMPLATE """')
-    assert modelfile.endswith('"""\nPARAMETER stop "<|im_end|>"\n')
-    template = modelfile.split('TEMPLATE """', 1)[1].rsplit('"""', 1)[0]
-    assert out.family == "chatml" and out.gguf_export.quant == "q4_k_m"
-    assert out.gguf_export.path == out.gguf and out.gguf_export.fallbacks
-
-    hf_tokenizer = AutoTokenizer.from_pretrained(smol_hf)
     expected = hf_tokenizer.apply_chat_template(
         TWO_TURNS, tokenize=False, add_generation_prompt=True
     )
-    assert expected.startswith("<|im_start|>system\nYou answer") and expected.endswith(
-        "<|im_start|>assistant\n"
-    )
-    # llama.cpp, from the GGUF in the directory: the chat handler llama-cpp-python's server
-    # uses for a GGUF with a chat template ("chat_template.default", built as Llama builds it).
     llm = llama_cpp(out.gguf, vocab_only=True)
     try:
         assert llm.chat_format == "chat_template.default"
         assert llm.metadata["tokenizer.chat_template"] == hf_tokenizer.chat_template
+        eos, bos = llm.token_eos(), llm.token_bos()
         formatter = llama_chat_format.Jinja2ChatFormatter(
             template=llm.metadata["tokenizer.chat_template"],
-            eos_token=llm._model.token_get_text(llm.token_eos()),
-            bos_token=llm._model.token_get_text(llm.token_bos()),
+            eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+            bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
         )
         llama_cpp_prompt = formatter(messages=TWO_TURNS).prompt
         ids = llm.tokenize(llama_cpp_prompt.encode(), add_bos=False, special=True)
@@ -185,8 +171,43 @@ def test_smollm2_as_an_ollama_directory_renders_a_chat_as_transformers_and_llama
         llm.close()
     assert llama_cpp_prompt == expected
     assert ids == hf_tokenizer(expected, add_special_tokens=False)["input_ids"]
-    # Ollama, from the Modelfile: Go's text/template on Ollama's data.
+    modelfile = out.modelfile.read_text()
+    template = modelfile.split('TEMPLATE """', 1)[1].rsplit('"""', 1)[0]
     assert render_go([(template, [TWO_TURNS, TWO_TURNS[1:]])], tmp_path)[0] == [
         expected,
         hf_tokenizer.apply_chat_template(TWO_TURNS[1:], tokenize=False, add_generation_prompt=True),
     ]
+
+
+@needs_go
+def test_a_syllabus_model_as_an_ollama_directory(tiny_hf, tmp_path):
+    """From the HF directory (Syllabus's chat template in its tokenizer) to the directory."""
+    from transformers import AutoTokenizer
+
+    out = export_ollama(tiny_hf, tmp_path / "tiny-ollama", quant="q4_0", name="tiny")
+    assert sorted(p.name for p in out.path.iterdir()) == ["Modelfile", "tiny-q4_0.gguf"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny-ollama"]  # no leftovers
+    modelfile = out.modelfile.read_text()
+    assert modelfile.startswith('FROM ./tiny-q4_0.gguf\nTEMPLATE """')
+    assert modelfile.endswith('"""\nPARAMETER stop "<|end|>"\n')
+    assert out.family == "syllabus" and out.default_system is None
+    assert out.gguf_export.quant == "q4_0" and out.gguf_export.path == out.gguf
+    hf_tokenizer = AutoTokenizer.from_pretrained(tiny_hf)
+    expected = hf_tokenizer.apply_chat_template(
+        TWO_TURNS, tokenize=False, add_generation_prompt=True
+    )
+    assert expected.startswith("<|system|>You answer") and expected.endswith("<|assistant|>")
+    assert_three_renderings_agree(out, hf_tokenizer, tmp_path)
+
+
+@needs_go
+def test_smollm2_as_an_ollama_directory(smol, tmp_path):
+    """SmolLM2's q4_k_m GGUF (its packaged tokenizer keys and ChatML template with a default
+    system prompt) around which the directory is written."""
+    out = ollama_of_gguf(smol["exports"]["q4_k_m"].path, tmp_path / "smollm2-ollama")
+    assert sorted(p.name for p in out.path.iterdir()) == ["Modelfile", "smollm2-q4_k_m.gguf"]
+    modelfile = out.modelfile.read_text()
+    assert modelfile.startswith('FROM ./smollm2-q4_k_m.gguf\nTEMPLATE """')
+    assert modelfile.endswith('"""\nPARAMETER stop "<|im_end|>"\n')
+    assert out.family == "chatml" and out.default_system.startswith("You are a helpful AI")
+    assert_three_renderings_agree(out, smol["tokenizer"], tmp_path)
