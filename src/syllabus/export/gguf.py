@@ -1,4 +1,9 @@
-"""GGUF for llama.cpp and Ollama, written with the `gguf` package.
+"""GGUF for llama.cpp and Ollama: f32 and f16 written with the `gguf` package, every smaller type
+(q8_0, q5_k_m, q4_k_m, q4_0) by llama.cpp's own quantizer from the f32 file, never by hand.
+
+Where a tensor's rows are not a multiple of the type's block (256 values for the k-quants, 32
+for the others) llama.cpp falls back, per tensor, to another type; each fallback is returned
+(tensor, wanted, used) from llama.cpp's own log and checked against the written file.
 
 llama.cpp's "llama" architecture rotates adjacent pairs of each head's dimensions, while
 Syllabus (like Hugging Face) rotates the two halves; the q and k projection rows are permuted
