@@ -211,3 +211,27 @@ def test_smollm2_as_an_ollama_directory(smol, tmp_path):
     assert modelfile.endswith('"""\nPARAMETER stop "<|im_end|>"\n')
     assert out.family == "chatml" and out.default_system.startswith("You are a helpful AI")
     assert_three_renderings_agree(out, smol["tokenizer"], tmp_path)
+
+
+def test_a_given_template_is_used_and_a_gguf_without_a_chat_template_is_refused(
+    tiny_model, tiny_keys, tiny_exports, tmp_path
+):
+    from syllabus.export.gguf import gguf_of_model
+
+    given = tmp_path / "template.txt"
+    given.write_text("{{ range .Messages }}{{ .Role }}: {{ .Content }}\n{{ end }}assistant: ")
+    out = ollama_of_gguf(tiny_exports["q8_0"].path, tmp_path / "given", template_file=given,
+                         stops=["\nuser:"])  # fmt: skip
+    assert out.family == "given"
+    assert out.modelfile.read_text() == (
+        f'FROM ./tiny-q8_0.gguf\nTEMPLATE """{given.read_text()}"""\nPARAMETER stop "\\nuser:"\n'
+    )
+
+    def without_template(writer) -> None:
+        tiny_keys(writer)
+        del writer.kv_data[0]["tokenizer.chat_template"]
+
+    bare = gguf_of_model(tiny_model, tmp_path / "bare.gguf", "f16", "bare", without_template)
+    with pytest.raises(UserError, match="no tokenizer.chat_template.*template_file"):
+        ollama_of_gguf(bare.path, tmp_path / "bare-ollama")
+    assert not (tmp_path / "bare-ollama").exists()
