@@ -10,6 +10,9 @@ from syllabus.errors import UserError
 from syllabus.export.gguf import QUANTS, gguf_of_model, quantize_gguf
 from tests.export.conftest import agreement, greedy_sequences
 
+# Every test here writes models and runs llama.cpp (the tiny ones too): `make check` skips them.
+pytestmark = pytest.mark.slow
+
 TINY_AGREEMENT = {"f16": 0.99, "q8_0": 0.9, "q5_k_m": 0.8, "q4_k_m": 0.8, "q4_0": 0.8}
 SMOL_AGREEMENT = {"q8_0": 0.9, "q4_k_m": 0.7, "q4_0": 0.6}
 """Least share of the f32 file's greedy tokens (3 prompts x 12 tokens, each predicted from the

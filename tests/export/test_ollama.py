@@ -179,6 +179,7 @@ def assert_three_renderings_agree(out, hf_tokenizer, tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 @needs_go
 def test_a_syllabus_model_as_an_ollama_directory(tiny_hf, tmp_path):
     """From the HF directory (Syllabus's chat template in its tokenizer) to the directory."""
@@ -213,6 +214,7 @@ def test_smollm2_as_an_ollama_directory(smol, tmp_path):
     assert_three_renderings_agree(out, smol["tokenizer"], tmp_path)
 
 
+@pytest.mark.slow
 def test_a_given_template_is_used_and_a_gguf_without_a_chat_template_is_refused(
     tiny_model, tiny_keys, tiny_exports, tmp_path
 ):
