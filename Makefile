@@ -40,6 +40,10 @@ test: $(STAMP) docs
 	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || \
 		(apt-get update -qq && apt-get install -y -qq chromium) || \
 		echo "chromium not installed: the report's browser test will be skipped"
+	# The Ollama export's test runs its Modelfile TEMPLATE through Go's own text/template.
+	@command -v go >/dev/null || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && apt-get install -y -qq golang-go) || \
+		echo "go not installed: the Ollama TEMPLATE tests will be skipped"
 	$(BIN)/python -m pytest -q
 
 # The edit-test loop (under 2 minutes): lint, and every test not marked slow (end-to-end runs,

@@ -1,10 +1,10 @@
 """After training: merged weights checked against base + adapter, and the files that are served.
 
 GGUF and ONNX go through Syllabus's own exporters (export/gguf.py, export/onnx.py): the HF Llama
-is read into a Syllabus Llama (a rename of its weights), so one converter writes every GGUF. A
-base that came from a GGUF keeps that file's tokenizer metadata verbatim (tokens, merges,
-pre-tokenizer, special ids, chat template), so llama.cpp tokenizes the fine-tuned model as it
-tokenized the base. LoRA adapters are also written as a GGUF adapter for llama.cpp's `--lora`.
+is read into a Syllabus Llama (a rename of its weights), so one converter writes every GGUF, in
+every type (the quantized ones by llama.cpp's quantizer). A base that came from a GGUF keeps that
+file's tokenizer metadata verbatim (tokens, merges, pre-tokenizer, special ids, chat template),
+so llama.cpp tokenizes the fine-tuned model as it tokenized the base. LoRA adapters are also written as a GGUF adapter for llama.cpp's `--lora`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,12 @@ import torch
 from safetensors.torch import load_file
 
 from syllabus.errors import UserError
-from syllabus.export.gguf import read_bpe_vocab, to_llama_cpp_rope, write_gguf
+from syllabus.export.gguf import (  # noqa: F401 (the tokenizer writers are used from here too)
+    gguf_of_hf,
+    to_llama_cpp_rope,
+    tokenizer_from_gguf,
+    tokenizer_from_hf,
+)
 from syllabus.export.hf import llama_from_hf
 from syllabus.finetune.base import load_hf
 from syllabus.train.checkpoint import CHECKPOINT, write_checkpoint
@@ -85,58 +90,9 @@ def write_syllabus_checkpoint(hf_dir: Path, out: Path) -> Path:
 # -- GGUF ---------------------------------------------------------------------------------------
 
 
-def tokenizer_from_gguf(source: Path):
-    """A function that copies every `tokenizer.*` key of `source` into a GGUFWriter."""
-    reader = gguf.GGUFReader(str(source))
-    keys = [(name, field) for name, field in reader.fields.items() if name.startswith("tokenizer.")]
-    values = [
-        (name, field.contents(), field.types[0], field.types[1] if len(field.types) > 1 else None)
-        for name, field in keys
-    ]
-
-    def add(writer) -> None:
-        for name, value, vtype, sub_type in values:
-            writer.add_key_value(name, value, vtype, sub_type)
-
-    return add
-
-
-def tokenizer_from_hf(hf_dir: Path):
-    """Tokenizer metadata from an HF directory's tokenizer.json (byte-level BPE only: the
-    export refuses a pipeline llama.cpp would split differently) and its chat template."""
-    from transformers import AutoTokenizer
-
-    tokens, merges, added, pre = read_bpe_vocab(hf_dir / "tokenizer.json")
-    tokenizer = AutoTokenizer.from_pretrained(hf_dir, local_files_only=True)
-
-    def add(writer) -> None:
-        writer.add_tokenizer_model("gpt2")
-        writer.add_tokenizer_pre(pre)
-        writer.add_token_list(tokens)
-        kinds = {True: gguf.TokenType.CONTROL, False: gguf.TokenType.USER_DEFINED}
-        writer.add_token_types(
-            [kinds[added[t]] if t in added else gguf.TokenType.NORMAL for t in tokens]
-        )
-        writer.add_token_merges(merges)
-        for setter, value in (
-            (writer.add_bos_token_id, tokenizer.bos_token_id),
-            (writer.add_eos_token_id, tokenizer.eos_token_id),
-            (writer.add_pad_token_id, tokenizer.pad_token_id),
-        ):
-            if value is not None:
-                setter(value)
-        writer.add_add_bos_token(False)  # the chat template writes every special token itself
-        if tokenizer.chat_template:
-            writer.add_chat_template(tokenizer.chat_template)
-
-    return add
-
-
 def export_model_gguf(hf_dir: Path, out: Path, quant: str, tokenizer_gguf: Path | None) -> Path:
-    add_tokenizer = (
-        tokenizer_from_gguf(tokenizer_gguf) if tokenizer_gguf else tokenizer_from_hf(hf_dir)
-    )
-    return write_gguf(llama_from_hf(hf_dir), out, quant, hf_dir.name, add_tokenizer)
+    """The GGUF file of an HF Llama directory (see export/gguf.py's `gguf_of_hf`)."""
+    return gguf_of_hf(hf_dir, out, quant, tokenizer_gguf).path
 
 
 def _lora_pairs(adapter_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
