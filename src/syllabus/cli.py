@@ -507,13 +507,18 @@ def export_model(
         typer.Option(
             "--format",
             "-f",
-            help="hf (transformers), gguf (llama.cpp), onnx (onnxruntime). With --measure: "
-            "measure only this format (every type of it unless --quant).",
+            help="hf (transformers), gguf (llama.cpp), ollama (GGUF + Modelfile), onnx "
+            "(onnxruntime), onnx-genai (onnxruntime-genai). With --measure: measure only this "
+            "format (every type of it unless --quant).",
         ),
     ] = None,
     quant: Annotated[
         str | None,
-        typer.Option(help="The type: gguf f32|f16|q8_0, onnx f32. Default: the format's first."),
+        typer.Option(
+            help="The type. gguf and ollama: f32, f16, q8_0, q5_k_m, q4_k_m, q4_0 (llama.cpp's "
+            "quantizer; default f16, ollama q4_k_m); onnx: fp32, int8, int4 (onnxruntime's "
+            "quantizers; default fp32); onnx-genai: int4 (default), fp32."
+        ),
     ] = None,
     measure: Annotated[
         bool,

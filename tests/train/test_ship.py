@@ -97,7 +97,8 @@ def test_an_export_is_written_whole_or_not_at_all(trained, tmp_path, monkeypatch
         out.write_bytes(b"half a file")
         raise RuntimeError("disk full")
 
-    monkeypatch.setitem(ship_export.WRITERS, "gguf", (("f32",), broken, True))
+    broken_gguf = ship_export.Format(("f32",), "f32", broken, True, "llama.cpp")
+    monkeypatch.setitem(ship_export.WRITERS, "gguf", broken_gguf)
     out = tmp_path / "out"
     with pytest.raises(RuntimeError):
         export_model(resolve_source(trained), Target("gguf", "f32"), out / "m.gguf")
@@ -113,9 +114,9 @@ def test_a_fine_tuning_output_without_merged_weights_is_refused(tmp_path):
 
 
 def test_unknown_formats_and_types_are_refused_with_the_choices():
-    with pytest.raises(UserError, match="choose one of hf, gguf, onnx"):
+    with pytest.raises(UserError, match="choose one of hf, gguf, ollama, onnx, onnx-genai"):
         parse_target("tflite")
-    with pytest.raises(UserError, match="f32, f16, q8_0"):
+    with pytest.raises(UserError, match="f32, f16, q8_0, q5_k_m, q4_k_m, q4_0"):
         parse_target("gguf", "q3_k")
 
 

@@ -68,32 +68,70 @@ def _hf(source: ModelSource, quant: str, out: Path) -> list[str]:
 
 
 def _gguf(source: ModelSource, quant: str, out: Path) -> list[str]:
-    if source.checkpoint is not None:
-        from syllabus.export.gguf import export_gguf
+    from syllabus.export.gguf import gguf_of_checkpoint, gguf_of_hf
 
-        export_gguf(source.checkpoint, out, quant=quant)
+    if source.checkpoint is not None:  # the training tokenizer.json, as `syllabus train` wrote it
+        written = gguf_of_checkpoint(source.checkpoint, out, quant=quant)
     else:
-        from syllabus.finetune.export import export_model_gguf
+        written = gguf_of_hf(source.hf_dir, out, quant, source.tokenizer_gguf)
+    return [written.summary()] if written.fallbacks else []
 
-        export_model_gguf(source.hf_dir, out, quant, source.tokenizer_gguf)
-    return []
+
+def _ollama(source: ModelSource, quant: str, out: Path) -> list[str]:
+    from syllabus.export.ollama import export_ollama
+
+    written = export_ollama(
+        source.hf_dir, out, quant=quant, tokenizer_gguf=source.tokenizer_gguf, name=source.name
+    )
+    gguf = written.gguf_export
+    return [written.summary(), *written.notes] + (
+        [gguf.summary()] if gguf is not None and gguf.fallbacks else []
+    )
 
 
 def _onnx(source: ModelSource, quant: str, out: Path) -> list[str]:
-    from syllabus.export.onnx import export_onnx
+    from syllabus.export.onnx import onnx_from_hf
 
-    if source.checkpoint is None:
-        raise UserError(f"{source.spec}: ONNX export takes a `syllabus train` directory")
-    export_onnx(source.checkpoint, out)
+    onnx_from_hf(source.hf_dir, out, quant=quant)
     return []
 
 
-WRITERS: dict[str, tuple[tuple[str, ...], Writer, bool]] = {
-    # format: (types, writer, writes a single file)
-    "hf": (("f32",), _hf, False),
-    "gguf": (("f32", "f16", "q8_0"), _gguf, True),
-    "onnx": (("f32",), _onnx, False),
-}
+def _onnx_genai(source: ModelSource, quant: str, out: Path) -> list[str]:
+    from syllabus.export.onnx_genai import onnx_genai_from_hf
+
+    onnx_genai_from_hf(source.hf_dir, out, precision=quant)
+    return []
+
+
+@dataclass(frozen=True)
+class Format:
+    types: tuple[str, ...]
+    default: str
+    """The type written when none is asked for."""
+    writer: Writer
+    single_file: bool
+    help: str
+
+
+def _formats() -> dict[str, Format]:
+    from syllabus.export.gguf import QUANTS as GGUF_TYPES
+    from syllabus.export.onnx import QUANTS as ONNX_TYPES
+    from syllabus.export.onnx_genai import PRECISIONS as GENAI_TYPES
+
+    return {
+        "hf": Format(
+            ("f32",), "f32", _hf, False, "transformers (safetensors, tokenizer, chat template)"
+        ),
+        "gguf": Format(GGUF_TYPES, "f16", _gguf, True, "llama.cpp (one file)"),
+        "ollama": Format(GGUF_TYPES, "q4_k_m", _ollama, False, "Ollama (GGUF + Modelfile)"),
+        "onnx": Format(ONNX_TYPES, "fp32", _onnx, False, "onnxruntime (model.onnx + tokenizer)"),
+        "onnx-genai": Format(
+            GENAI_TYPES, "int4", _onnx_genai, False, "onnxruntime-genai (genai_config.json)"
+        ),
+    }
+
+
+WRITERS = _formats()
 FORMATS = tuple(WRITERS)
 
 
@@ -113,7 +151,13 @@ def parse_target(text: str, quant: str | None = None) -> Target:
 
 
 def all_targets() -> list[Target]:
-    return [Target(fmt, quant) for fmt, (types, _, _) in WRITERS.items() for quant in types]
+    """Every format in every type, Ollama aside (its GGUF is the gguf row of the same type)."""
+    return [
+        Target(fmt, quant)
+        for fmt, spec in WRITERS.items()
+        if fmt != "ollama"
+        for quant in spec.types
+    ]
 
 
 def _size(path: Path) -> int:
@@ -132,7 +176,7 @@ def _remove(path: Path) -> None:
 def export_model(source: ModelSource, target: Target, out: Path) -> Exported:
     """Write `source` as `target` at `out` (a directory; a single-file format also takes a file
     name with its suffix). Nothing is left at `out` unless the export completed."""
-    _, writer, single_file = WRITERS[target.format]
+    writer, single_file = WRITERS[target.format].writer, WRITERS[target.format].single_file
     out = Path(out)
     if single_file and out.suffix != f".{target.format}":
         out = out / f"{source.name}-{target.quant}.{target.format}"
@@ -168,7 +212,7 @@ def reuse_or_export(source: ModelSource, target: Target, directory: Path) -> tup
             return Exported(target, path, _size(path), record.get("notes", [])), True
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    inner = home / ("model" if not WRITERS[target.format][2] else "")
+    inner = home / ("" if WRITERS[target.format].single_file else "model")
     exported = export_model(source, target, inner)
     record = {**exported.to_json(), "key": key, "path": str(exported.path.relative_to(home))}
     record_file.write_text(json.dumps(record, indent=2))

@@ -341,6 +341,46 @@ class OnnxRuntime:
         del self.session
 
 
+class GenaiRuntime:
+    """onnxruntime-genai on its own layout (genai_config.json): the KV cache and greedy search
+    as a device app running it would have them."""
+
+    def __init__(self, directory: Path, threads: int):
+        import onnxruntime_genai as og
+
+        config = og.Config(str(directory))
+        options = {"intra_op_num_threads": threads, "inter_op_num_threads": 1}
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
+        self.og, self.model = og, og.Model(config)
+        self.name = f"onnxruntime-genai {og.__version__}"
+
+    def _generator(self, length: int):
+        params = self.og.GeneratorParams(self.model)
+        # min_length: the end-of-text token does not stop it (every export runs `n` tokens).
+        params.set_search_options(do_sample=False, max_length=length, min_length=length)
+        return self.og.Generator(self.model, params)
+
+    def logits(self, ids: list[int]) -> np.ndarray:
+        generator = self._generator(len(ids) + 1)
+        generator.append_tokens(list(ids))
+        return np.asarray(generator.get_output("logits"), dtype=np.float32)[0]
+
+    def greedy(self, ids: list[int], n: int) -> tuple[list[int], float, float]:
+        generator = self._generator(len(ids) + n)
+        started = time.perf_counter()
+        generator.append_tokens(list(ids))  # runs the prompt
+        prompt_s = time.perf_counter() - started
+        tokens: list[int] = []
+        started = time.perf_counter()
+        while not generator.is_done():
+            generator.generate_next_token()
+            tokens.append(int(generator.get_next_tokens()[0]))
+        return tokens, prompt_s, time.perf_counter() - started
+
+    def close(self) -> None:
+        del self.model
+
+
 def open_runtime(exported: Exported, settings: MeasureSettings, n_ctx: int) -> Runtime:
     threads = settings.thread_count()
     fmt = exported.target.format
@@ -350,6 +390,8 @@ def open_runtime(exported: Exported, settings: MeasureSettings, n_ctx: int) -> R
         return LlamaCppRuntime(exported.path, threads, n_ctx)
     if fmt == "onnx":
         return OnnxRuntime(exported.path, threads)
+    if fmt == "onnx-genai":
+        return GenaiRuntime(exported.path, threads)
     raise UserError(f"no runtime to measure {exported.target} with")
 
 
