@@ -1,6 +1,7 @@
 """ONNX exports of an HF Llama directory load in onnxruntime and agree with the HF model: fp32
 to float precision, int8 and int4 (onnxruntime's own quantizers) within a stated share of greedy
-tokens; every linear layer's weight, the output layer's included, is quantized."""
+tokens; every linear layer's weight, the output layer's included, is quantized (and in int4 the
+embedding)."""
 
 from __future__ import annotations
 
@@ -79,6 +80,8 @@ def test_every_linear_weight_is_quantized_by_onnxruntime(trained_hf, exports):
     for quant, op in (("int8", "MatMulInteger"), ("int4", "MatMulNBits")):
         ops = [node.op_type for node in onnx.load(str(exports[quant].model)).graph.node]
         assert ops.count(op) == linears, quant
+        # int4 also stores the embedding in 4-bit blocks, as onnxruntime-genai does
+        assert ops.count("GatherBlockQuantized") == (quant == "int4"), quant
         assert exports[quant].size_bytes == exports[quant].model.stat().st_size
     assert exports["int4"].size_bytes < exports["int8"].size_bytes
 

@@ -31,7 +31,8 @@ from syllabus.extras import MissingExtra, missing_extra
 
 QUANTS = ("fp32", "int8", "int4")
 """fp32: the exported graph. int8: onnxruntime's dynamic quantization (int8 MatMul weights,
-activations quantized per call). int4: onnxruntime's MatMulNBits quantizer (4-bit blocks)."""
+activations quantized per call). int4: onnxruntime's MatMulNBits quantizer (4-bit blocks for
+the MatMul weights and the embedding table, as onnxruntime-genai stores them)."""
 INT4_BLOCK_SIZE = 32
 """Weights per 4-bit block, each with its own scale. 32 is onnxruntime-genai's default for CPU,
 the most accurate size its kernels take, and it divides every hidden size a Syllabus model uses
@@ -150,7 +151,7 @@ def quantize(fp32: Path, path: Path, quant: str) -> None:
             block_size=INT4_BLOCK_SIZE,
             is_symmetric=INT4_SYMMETRIC,
             accuracy_level=INT4_ACCURACY_LEVEL,
-            op_types_to_quantize=("MatMul",),
+            op_types_to_quantize=("MatMul", "Gather"),
         )
         quantizer.process()
         quantizer.model.save_model_to_file(str(path), use_external_data_format=False)
