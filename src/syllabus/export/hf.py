@@ -225,17 +225,33 @@ def copy_tokenizer_files(hf_dir: Path, out: Path) -> None:
     does: tokenizer.json, a portable tokenizer_config.json, config.json and
     generation_config.json (the latter two where `hf_dir` has them)."""
     hf_dir, out = Path(hf_dir), Path(out)
-    for name in (*TOKENIZER_FILES, "config.json", "generation_config.json", "chat_template.jinja"):
+    for name in (*TOKENIZER_FILES, "config.json", "generation_config.json"):
         if (hf_dir / name).exists():
             shutil.copy(hf_dir / name, out / name)
+    # the chat template inline (one template, one place): chat_template.jinja is not copied
     (out / "tokenizer_config.json").write_text(
         json.dumps(portable_tokenizer_config(hf_dir), indent=2, ensure_ascii=False)
     )
-    (out / "chat_template.jinja").unlink(missing_ok=True)  # inline now: one template, one place
 
 
-def partial_dir(out: Path) -> Path:
-    """An empty temporary directory beside `out`: an export is written there, then renamed."""
+def replaceable(out: Path, marker: str) -> bool:
+    """Whether `out` may be replaced: absent, empty, or an earlier export (it holds `marker`)."""
+    if not out.exists():
+        return True
+    return out.is_dir() and ((out / marker).exists() or not any(out.iterdir()))
+
+
+def not_replaceable(out: Path, marker: str) -> UserError:
+    return UserError(
+        f"{out} exists and is not an earlier export (no {marker}); choose a new output directory"
+    )
+
+
+def partial_dir(out: Path, marker: str) -> Path:
+    """An empty temporary directory beside `out`: an export is written there, then renamed.
+    Refuses, before any work, an `out` that replace_dir would not replace."""
+    if not replaceable(out, marker):
+        raise not_replaceable(out, marker)
     partial = out.with_name(f".{out.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -245,15 +261,11 @@ def partial_dir(out: Path) -> Path:
 def replace_dir(partial: Path, out: Path, marker: str) -> Path:
     """Rename the completed `partial` to `out`. An existing `out` is replaced only if it is an
     earlier export (it holds `marker`) or empty, never another directory."""
+    if not replaceable(out, marker):
+        shutil.rmtree(partial, ignore_errors=True)
+        raise not_replaceable(out, marker)
     if out.exists():
-        if out.is_dir() and ((out / marker).exists() or not any(out.iterdir())):
-            shutil.rmtree(out)
-        else:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise UserError(
-                f"{out} exists and is not an earlier export (no {marker}); "
-                "choose a new output directory"
-            )
+        shutil.rmtree(out)
     partial.rename(out)
     return out
 
@@ -268,7 +280,7 @@ def export_hf(checkpoint: Path, out: Path) -> Path:
     hf_model = LlamaForCausalLM(config)
     hf_model.load_state_dict(to_hf_state_dict(model.state_dict()), strict=True)
     hf_model.generation_config = generation_config(tokenizer, model.config.max_seq_len)
-    partial = partial_dir(out)
+    partial = partial_dir(out, "config.json")
     hf_model.save_pretrained(partial, safe_serialization=True)
     tokenizer.save_pretrained(partial, save_jinja_files=False)
     (partial / "tokenizer_config.json").write_text(

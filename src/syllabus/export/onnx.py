@@ -162,7 +162,7 @@ def onnx_from_hf(hf_dir: Path, out: Path, *, quant: str = "fp32") -> OnnxExport:
     int4) with its tokenizer files; written beside `out` and renamed when complete."""
     quant, out, hf_dir = check_quant(quant), check_out_dir(out), Path(hf_dir)
     start = time.perf_counter()
-    partial = partial_dir(out)
+    partial = partial_dir(out, MODEL_FILE)
     try:
         if quant == "fp32":
             write_fp32(hf_dir, partial / MODEL_FILE)

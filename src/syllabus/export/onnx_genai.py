@@ -100,7 +100,7 @@ def onnx_genai_from_hf(hf_dir: Path, out: Path, *, precision: str = "int4") -> G
         raise UserError(f"{hf_dir}: no config.json; onnx-genai export reads a Hugging Face model")
     architectures = json.loads(config_file.read_text()).get("architectures") or ["unknown"]
     start = time.perf_counter()
-    partial = partial_dir(out)
+    partial = partial_dir(out, GENAI_CONFIG)
     with tempfile.TemporaryDirectory(dir=partial.parent, prefix=".genai-cache-") as cache:
         done = subprocess.run(
             builder_args(hf_dir, partial, precision, Path(cache)),
