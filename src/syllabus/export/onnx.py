@@ -146,7 +146,8 @@ def quantize(fp32: Path, path: Path, quant: str) -> None:
         block_size=INT4_BLOCK_SIZE,
         is_symmetric=INT4_SYMMETRIC,
         accuracy_level=INT4_ACCURACY_LEVEL,
-        op_types_to_quantize=("MatMul", "Gather"),
+        # the embedding lookup too, in 4-bit blocks only (the quantizer has no 8-bit lookup)
+        op_types_to_quantize=("MatMul", "Gather") if quant == "int4" else ("MatMul",),
     )
     quantizer.process()
     quantizer.model.save_model_to_file(str(path), use_external_data_format=False)
