@@ -15,6 +15,9 @@ import pytest
 
 from syllabus.sandbox import tempdirs
 from syllabus.sandbox.runner import RUN_PARENT
+from syllabus.store import DatasetWriter
+from syllabus.types import Record
+from tests.train.conftest import stdlib_files, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -141,3 +144,52 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+# -- the tiny trained model (tests/train, tests/export) -------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def code_dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("corpus") / "stdlib"
+    with DatasetWriter(out) as writer:
+        for path in (
+            stdlib_files("json", 10) + stdlib_files("email", 30) + stdlib_files("collections", 5)
+        ):
+            writer.write(
+                Record(
+                    text=path.read_text(encoding="utf-8", errors="replace"),
+                    kind="code",
+                    source=str(path),
+                )
+            )
+    return out
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(code_dataset, tmp_path_factory) -> Path:
+    from syllabus.store import open_dataset
+    from syllabus.train.tokenizer import train_tokenizer
+
+    out = tmp_path_factory.mktemp("tok")
+    train_tokenizer((r.text for r in open_dataset(code_dataset)), out, vocab_size=512)
+    return out
+
+
+@pytest.fixture(scope="session")
+def packed(code_dataset, tokenizer_dir, tmp_path_factory) -> Path:
+    from syllabus.train.pack import PackSource, pack
+
+    out = tmp_path_factory.mktemp("packed")
+    pack([PackSource(code_dataset)], tokenizer_dir, out, val_fraction=0.1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained(packed, tmp_path_factory) -> Path:
+    """A tiny model trained for 150 steps: peaked enough for greedy decoding to be stable."""
+    from syllabus.train.pretrain import train
+
+    out = tmp_path_factory.mktemp("trained")
+    train(tiny_config(packed, out, max_steps=150, lr=1e-2, eval_every=50), show_progress=False)
+    return out

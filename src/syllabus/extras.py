@@ -37,6 +37,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
     "onnx": "export",
     "onnxscript": "export",
     "onnxruntime": "export",
+    "onnxruntime_genai": "export",
     "peft": "finetune",
     "accelerate": "finetune",
     "jsonschema": "portfolio",

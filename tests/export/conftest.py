@@ -1,6 +1,8 @@
 """Models to export, made once per session: a random tiny Llama (dim 64, so every k-quant falls
-back) with SmolLM2's tokenizer and chat template, and SmolLM2-135M-Instruct itself (its packaged
-GGUF as a float32 HF directory, written as an f32 GGUF once and quantized from that file)."""
+back) with a Syllabus tokenizer and chat template, the tiny trained model's HF export (the
+session's `trained`, tests/conftest.py), and SmolLM2-135M-Instruct itself (its packaged GGUF as
+a float32 model, written as an f32 GGUF once and quantized from that file, and as an HF
+directory)."""
 
 from __future__ import annotations
 
@@ -159,3 +161,44 @@ def smol(smollm2_path, tmp_path_factory) -> dict:
     for quant in ("q8_0", "q4_k_m", "q4_0"):
         exports[quant] = quantize_gguf(f32.path, out / f"smollm2-{quant}.gguf", quant)
     return {"exports": exports, "tokenizer": tokenizer}
+
+
+CHATS = [
+    [{"role": "user", "content": "def add(a, b):"}],
+    [{"role": "system", "content": "Write Python."}, {"role": "user", "content": "import os"}],
+    [
+        {"role": "user", "content": "class Point:"},
+        {"role": "assistant", "content": "    def __init__(self, x, y):"},
+        {"role": "user", "content": "for i in range(10):"},
+    ],
+]
+"""Conversations whose greedy answers are compared between an export and its reference."""
+
+
+@pytest.fixture(scope="session")
+def trained_hf(trained, tmp_path_factory) -> Path:
+    """The tiny trained model's Hugging Face export."""
+    from syllabus.export.hf import export_hf
+
+    return export_hf(trained, tmp_path_factory.mktemp("trained-hf") / "hf")
+
+
+@pytest.fixture(scope="session")
+def smol_hf(smollm2_path, tmp_path_factory) -> Path:
+    """SmolLM2-135M-Instruct as a float32 HF directory (what the export's source layer gives)."""
+    from syllabus.backends.specs import checkpoint_from_gguf
+
+    return checkpoint_from_gguf(smollm2_path, tmp_path_factory.mktemp("smol") / "hf")
+
+
+def prefix_agreement(ours: list[list[int]], reference: list[list[int]]) -> float:
+    """Share of positions where both greedy runs chose the same token (a run stops counting at
+    its first difference: later tokens continue different texts)."""
+    same = total = 0
+    for a, b in zip(ours, reference, strict=True):
+        total += len(b)
+        for x, y in zip(a, b, strict=False):
+            if x != y:
+                break
+            same += 1
+    return same / total

@@ -1,14 +1,11 @@
-"""A real corpus (part of the Python standard library's source), a tokenizer and packed data."""
+"""The tiny training setup: its recipe and config helper. The session fixtures built on them (a real
+corpus of stdlib source, a tokenizer, packed data, a trained tiny model) live in tests/conftest.py,
+so tests/train and tests/export share one of each."""
 
 from __future__ import annotations
 
 import sysconfig
 from pathlib import Path
-
-import pytest
-
-from syllabus.store import DatasetWriter
-from syllabus.types import Record
 
 TINY_TRAIN = """\
 name = "tiny-train"
@@ -37,42 +34,6 @@ def stdlib_files(package: str, limit: int) -> list[Path]:
     return sorted(p for p in root.rglob("*.py") if "test" not in p.parts)[:limit]
 
 
-@pytest.fixture(scope="session")
-def code_dataset(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("corpus") / "stdlib"
-    with DatasetWriter(out) as writer:
-        for path in (
-            stdlib_files("json", 10) + stdlib_files("email", 30) + stdlib_files("collections", 5)
-        ):
-            writer.write(
-                Record(
-                    text=path.read_text(encoding="utf-8", errors="replace"),
-                    kind="code",
-                    source=str(path),
-                )
-            )
-    return out
-
-
-@pytest.fixture(scope="session")
-def tokenizer_dir(code_dataset, tmp_path_factory) -> Path:
-    from syllabus.store import open_dataset
-    from syllabus.train.tokenizer import train_tokenizer
-
-    out = tmp_path_factory.mktemp("tok")
-    train_tokenizer((r.text for r in open_dataset(code_dataset)), out, vocab_size=512)
-    return out
-
-
-@pytest.fixture(scope="session")
-def packed(code_dataset, tokenizer_dir, tmp_path_factory) -> Path:
-    from syllabus.train.pack import PackSource, pack
-
-    out = tmp_path_factory.mktemp("packed")
-    pack([PackSource(code_dataset)], tokenizer_dir, out, val_fraction=0.1)
-    return out
-
-
 def tiny_config(packed: Path, out: Path, **overrides):
     import tomllib
 
@@ -82,13 +43,3 @@ def tiny_config(packed: Path, out: Path, **overrides):
     values.update(data=str(packed), out=str(out), max_steps=40)
     values.update(overrides)
     return TrainConfig(**values)
-
-
-@pytest.fixture(scope="session")
-def trained(packed, tmp_path_factory) -> Path:
-    """A tiny model trained for 150 steps: peaked enough for greedy decoding to be stable."""
-    from syllabus.train.pretrain import train
-
-    out = tmp_path_factory.mktemp("trained")
-    train(tiny_config(packed, out, max_steps=150, lr=1e-2, eval_every=50), show_progress=False)
-    return out

@@ -24,12 +24,7 @@ from syllabus.backends.specs import (
 from syllabus.errors import UserError
 from syllabus.export.hf import export_hf
 from syllabus.fingerprint import file_digest, path_digest
-
-# Syllabus tokenizers carry chat-role tokens but no template: this one uses them.
-SYLLABUS_CHAT_TEMPLATE = (
-    "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}<|end|>"
-    "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
+from syllabus.train.tokenizer import SYLLABUS_CHAT_TEMPLATE
 
 
 @dataclass

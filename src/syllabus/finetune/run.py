@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from syllabus.backends.specs import backend_for, parse_model_spec
 from syllabus.errors import UserError
 from syllabus.eval.humaneval import ExecutionSettings
 from syllabus.eval.run import EvalSettings, evaluate
-from syllabus.export.onnx import export_onnx
+from syllabus.export.onnx import onnx_from_hf
 from syllabus.finetune.base import load_hf, prepare_base, read_base
 from syllabus.finetune.config import FinetuneConfig
 from syllabus.finetune.data import collect, decontaminate, require_conversations
@@ -32,7 +31,6 @@ from syllabus.finetune.export import (
     export_adapter_gguf,
     export_model_gguf,
     merge_adapter,
-    write_syllabus_checkpoint,
 )
 from syllabus.finetune.render import Row, audit, build_rows, render, trainable
 from syllabus.finetune.task import FinetuneTask, load_trainable, qlora_available
@@ -422,20 +420,8 @@ def _export(config, base: dict, served: Path, trained: Path, quant: str, out: Pa
 
 
 def _export_onnx(served: Path, out: Path) -> Path:
-    """ONNX through Syllabus's exporter, then the served model's own tokenizer and special ids
-    (the exporter's defaults are a Syllabus tokenizer's)."""
-    from transformers import AutoTokenizer
-
-    checkpoint = write_syllabus_checkpoint(served, out / "syllabus").parent
-    shutil.copy(served / "tokenizer.json", checkpoint / "tokenizer.json")
-    onnx_dir = export_onnx(checkpoint, out / "onnx")
-    tokenizer = AutoTokenizer.from_pretrained(served, local_files_only=True)
-    tokenizer.save_pretrained(onnx_dir)
-    config = json.loads((onnx_dir / "config.json").read_text())
-    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
-        config[key] = getattr(tokenizer, key)
-    (onnx_dir / "config.json").write_text(json.dumps(config, indent=2))
-    return onnx_dir
+    """ONNX of the served (merged) HF model, its own tokenizer and special ids beside it."""
+    return onnx_from_hf(served, out / "onnx").path
 
 
 def _report_data(recipe, config: FinetuneConfig, result: FinetuneResult) -> ReportData:

@@ -20,6 +20,14 @@ EOT = "<|endoftext|>"
 PAD = "<|pad|>"
 CHAT_TOKENS = ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 DEFAULT_SPECIAL = [EOT, PAD, *CHAT_TOKENS]
+END_OF_TURN = "<|end|>"
+"""The chat token that closes every turn: generation stops there as at EOT."""
+SYLLABUS_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}<|end|>"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+"""Syllabus tokenizers carry the chat-role tokens (CHAT_TOKENS) but no template: this one uses
+them. The fine-tuner and the HF export both give it to a tokenizer that has the tokens."""
 MAX_TOKEN_BYTES = 32
 """Longest token trained. llama-cpp-python decodes each token into a 32-byte buffer and returns
 nothing for a longer one (a run of 64 '#' or of 40 indenting spaces, common in code), so text
