@@ -15,13 +15,19 @@ import pytest
 import torch
 
 from syllabus.errors import UserError
-from syllabus.export import export
+from syllabus.ship.export import export_model, parse_target
+from syllabus.ship.source import resolve_source
 from syllabus.train.checkpoint import load_model
 from syllabus.train.generate import generate
 from syllabus.train.tokenizer import EOT, MAX_TOKEN_BYTES, load_tokenizer
 from tests.train.conftest import tiny_config
 
 PROMPT = "def __init__(self, "
+
+
+def export(checkpoint: Path, fmt: str, out: Path, *, quant: str | None = None) -> Path:
+    """`syllabus export CHECKPOINT --format FMT --quant QUANT -o OUT`, as the CLI calls it."""
+    return export_model(resolve_source(checkpoint), parse_target(fmt, quant), out).path
 
 SNIPPETS = [
     "def add(a, b):\n    return a + b",
