@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("round", type=Path, help="the round's portfolio TOML")
     parser.add_argument(
-        "--serve", type=Path, required=True, help="the TOML `syllabus route` serves"
+        "--serve", type=Path, help="the TOML `syllabus route` serves (default: ROUND itself)"
     )
     parser.add_argument(
         "--from", dest="from_dir", type=Path, help="its portfolio run (built models)"
