@@ -3,21 +3,22 @@ has never seen arrives through the official `openai` client and is logged, the n
 fine-tuned on the log's training part, and a portfolio round measures the model served and the
 new one on the log's held-out part, against references the team holds.
 
-`python -m syllabus.portfolio.flywheel ROUND.toml --serve SERVE.toml --from OUT -o DIR`:
+`python -m syllabus.portfolio.flywheel ROUND.toml --unseen-by DIR -o OUT` (with `--serve
+SERVE.toml --from RUN` when another file is served, e.g. a portfolio's built recommendation):
 
 1. requests: dates task prompts (portfolio/dates.py) from a new seed, none of them a date in
-   the splits next to the serve file's data (train, calibration, test), so the traffic is
+   the dates splits named by `--unseen-by` (train, calibration, test), so the traffic is
    unseen by the model served and by its evaluation; their program-computed references are
    appended to the round task's `references` file (what a team with a checker would have);
-2. serve: `syllabus route SERVE.toml [--from OUT]` on a free port of 127.0.0.1, one chat call
+2. serve: `syllabus route SERVE.toml [--from RUN]` (default: ROUND.toml itself) on a free port of 127.0.0.1, one chat call
    per request (temperature 0, stop at the first newline, as the task is measured), stopped
    after; the calls land in its [route].log;
 3. round: `syllabus portfolio ROUND.toml`, whose `kind = "log"` task reads that same log with a
    `split` (measured on the held-out part) and whose built candidate trains on the same log
    with the same `log_split` (the training part; load_portfolio refuses different splits).
 
-The round must measure the model that was served (checked: a round candidate's model is the
-served GGUF), so its pass rate on the held-out traffic is the "before" and the built
+The round must measure what was served (checked: a round candidate's model is the served
+GGUF, or the served cascade is one of the round's), so its pass rate on the held-out traffic is the "before" and the built
 candidate's is the "after"; `flywheel.json` holds the figures, the split's counts and
 fingerprints, and the wall times.
 """
@@ -196,6 +197,32 @@ def _quantile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def served_in_round(
+    serve: PortfolioConfig, round_config: PortfolioConfig, recommendation, round_path: Path
+) -> tuple[str, str]:
+    """The round's name for what the route serves, and what that is: a candidate whose model
+    is the served one (a built candidate of the serve file is the GGUF `--from` names), or the
+    served cascade by its name. The round must measure what answered the traffic."""
+    cascade = serve.cascade(serve.route.serve)
+    if cascade is not None:
+        if round_config.cascade(cascade.name) is None:
+            raise UserError(
+                f"{round_path}: the route serves cascade {cascade.name}; the round must "
+                "measure it (a [[cascades]] of the same name)"
+            )
+        return cascade.name, f"cascade {cascade.first} -> {cascade.then}"
+    served = served_config(serve.candidate(serve.route.serve), recommendation)
+    # Model specs are paths from the working directory (or packaged names), as in `route`.
+    served_model = Path(served.model).expanduser().resolve()
+    for candidate in round_config.candidates:
+        if candidate.model and Path(candidate.model).expanduser().resolve() == served_model:
+            return candidate.name, str(served_model)
+    raise UserError(
+        f"{round_path}: no candidate's model is the served one ({served.model}): the round "
+        "must measure the model that answered the traffic"
+    )
+
+
 def run_flywheel(
     round_path: Path | str,
     out: Path | str,
@@ -228,22 +255,7 @@ def run_flywheel(
     recommendation = None
     if from_dir is not None:
         recommendation = json.loads((Path(from_dir) / "recommendation.json").read_text())
-    served = served_config(serve.candidate(serve.route.serve), recommendation)
-    # Model specs are paths from the working directory (or packaged names), as in `route`.
-    served_model = Path(served.model).expanduser().resolve()
-    previous = next(
-        (
-            c.name
-            for c in round_config.candidates
-            if c.model and Path(c.model).expanduser().resolve() == served_model
-        ),
-        None,
-    )
-    if previous is None:
-        raise UserError(
-            f"{round_path}: no candidate's model is the served one ({served.model}): the round "
-            "must measure the model that answered the traffic"
-        )
+    previous, served_model = served_in_round(serve, round_config, recommendation, round_path)
     before = len(read_route_log(log)) if log.exists() else 0
     items = unseen_requests(seed, calls, seen_references([Path(d) for d in unseen_by]))
     references = resolve(round_base, task.references)
@@ -303,7 +315,7 @@ def run_flywheel(
         ]
     flywheel = FlywheelResult(
         served=serve.route.serve,
-        served_model=str(served_model),
+        served_model=served_model,
         previous=previous,
         built=list(result.builds),
         traffic=traffic,
