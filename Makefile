@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
 LLAMA_CMAKE_ARGS := -DCMAKE_C_FLAGS="$(NO_AMX)" -DCMAKE_CXX_FLAGS="$(NO_AMX)"
 
-.PHONY: demo specialize test check docs lint bench clean
+.PHONY: demo specialize flywheel test check docs lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ demo: $(STAMP) docs
 specialize: $(STAMP)
 	$(BIN)/python -m syllabus.portfolio.dates recipes/specialize
 	$(BIN)/syllabus portfolio recipes/specialize.toml -o runs/specialize
+
+# The flywheel, one fresh round on what `make specialize` recommended: serve it, send it 300
+# unseen requests, fine-tune it on the log's training part, measure both on the held-out part.
+flywheel: $(STAMP)
+	@[ -f runs/specialize/recommendation.json ] || $(MAKE) specialize
+	rm -f runs/flywheel/route-log.jsonl runs/flywheel/labels.jsonl
+	$(BIN)/python -m syllabus.portfolio.flywheel recipes/flywheel.toml \
+		--unseen-by recipes/specialize --calls 300 --seed 1 -o runs/flywheel
 
 test: $(STAMP) docs
 	# The report's browser test needs Debian's chromium; install it when missing and root.

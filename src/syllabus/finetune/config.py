@@ -23,6 +23,20 @@ class LoraConfig(StrictModel):
     """Module names to adapt (peft's `target_modules`): Llama's attention and MLP projections."""
 
 
+class LogSplit(StrictModel):
+    """A route log divided into the calls a round trains on and the calls it is measured on: a
+    call is held out when a seeded hash of its request (its messages, or its prompt) falls
+    under `heldout`. The same request is always in the same part, so a repeated request cannot
+    be trained on in one part and measured in the other, and a call's part never depends on
+    the other calls (appending traffic to the log moves none). `syllabus finetune` and
+    portfolio builds train only on the training part; a `kind = "log"` task with this `split`
+    is measured only on the held-out part."""
+
+    heldout: Annotated[float, between(0.01, 0.99)] = 0.3
+    """Share of the requests held out for measurement."""
+    seed: Annotated[int, at_least(0)] = 0
+
+
 class DataConfig(StrictModel):
     datasets: list[str] = Field(min_length=1)
     """Syllabus datasets (exercises, dialogues, reasoning) or JSONL chat logs of
@@ -40,6 +54,9 @@ class DataConfig(StrictModel):
     """Share of the training conversations held out for the validation loss (at least one)."""
     limit: Annotated[int, at_least(1)] | None = None
     """Use at most this many conversations (smoke runs)."""
+    log_split: LogSplit | None = None
+    """Chat logs: train only on the calls outside this split's held-out part (a `kind =
+    "log"` portfolio task with the same `split` is measured on that part)."""
 
 
 class EvalConfig(StrictModel):

@@ -7,10 +7,13 @@ format evaluated; reasoning becomes problem -> worked solution and answer; a dia
 turns. A chat log line is an OpenAI-style `{"messages": [...]}` record, optionally with the
 answer apart: `response` (a chat completion object or text) or `completion` (the text, as the
 `syllabus route` log writes it; its failed calls, `"status": "error"`, are skipped and counted).
+With a `data.log_split`, a log's held-out calls (a seeded hash of each request) are skipped and
+counted too: they are what the next round is measured on (`log_parts`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import textwrap
@@ -29,7 +32,8 @@ from syllabus.curate.decontam import (
 from syllabus.errors import UserError
 from syllabus.eval.humaneval import CHAT_INSTRUCTION
 from syllabus.eval.tasks import read_jsonl_items
-from syllabus.finetune.config import CONVERSATION_KINDS, DataConfig
+from syllabus.finetune.config import CONVERSATION_KINDS, DataConfig, LogSplit
+from syllabus.fingerprint import digest
 from syllabus.stats import StepStats
 from syllabus.store import open_dataset
 from syllabus.types import Record
@@ -123,10 +127,62 @@ def log_messages(item: dict, where: str) -> list[dict[str, str]]:
     return messages
 
 
+def request_key(call: dict) -> str:
+    """What a call asked, canonical: its messages (role and content, less a trailing assistant
+    answer) or its prompt. Route log lines, other chat logs and label files key alike."""
+    messages = call.get("messages")
+    if isinstance(messages, list):
+        asked = [
+            {"role": m.get("role", ""), "content": m.get("content")}
+            for m in messages
+            if isinstance(m, dict)
+        ]
+        while asked and asked[-1]["role"] == "assistant":
+            asked.pop()
+        return json.dumps({"messages": asked}, sort_keys=True, ensure_ascii=False)
+    return json.dumps({"prompt": call.get("prompt")}, sort_keys=True, ensure_ascii=False)
+
+
+def is_heldout(call: dict, split: LogSplit) -> bool:
+    """Whether a logged call belongs to the split's held-out part: the first 8 bytes of
+    sha256(seed, request) as a fraction of 2**64, below `split.heldout`."""
+    hashed = hashlib.sha256(f"{split.seed}\0{request_key(call)}".encode()).digest()
+    return int.from_bytes(hashed[:8], "big") / 2**64 < split.heldout
+
+
+@dataclass
+class LogParts:
+    """A log's calls in the two parts of a split, in log order."""
+
+    train: list[dict]
+    heldout: list[dict]
+
+    def fingerprint(self, part: str) -> str:
+        """Digest of the distinct requests of one part ("train" or "heldout")."""
+        return digest(sorted({request_key(c) for c in getattr(self, part)}))
+
+    def shared_requests(self) -> set[str]:
+        """Requests in both parts: empty by construction (the split hashes the request)."""
+        return {request_key(c) for c in self.train} & {request_key(c) for c in self.heldout}
+
+
+def log_parts(calls: list[dict], split: LogSplit) -> LogParts:
+    parts = LogParts([], [])
+    for call in calls:
+        (parts.heldout if is_heldout(call, split) else parts.train).append(call)
+    return parts
+
+
 def collect(
-    paths: list[str], kinds: list[str], heldout_share: float, seed: int, system: str | None
+    paths: list[str],
+    kinds: list[str],
+    heldout_share: float,
+    seed: int,
+    system: str | None,
+    log_split: LogSplit | None = None,
 ) -> Collected:
-    """Every conversation of the datasets and logs, less the held-out exercises."""
+    """Every conversation of the datasets and logs, less the held-out exercises and (with a
+    `log_split`) less the logs' held-out calls."""
     conversations: list[Conversation] = []
     exercises: list[tuple[Conversation, dict]] = []
     stats = StepStats("collect")
@@ -138,6 +194,9 @@ def collect(
             for item in read_jsonl_items(path):
                 stats.records_in += 1
                 where = f"{path}:{item['_line']}"
+                if log_split is not None and is_heldout(item, log_split):
+                    stats.drop("log: held out for measurement (data.log_split)")
+                    continue
                 if item.get("status") == "error":
                     stats.drop("log: failed call")
                     continue

@@ -124,7 +124,12 @@ def prepare_data(config: FinetuneConfig, seed: int, base_dir: Path, out: Path) -
     from transformers import AutoTokenizer
 
     collected = collect(
-        config.data.datasets, config.data.kinds, config.data.heldout, seed, config.data.system
+        config.data.datasets,
+        config.data.kinds,
+        config.data.heldout,
+        seed,
+        config.data.system,
+        config.data.log_split,
     )
     if collected.heldout:
         with (out / "heldout.jsonl").open("w") as sink:

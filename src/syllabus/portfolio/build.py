@@ -60,8 +60,9 @@ class BuiltModel:
 def training_records(candidate: CandidateConfig, base: Path) -> list[Conversation]:
     """The conversations of the build's data, in order, as `syllabus finetune` collects them
     (a build of size N trains on the first N, less decontamination and the validation share)."""
+    build = candidate.build
     return collect(
-        [str(resolve(base, candidate.build.data))], ["dialogue"], 0.0, 0, None
+        [str(resolve(base, build.data))], ["dialogue"], 0.0, 0, None, build.log_split
     ).conversations
 
 
@@ -90,6 +91,7 @@ def finetune_config(
             datasets=[str(resolve(base, build.data))],
             val_fraction=build.val_fraction,
             limit=size if size < total else None,
+            log_split=build.log_split,
         ),
         seq_len=build.seq_len,
         packing=build.packing,

@@ -14,7 +14,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from syllabus.config import StrictModel, at_least, between, format_validation_error, load_toml
 from syllabus.errors import UserError
-from syllabus.finetune.config import DecontamConfig, LoraConfig, TrainSettings
+from syllabus.finetune.config import DecontamConfig, LogSplit, LoraConfig, TrainSettings
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
 
@@ -83,7 +83,11 @@ class BuildConfig(StrictModel):
     """The model to specialise: a packaged model (smollm2), a .gguf or a HF directory."""
     data: str
     """JSONL chat records (`{"messages": [...]}`, as `syllabus finetune` reads them),
-    relative to the TOML file. The candidate itself trains on all of them."""
+    relative to the TOML file, or a `syllabus route` log. The candidate itself trains on all
+    of them (of a log with `log_split`, on its training part)."""
+    log_split: LogSplit | None = None
+    """`data` is a route log: train only on the calls outside this split's held-out part. A
+    `kind = "log"` task on the same log must use the same split (checked)."""
     sizes: list[Annotated[int, at_least(2)]] = Field(default_factory=list)
     """Smaller training sets (the first N records) to measure as well: the data-size curve."""
     seed: Annotated[int, at_least(0)] = 0
@@ -178,11 +182,21 @@ class TaskConfig(StrictModel):
     max_tokens: Annotated[int, at_least(1)] = 32
     """humaneval: 384 unless set (`syllabus eval`'s default: a whole function body)."""
     format: FormatConfig | None = None
+    split: LogSplit | None = None
+    """log: measure only on the held-out part of this split of the log's calls (what a build
+    or `syllabus finetune` with the same `log_split` does not train on)."""
+    references: str | None = None
+    """log: a JSONL file of the right answers the team holds for its traffic (`messages` or
+    `prompt`, and `reference`: labels computed by a checker program, written by a person, or
+    taken from a bigger model), joined to each call by its request; every call measured must
+    have one. Unset: the answer served is the reference (agreement with the model served)."""
 
     @model_validator(mode="after")
     def _kind(self) -> TaskConfig:
         if self.data is None and self.kind != "humaneval":
             raise ValueError(f"a {self.kind} task needs `data` (its file)")
+        if self.kind != "log" and (self.split is not None or self.references is not None):
+            raise ValueError("`split` and `references` are options of a log task (kind = 'log')")
         if self.kind == "humaneval":
             if self.format is not None:
                 raise ValueError("a humaneval task is scored by its unit tests: no `format`")
@@ -295,8 +309,12 @@ def load_portfolio(path: Path | str) -> tuple[PortfolioConfig, Path]:
     for task in config.tasks:
         if task.kind != "log" and task.data and not resolve(base, task.data).exists():
             raise UserError(f"{path}: task {task.name}: data file {task.data} does not exist")
+    logs = _check_log_splits(config, base, path)
     for candidate in config.candidates:
-        if candidate.build and not resolve(base, candidate.build.data).exists():
+        build = candidate.build
+        # A route log a task reads is written by serving this same file: it may not exist yet.
+        data = resolve(base, build.data) if build else None
+        if data is not None and data.resolve() not in logs and not data.exists():
             raise UserError(
                 f"{path}: candidate {candidate.name}: build data {candidate.build.data} "
                 "does not exist"
@@ -307,6 +325,26 @@ def load_portfolio(path: Path | str) -> tuple[PortfolioConfig, Path]:
                 f"{candidate.retrieval.corpus} does not exist"
             )
     return config, base
+
+
+def _check_log_splits(config: PortfolioConfig, base: Path, path: Path) -> set[Path]:
+    """A build may train on a route log a task measures on only through the same split, so no
+    call measured can be a call trained on. Returns the logs the tasks read."""
+    measured = {
+        resolve(base, t.data).resolve(): t for t in config.tasks if t.kind == "log" and t.data
+    }
+    for candidate in config.candidates:
+        build = candidate.build
+        task = measured.get(resolve(base, build.data).resolve()) if build else None
+        if task is None:
+            continue
+        if task.split is None or build.log_split != task.split:
+            raise UserError(
+                f"{path}: candidate {candidate.name} trains on {build.data}, which task "
+                f"{task.name} measures on: give both the same split (the task's `split`, the "
+                "build's `log_split`), so the calls measured are never trained on"
+            )
+    return set(measured)
 
 
 def resolve(base: Path, value: str) -> Path:

@@ -2,8 +2,11 @@
 
 - custom: prompts with unit tests (run in the sandbox) or a reference answer (eval.tasks);
 - exact: numeric answers, scored by the last number in the answer (eval.tasks, "flexible");
-- log: a `syllabus route` log; each answer served becomes the reference, so production
-  traffic is the next evaluation set (quality there means agreement with what was served);
+- log: a `syllabus route` log, so production traffic is the next evaluation set. Its
+  references are the answers served (quality there means agreement with what was served) or,
+  with `references`, the team's own labels for the calls (from a checker program, a person or
+  a bigger model), joined by request; with `split`, only the held-out part of the log is
+  measured (finetune.data.log_split: the part a round does not train on);
 - humaneval: HumanEval problems (bundled, or a HumanEval-format file), prompted and executed
   exactly as `syllabus eval --task humaneval` does (eval.humaneval: its stop sequences or its
   chat instruction, its sandbox guard and time limits scaled from the canonical solution), so
@@ -26,6 +29,7 @@ from syllabus.common.benchmarks import load_problems
 from syllabus.errors import UserError
 from syllabus.eval import humaneval
 from syllabus.eval import tasks as eval_tasks
+from syllabus.finetune.data import is_heldout, request_key
 from syllabus.portfolio.config import TaskConfig, resolve
 
 EXACT_STOP = ["\n\nQuestion:", "\nQuestion:"]
@@ -112,24 +116,60 @@ def load_items(task: TaskConfig, base: Path) -> list[Item]:
         raise UserError(
             f"task {task.name}: route log {path} does not exist (serve some calls first)"
         )
-    served = [c for c in read_route_log(path) if c["status"] == "ok"]
-    items = [
-        Item(
-            f"{path.name}:{call['_line']}",
-            prompt=call.get("prompt"),
-            messages=call.get("messages"),
-            # The call's own limits, so a re-run answers the same question the same way.
-            spec={
-                "reference": call.get("completion", ""),
-                "stop": call.get("stop") or [],
-                "max_tokens": call.get("max_tokens"),
-            },
+    calls = read_route_log(path)
+    if task.split is not None:
+        calls = [call for call in calls if is_heldout(call, task.split)]
+    labels = read_labels(resolve(base, task.references)) if task.references else None
+    if labels is None:
+        # The answer served is the reference: only answered calls have one.
+        calls = [call for call in calls if call["status"] == "ok"]
+    items = []
+    for call in calls[: task.limit]:
+        if labels is None:
+            reference, source = call.get("completion", ""), "served"
+        else:
+            reference, source = labels.get(request_key(call)), "labels"
+            if reference is None:
+                raise UserError(
+                    f"task {task.name}: {path}:{call['_line']}: no reference for this call in "
+                    f"{task.references}: label every call measured, or remove `references` to "
+                    "score agreement with the answers served"
+                )
+        items.append(
+            Item(
+                f"{path.name}:{call['_line']}",
+                prompt=call.get("prompt"),
+                messages=call.get("messages"),
+                # The call's own limits, so a re-run answers the same question the same way.
+                spec={
+                    "reference": reference,
+                    "reference_from": source,
+                    "stop": call.get("stop") or [],
+                    "max_tokens": call.get("max_tokens"),
+                },
+            )
         )
-        for call in served[: task.limit]
-    ]
     if not items:
-        raise UserError(f"task {task.name}: {path} has no answered calls")
+        held = " in the held-out part of its split" if task.split is not None else ""
+        raise UserError(f"task {task.name}: {path} has no answered calls{held}")
     return items
+
+
+def read_labels(path: Path) -> dict[str, str]:
+    """A team's references for its traffic: request key -> reference (see request_key)."""
+    if not path.exists():
+        raise UserError(f"{path}: no such references file (JSONL of messages/prompt + reference)")
+    labels: dict[str, str] = {}
+    for row in eval_tasks.read_jsonl_items(path):
+        where = f"{path}:{row['_line']}"
+        if not isinstance(row.get("reference"), str) or not (
+            isinstance(row.get("messages"), list) or isinstance(row.get("prompt"), str)
+        ):
+            raise UserError(f"{where}: a reference needs 'messages' or 'prompt', and 'reference'")
+        key = request_key(row)
+        if labels.setdefault(key, row["reference"]) != row["reference"]:
+            raise UserError(f"{where}: the same request has another reference earlier in the file")
+    return labels
 
 
 def stop_for(task: TaskConfig, item: Item, prompt_style: str) -> list[str]:
