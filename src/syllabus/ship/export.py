@@ -136,12 +136,13 @@ FORMATS = tuple(WRITERS)
 
 
 def parse_target(text: str, quant: str | None = None) -> Target:
-    """ "gguf:q4_k_m", or a format with `quant` apart (its default type when None)."""
+    """A target from "gguf:q4_k_m", or from a format with `quant` apart (the format's default
+    type when None)."""
     fmt, _, given = text.partition(":")
     if fmt not in WRITERS:
         raise UserError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    types = WRITERS[fmt][0]
-    chosen = given or quant or types[0]
+    types = WRITERS[fmt].types
+    chosen = given or quant or WRITERS[fmt].default
     if chosen not in types:
         raise UserError(
             f"{fmt} cannot be written as {chosen!r}; choose one of {', '.join(types)} "

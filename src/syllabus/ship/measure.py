@@ -388,6 +388,8 @@ def open_runtime(exported: Exported, settings: MeasureSettings, n_ctx: int) -> R
         return TransformersRuntime(exported.path, threads)
     if fmt == "gguf":
         return LlamaCppRuntime(exported.path, threads, n_ctx)
+    if fmt == "ollama":  # what Ollama runs: llama.cpp on the directory's GGUF
+        return LlamaCppRuntime(next(Path(exported.path).glob("*.gguf")), threads, n_ctx)
     if fmt == "onnx":
         return OnnxRuntime(exported.path, threads)
     if fmt == "onnx-genai":
