@@ -95,6 +95,13 @@ def _tensor_map(model) -> dict[str, np.ndarray]:
     return out
 
 
+def _inserts_nothing(post: dict) -> bool:
+    """A TemplateProcessing post-processor that only passes the text through (transformers
+    writes one for a tokenizer with a BOS it does not add, as the HF export's)."""
+    single = post.get("single") or []
+    return post.get("type") == "TemplateProcessing" and all("Sequence" in p for p in single)
+
+
 def llama_cpp_pre_tokenizer(tokenizer: dict, where: Path) -> str:
     """The llama.cpp pre-tokenizer that splits text exactly as this tokenizer.json does.
 
@@ -114,7 +121,7 @@ def llama_cpp_pre_tokenizer(tokenizer: dict, where: Path) -> str:
     extras = [key for key in (*options, "ignore_merges") if model.get(key)]
     if model.get("type") != "BPE" or extras:
         differences.append(f"a {model.get('type')} model" + "".join(f" with {k}" for k in extras))
-    if post is not None and post.get("type") != "ByteLevel":
+    if post is not None and post.get("type") != "ByteLevel" and not _inserts_nothing(post):
         differences.append(f"a {post.get('type')} post-processor (it inserts tokens)")
     if differences:
         raise UserError(

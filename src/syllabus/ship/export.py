@@ -58,12 +58,16 @@ Writer = Callable[[ModelSource, str, Path], list[str]]
 
 
 def _hf(source: ModelSource, quant: str, out: Path) -> list[str]:
-    if source.checkpoint is not None:
-        from syllabus.export.hf import export_hf
+    from syllabus.export.hf import export_hf, portable_tokenizer_config
 
+    if source.checkpoint is not None:
         export_hf(source.checkpoint, out)
-    else:
-        shutil.copytree(source.hf_dir, out, ignore=shutil.ignore_patterns("*.json.tmp"))
+        return []
+    # The weights as they are; the tokenizer config made portable (a mainstream class, the chat
+    # template inline) as the HF export writes it for a trained model.
+    shutil.copytree(source.hf_dir, out, ignore=shutil.ignore_patterns("chat_template.jinja"))
+    config = portable_tokenizer_config(source.hf_dir)
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False))
     return []
 
 

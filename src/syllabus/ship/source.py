@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -23,9 +23,12 @@ from syllabus.errors import UserError
 from syllabus.fingerprint import cache_dir, file_digest, path_digest
 
 SourceKind = Literal["syllabus", "finetune", "hf", "gguf"]
+CONVERSION_VERSION = 2
+"""Part of a cached conversion's name: bumped when what the HF conversion writes changes (2: the
+complete HF export, with generation_config.json and the chat template)."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class ModelSource:
     spec: str
     """What the user named."""
@@ -34,12 +37,24 @@ class ModelSource:
     """A short name for files and GGUF metadata."""
     fingerprint: str
     """sha256 of the weights (and tokenizer) the exports are made from."""
-    hf_dir: Path
-    """HF LlamaForCausalLM directory every format is written from."""
+    hf_path: Path | None
+    """HF LlamaForCausalLM directory every format is written from (a `syllabus train`
+    directory's is made when first asked for: its GGUF needs none)."""
     checkpoint: Path | None = None
     """The `syllabus train` directory, whose tokenizer.json the GGUF writer reads itself."""
     tokenizer_gguf: Path | None = None
     """A GGUF whose `tokenizer.*` keys go into GGUF exports unchanged."""
+
+    _key: str = field(default="", repr=False)
+
+    @property
+    def hf_dir(self) -> Path:
+        if self.hf_path is None:
+            from syllabus.export.hf import export_hf  # torch and transformers
+
+            checkpoint = self.checkpoint
+            self.hf_path = _converted(self._key, lambda d: export_hf(checkpoint, d))
+        return self.hf_path
 
     def to_json(self) -> dict:
         return {
@@ -47,7 +62,7 @@ class ModelSource:
             "kind": self.kind,
             "name": self.name,
             "fingerprint": self.fingerprint,
-            "hf_dir": str(self.hf_dir),
+            "hf_dir": str(self.hf_path) if self.hf_path else None,
             "checkpoint": str(self.checkpoint) if self.checkpoint else None,
             "tokenizer_gguf": str(self.tokenizer_gguf) if self.tokenizer_gguf else None,
         }
@@ -104,18 +119,22 @@ def resolve_source(model: str | Path) -> ModelSource:
     if parsed.kind == "gguf":
         gguf = parsed.gguf_file()
         digest = file_digest(gguf)
-        hf_dir = _converted(f"hf-{digest[:16]}", lambda d: checkpoint_from_gguf(gguf, d))
+        hf_dir = _converted(
+            f"hf-v{CONVERSION_VERSION}-{digest[:16]}", lambda d: checkpoint_from_gguf(gguf, d)
+        )
         name = parsed.spec if parsed.path is None else gguf.stem
         return ModelSource(spec, "gguf", name, digest, hf_dir, tokenizer_gguf=gguf)
     if parsed.kind == "hf":
         return ModelSource(spec, "hf", path.resolve().name, path_digest(path), path)
     # A `syllabus train` directory: the weights and the tokenizer they were trained with.
-    from syllabus.export.hf import export_hf  # torch and transformers
-
     digest = file_digest(path / SYLLABUS_CHECKPOINT)
     tokenizer = file_digest(path / "tokenizer.json")
-    key = f"hf-{digest[:12]}-{tokenizer[:4]}"
-    hf_dir = _converted(key, lambda d: export_hf(path, d))
     return ModelSource(
-        spec, "syllabus", path.resolve().name, f"{digest}:{tokenizer}", hf_dir, checkpoint=path
+        spec,
+        "syllabus",
+        path.resolve().name,
+        f"{digest}:{tokenizer}",
+        None,
+        checkpoint=path,
+        _key=f"hf-v{CONVERSION_VERSION}-{digest[:12]}-{tokenizer[:4]}",
     )
