@@ -78,7 +78,9 @@ def _gguf(source: ModelSource, quant: str, out: Path) -> list[str]:
         written = gguf_of_checkpoint(source.checkpoint, out, quant=quant)
     else:
         written = gguf_of_hf(source.hf_dir, out, quant, source.tokenizer_gguf)
-    return [written.summary()] if written.fallbacks else []
+    # The summary names the file being written (a temporary name): say the final one.
+    final = out.name.removeprefix(".partial-")
+    return [written.summary().replace(out.name, final)] if written.fallbacks else []
 
 
 def _ollama(source: ModelSource, quant: str, out: Path) -> list[str]:

@@ -126,7 +126,7 @@ def fit_context(settings: MeasureSettings, source: ModelSource) -> MeasureSettin
         )
     return replace(
         settings,
-        window=min(settings.window, context),
+        window=min(settings.window, context - 1),  # and room for onnxruntime-genai's next token
         speed_prompt_tokens=min(settings.speed_prompt_tokens, context - 1),
     )
 
