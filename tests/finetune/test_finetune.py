@@ -404,3 +404,29 @@ def test_finetune_killed_and_resumed_equals_an_uninterrupted_run(tiny_base, exer
     a = load_file(whole_dir / "out" / "adapter" / "adapter_model.safetensors")
     b = load_file(out / "adapter" / "adapter_model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_syllabus_export_takes_a_finetune_output_as_its_merged_model(finetuned, tmp_path):
+    """`syllabus export OUT`: the merged weights with the base's tokenizer, the same GGUF
+    tokens as finetune's own export of them."""
+    from llama_cpp import Llama
+
+    from syllabus.ship.export import Target, export_model
+    from syllabus.ship.source import resolve_source
+
+    source = resolve_source(finetuned.out)
+    assert source.kind == "finetune" and source.hf_dir == finetuned.out / "merged"
+    ours = export_model(source, Target("gguf", "f32"), tmp_path / "ours.gguf").path
+    theirs = Path(finetuned.exports["finetuned_gguf"])
+
+    def greedy(path: Path) -> list[int]:
+        llm = Llama(model_path=str(path), n_ctx=128, n_threads=2, verbose=False)
+        try:
+            ids = llm.tokenize(b"def add(a, b):", add_bos=False, special=False)
+            stream = llm.generate(ids, temp=0.0, top_k=1)
+            return [next(stream) for _ in range(8)]
+        finally:
+            llm.close()
+
+    assert greedy(ours) == greedy(theirs)

@@ -87,7 +87,7 @@ def _finetune_output(path: Path) -> ModelSource | None:
         kind="finetune",
         name=path.resolve().name,
         fingerprint=path_digest(weights),
-        hf_dir=weights,
+        hf_path=weights,
         tokenizer_gguf=Path(base["gguf"]) if base.get("gguf") else None,
     )
 
