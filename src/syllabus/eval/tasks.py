@@ -122,9 +122,9 @@ def humaneval_bpb_items(limit: int | None) -> Iterator[tuple[str, LoglikelihoodJ
 
 
 def dataset_bpb_items(path: Path, limit: int | None) -> Iterator[tuple[str, LoglikelihoodJob]]:
-    from syllabus.store import open_dataset, read_jsonl
+    from syllabus.store import read_records
 
-    records = read_jsonl(path) if path.suffix in {".jsonl", ".json"} else open_dataset(path)
+    records = read_records(path)
     for index, record in enumerate(records):
         if limit is not None and index >= limit:
             return

@@ -37,6 +37,7 @@ from syllabus.errors import UserError
 from syllabus.progress import progress_bar
 from syllabus.ship.export import Exported, Target, reuse_or_export
 from syllabus.ship.source import ModelSource
+from syllabus.train.measure import cpu_model
 
 LN2 = float(np.log(2))
 RESULTS = ("measure.json", "measure.md")
@@ -143,10 +144,10 @@ def held_out_texts(settings: MeasureSettings) -> list[str]:
         raise UserError(f"--text {path}: no such file or dataset")
     if path.suffix == ".txt":
         return [path.read_text(encoding="utf-8", errors="replace")]
-    from syllabus.store import open_dataset, read_jsonl
+    from syllabus.store import read_records
 
     try:
-        records = read_jsonl(path) if path.suffix in {".jsonl", ".json"} else open_dataset(path)
+        records = read_records(path)
         texts = [r.text for r in records]
     except (ValueError, KeyError, OSError) as exc:
         raise UserError(
@@ -448,15 +449,7 @@ def _agreement(a: list, b: list) -> float:
 
 
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()}
 
 
 def measure_exports(

@@ -2,7 +2,14 @@
 append-only row files (read_rows, RowAppender) that resumable stages write."""
 
 from syllabus.store.dataset import Dataset, DatasetWriter, open_dataset
-from syllabus.store.jsonl import RowAppender, export_jsonl, import_jsonl, read_jsonl, read_rows
+from syllabus.store.jsonl import (
+    RowAppender,
+    export_jsonl,
+    import_jsonl,
+    read_jsonl,
+    read_records,
+    read_rows,
+)
 
 __all__ = [
     "Dataset",
@@ -12,5 +19,6 @@ __all__ = [
     "import_jsonl",
     "open_dataset",
     "read_jsonl",
+    "read_records",
     "read_rows",
 ]

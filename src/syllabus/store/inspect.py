@@ -6,8 +6,8 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from syllabus.store.dataset import estimate_tokens, open_dataset
-from syllabus.store.jsonl import read_jsonl
+from syllabus.store.dataset import estimate_tokens
+from syllabus.store.jsonl import read_records
 from syllabus.types import Record
 
 
@@ -28,7 +28,7 @@ class Summary:
 def summarize(path: Path, *, samples: int = 3, seed: int = 0) -> Summary:
     """One streaming pass; samples are a reservoir sample, so any size of dataset fits."""
     path = Path(path)
-    records = read_jsonl(path) if path.suffix in {".jsonl", ".json"} else open_dataset(path)
+    records = read_records(path)
     summary = Summary()
     rng = random.Random(seed)
     for record in records:

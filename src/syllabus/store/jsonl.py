@@ -87,6 +87,12 @@ def parse_record_line(raw: bytes, where: str, default_kind: str, default_source:
         raise BadLine(f"{where}: {key}: {first['msg']}", "bad field") from None
 
 
+def read_records(path: Path | str):
+    """The records of a JSONL file (.jsonl, .json) or of a Syllabus dataset directory."""
+    path = Path(path)
+    return read_jsonl(path) if path.suffix in {".jsonl", ".json"} else open_dataset(path)
+
+
 def read_jsonl(
     path: Path | str,
     *,

@@ -37,7 +37,8 @@ CPU_SIZE, GPU_SIZE = 1024, 8192
 PROBE_REPEATS, PROBE_BUDGET_S = 3, 0.3
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The processor's name as /proc/cpuinfo gives it (platform's guess elsewhere)."""
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as handle:
         for line in handle:
             if line.startswith("model name"):
@@ -50,7 +51,7 @@ def machine_key(device, dtype: str) -> dict:
     threads torch uses, and the torch build (its kernels are what is timed)."""
     import torch
 
-    processor = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model()
+    processor = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
     return {
         "probe": PROBE_VERSION,
         "host": platform.node(),
