@@ -57,6 +57,11 @@ class DataConfig(StrictModel):
     log_split: LogSplit | None = None
     """Chat logs: train only on the calls outside this split's held-out part (a `kind =
     "log"` portfolio task with the same `split` is measured on that part)."""
+    labels: str | None = None
+    """Chat logs: a JSONL file of the team's right answers for logged requests (`messages` or
+    `prompt`, and `reference`: what a `kind = "log"` task reads as `references`). A logged call
+    with a label is trained on the label, not on the answer served (a failed call too); a call
+    without one keeps its served answer. Relative to the working directory."""
 
 
 class EvalConfig(StrictModel):

@@ -8,7 +8,10 @@ turns. A chat log line is an OpenAI-style `{"messages": [...]}` record, optional
 answer apart: `response` (a chat completion object or text) or `completion` (the text, as the
 `syllabus route` log writes it; its failed calls, `"status": "error"`, are skipped and counted).
 With a `data.log_split`, a log's held-out calls (a seeded hash of each request) are skipped and
-counted too: they are what the next round is measured on (`log_parts`).
+counted too: they are what the next round is measured on (`log_parts`). With `data.labels`
+(the team's right answers, keyed by request like a log task's `references`), a labelled call is
+trained on its label instead of the answer served: the flywheel learns the corrections, not
+its own mistakes.
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ class Collected:
     """HumanEval-style problems (task_id, prompt, canonical_solution, test, entry_point)."""
     stats: StepStats = field(default_factory=lambda: StepStats("collect"))
     """Records and log lines read, conversations made, and what was skipped by reason."""
+    labelled: int = 0
+    """Logged calls trained on the team's label (data.labels) instead of the answer served."""
 
     @property
     def skipped(self) -> Counter:
@@ -143,6 +148,24 @@ def request_key(call: dict) -> str:
     return json.dumps({"prompt": call.get("prompt")}, sort_keys=True, ensure_ascii=False)
 
 
+def read_labels(path: Path) -> dict[str, str]:
+    """A team's references for its traffic: request key -> reference (see request_key). The
+    file a `kind = "log"` task reads as `references` and a fine-tune as `data.labels`."""
+    if not path.exists():
+        raise UserError(f"{path}: no such references file (JSONL of messages/prompt + reference)")
+    labels: dict[str, str] = {}
+    for row in read_jsonl_items(path):
+        where = f"{path}:{row['_line']}"
+        if not isinstance(row.get("reference"), str) or not (
+            isinstance(row.get("messages"), list) or isinstance(row.get("prompt"), str)
+        ):
+            raise UserError(f"{where}: a reference needs 'messages' or 'prompt', and 'reference'")
+        key = request_key(row)
+        if labels.setdefault(key, row["reference"]) != row["reference"]:
+            raise UserError(f"{where}: the same request has another reference earlier in the file")
+    return labels
+
+
 def is_heldout(call: dict, split: LogSplit) -> bool:
     """Whether a logged call belongs to the split's held-out part: the first 8 bytes of
     sha256(seed, request) as a fraction of 2**64, below `split.heldout`."""
@@ -180,12 +203,16 @@ def collect(
     seed: int,
     system: str | None,
     log_split: LogSplit | None = None,
+    labels: dict[str, str] | None = None,
 ) -> Collected:
     """Every conversation of the datasets and logs, less the held-out exercises and (with a
-    `log_split`) less the logs' held-out calls."""
+    `log_split`) less the logs' held-out calls. A logged call whose request has one of
+    `labels` (request key -> right answer) is trained on it, not on the answer served: a
+    failed call too, since the label is the answer it should have had."""
     conversations: list[Conversation] = []
     exercises: list[tuple[Conversation, dict]] = []
     stats = StepStats("collect")
+    labelled = 0
     for spec in paths:
         path = Path(spec)
         if not path.exists():
@@ -197,13 +224,22 @@ def collect(
                 if log_split is not None and is_heldout(item, log_split):
                     stats.drop("log: held out for measurement (data.log_split)")
                     continue
-                if item.get("status") == "error":
-                    stats.drop("log: failed call")
-                    continue
                 if "messages" not in item and "prompt" in item:
                     stats.drop("log: completion call (no messages)")
                     continue
-                messages = log_messages(item, where)
+                label = labels.get(request_key(item)) if labels else None
+                if label is None and item.get("status") == "error":
+                    stats.drop("log: failed call")
+                    continue
+                if label is None:
+                    messages = log_messages(item, where)
+                else:
+                    asked = {k: v for k, v in item.items() if k not in ("response", "completion")}
+                    messages = log_messages(asked, where)
+                    while messages and messages[-1]["role"] == "assistant":
+                        messages.pop()
+                    messages.append({"role": "assistant", "content": label})
+                    labelled += 1
                 conversations.append(Conversation(where, "chat", str(path), messages))
                 stats.records_out += 1
             continue
@@ -235,7 +271,7 @@ def collect(
         for conversation in conversations:
             if conversation.messages[0]["role"] != "system":
                 conversation.messages.insert(0, {"role": "system", "content": system})
-    return Collected(conversations, heldout, stats)
+    return Collected(conversations, heldout, stats, labelled)
 
 
 def decontaminate(

@@ -26,7 +26,7 @@ from syllabus.eval.run import EvalSettings, evaluate
 from syllabus.export.onnx import onnx_from_hf
 from syllabus.finetune.base import load_hf, prepare_base, read_base
 from syllabus.finetune.config import FinetuneConfig
-from syllabus.finetune.data import collect, decontaminate, require_conversations
+from syllabus.finetune.data import collect, decontaminate, read_labels, require_conversations
 from syllabus.finetune.export import (
     export_adapter_gguf,
     export_model_gguf,
@@ -130,6 +130,7 @@ def prepare_data(config: FinetuneConfig, seed: int, base_dir: Path, out: Path) -
         seed,
         config.data.system,
         config.data.log_split,
+        read_labels(Path(config.data.labels)) if config.data.labels else None,
     )
     if collected.heldout:
         with (out / "heldout.jsonl").open("w") as sink:
@@ -161,6 +162,7 @@ def prepare_data(config: FinetuneConfig, seed: int, base_dir: Path, out: Path) -
     )
     summary = {
         "skipped_records": dict(collected.skipped),
+        "labelled_calls": collected.labelled,
         "conversations": len(conversations),
         "heldout_problems": len(collected.heldout),
         "after_decontam": len(kept),
@@ -323,6 +325,7 @@ def finetune_recipe(
             config.packing,
             recipe.seed,
             [path_digest(Path(p)) for p in config.data.datasets],
+            path_digest(Path(config.data.labels)) if config.data.labels else None,
             [path_digest(p) for p in _eval_files(config)],
         )
         data = run_stage(

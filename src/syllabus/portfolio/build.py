@@ -23,7 +23,7 @@ import numpy as np
 from syllabus.backends.specs import parse_model_spec
 from syllabus.errors import UserError
 from syllabus.finetune.config import DataConfig, EvalConfig, FinetuneConfig
-from syllabus.finetune.data import Conversation, collect
+from syllabus.finetune.data import Conversation, collect, read_labels
 from syllabus.fingerprint import digest, path_digest
 from syllabus.portfolio.candidates import Candidate
 from syllabus.portfolio.config import CandidateConfig, PortfolioConfig, resolve
@@ -61,8 +61,9 @@ def training_records(candidate: CandidateConfig, base: Path) -> list[Conversatio
     """The conversations of the build's data, in order, as `syllabus finetune` collects them
     (a build of size N trains on the first N, less decontamination and the validation share)."""
     build = candidate.build
+    labels = read_labels(resolve(base, build.labels)) if build.labels else None
     return collect(
-        [str(resolve(base, build.data))], ["dialogue"], 0.0, 0, None, build.log_split
+        [str(resolve(base, build.data))], ["dialogue"], 0.0, 0, None, build.log_split, labels
     ).conversations
 
 
@@ -92,6 +93,7 @@ def finetune_config(
             val_fraction=build.val_fraction,
             limit=size if size < total else None,
             log_split=build.log_split,
+            labels=str(resolve(base, build.labels)) if build.labels else None,
         ),
         seq_len=build.seq_len,
         packing=build.packing,
@@ -112,7 +114,7 @@ def build_key(
     spec = parse_model_spec(finetune.base, what=f"{candidate.name}.build.base", endpoints=False)
     return stage_key(
         "build",
-        candidate.build.model_dump(mode="json", exclude={"data", "sizes", "decontam"}),
+        candidate.build.model_dump(mode="json", exclude={"data", "labels", "sizes", "decontam"}),
         candidate.build.decontam.model_dump(mode="json", exclude={"benchmarks"}),
         size,
         spec.contents(),

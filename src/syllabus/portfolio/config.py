@@ -88,6 +88,10 @@ class BuildConfig(StrictModel):
     log_split: LogSplit | None = None
     """`data` is a route log: train only on the calls outside this split's held-out part. A
     `kind = "log"` task on the same log must use the same split (checked)."""
+    labels: str | None = None
+    """`data` is a route log: the team's right answers for its calls (JSONL of `messages` or
+    `prompt`, and `reference`, as a log task's `references`; relative to the TOML file). A
+    labelled call is trained on its label instead of the answer served."""
     sizes: list[Annotated[int, at_least(2)]] = Field(default_factory=list)
     """Smaller training sets (the first N records) to measure as well: the data-size curve."""
     seed: Annotated[int, at_least(0)] = 0

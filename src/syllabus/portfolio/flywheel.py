@@ -15,7 +15,9 @@ SERVE.toml --from RUN` when another file is served, e.g. a portfolio's built rec
    after; the calls land in its [route].log;
 3. round: `syllabus portfolio ROUND.toml`, whose `kind = "log"` task reads that same log with a
    `split` (measured on the held-out part) and whose built candidate trains on the same log
-   with the same `log_split` (the training part; load_portfolio refuses different splits).
+   with the same `log_split` (the training part; load_portfolio refuses different splits),
+   on the team's labels where its build names them (`labels`: the corrections are learnt,
+   not the served mistakes) and on the answers served otherwise.
 
 The round must measure what was served (checked: a round candidate's model is the served
 GGUF, or the served cascade is one of the round's), so its pass rate on the held-out traffic is the "before" and the built
@@ -36,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from syllabus.errors import UserError
-from syllabus.finetune.data import log_parts, request_key
+from syllabus.finetune.data import log_parts, read_labels, request_key
 from syllabus.portfolio import dates
 from syllabus.portfolio.build import served_config
 from syllabus.portfolio.config import PortfolioConfig, TaskConfig, load_portfolio, resolve
@@ -284,6 +286,7 @@ def run_flywheel(
     )
 
     parts = log_parts(logged, task.split)
+    labels = read_labels(references)
     split = {
         **task.split.model_dump(),
         "train_calls": len(parts.train),
@@ -293,6 +296,12 @@ def run_flywheel(
         "train_fingerprint": parts.fingerprint("train"),
         "heldout_fingerprint": parts.fingerprint("heldout"),
         "shared_requests": len(parts.shared_requests()),
+        # What training on the labels changes: calls of the training part served wrong.
+        "train_calls_served_unlike_label": sum(
+            1
+            for c in parts.train
+            if (c.get("completion") or "").strip() != labels.get(request_key(c), "").strip()
+        ),
     }
     round_start = time.monotonic()
     result = run_portfolio(round_path, out / "round", show_progress=show_progress)
@@ -347,7 +356,9 @@ def summary(result: FlywheelResult) -> str:
         f"(p95 {result.traffic.latency_p95_s} s)",
         f"split (heldout {result.split['heldout']}, seed {result.split['seed']}): "
         f"{result.split['train_calls']} calls trained on, {result.split['heldout_calls']} held "
-        f"out, {result.split['shared_requests']} requests shared",
+        f"out, {result.split['shared_requests']} requests shared; "
+        f"{result.split['train_calls_served_unlike_label']} calls trained on were served "
+        "unlike their label",
     ]
     for o in result.options:
         lines.append(

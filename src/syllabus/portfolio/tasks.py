@@ -29,7 +29,7 @@ from syllabus.common.benchmarks import load_problems
 from syllabus.errors import UserError
 from syllabus.eval import humaneval
 from syllabus.eval import tasks as eval_tasks
-from syllabus.finetune.data import is_heldout, request_key
+from syllabus.finetune.data import is_heldout, read_labels, request_key
 from syllabus.portfolio.config import TaskConfig, resolve
 
 EXACT_STOP = ["\n\nQuestion:", "\nQuestion:"]
@@ -153,23 +153,6 @@ def load_items(task: TaskConfig, base: Path) -> list[Item]:
         held = " in the held-out part of its split" if task.split is not None else ""
         raise UserError(f"task {task.name}: {path} has no answered calls{held}")
     return items
-
-
-def read_labels(path: Path) -> dict[str, str]:
-    """A team's references for its traffic: request key -> reference (see request_key)."""
-    if not path.exists():
-        raise UserError(f"{path}: no such references file (JSONL of messages/prompt + reference)")
-    labels: dict[str, str] = {}
-    for row in eval_tasks.read_jsonl_items(path):
-        where = f"{path}:{row['_line']}"
-        if not isinstance(row.get("reference"), str) or not (
-            isinstance(row.get("messages"), list) or isinstance(row.get("prompt"), str)
-        ):
-            raise UserError(f"{where}: a reference needs 'messages' or 'prompt', and 'reference'")
-        key = request_key(row)
-        if labels.setdefault(key, row["reference"]) != row["reference"]:
-            raise UserError(f"{where}: the same request has another reference earlier in the file")
-    return labels
 
 
 def stop_for(task: TaskConfig, item: Item, prompt_style: str) -> list[str]:
