@@ -11,6 +11,7 @@ from syllabus.finetune.data import collect, log_parts, read_labels, request_key
 from syllabus.portfolio import dates
 from syllabus.portfolio.build import build_key, finetune_config, training_records
 from syllabus.portfolio.config import load_portfolio
+from syllabus.portfolio.flywheel import append_labels
 from syllabus.portfolio.tasks import read_route_log
 
 SPLIT = LogSplit(heldout=0.4, seed=7)
@@ -120,15 +121,7 @@ def test_labels_replace_the_answers_served_and_a_build_changes_with_them(tmp_pat
     # The team labels every call but the last.
     labelled = items[:-1]
     labels_file = tmp_path / "labels.jsonl"
-    labels_file.write_text(
-        "".join(
-            json.dumps(
-                {"messages": [{"role": "user", "content": i.prompt}], "reference": i.reference}
-            )
-            + "\n"
-            for i in labelled
-        )
-    )
+    append_labels(labels_file, labelled)
     config = FinetuneConfig(
         base="smollm2",
         data={"datasets": [str(tmp_path / "route.jsonl")], "labels": str(labels_file)},

@@ -16,7 +16,7 @@ from syllabus.finetune.config import LogSplit
 from syllabus.finetune.data import is_heldout, log_parts, request_key
 from syllabus.portfolio import dates
 from syllabus.portfolio.config import TaskConfig, load_portfolio
-from syllabus.portfolio.flywheel import seen_references, unseen_requests
+from syllabus.portfolio.flywheel import append_labels, seen_references, unseen_requests
 from syllabus.portfolio.tasks import load_items
 
 SPLIT = LogSplit(heldout=0.3, seed=0)
@@ -104,15 +104,7 @@ def test_log_task_measures_the_heldout_part_against_labels(tmp_path):
     calls[2] = route_call(items[2].prompt, "", "empty")
     write_log(tmp_path / "route.jsonl", calls)
     labels = tmp_path / "labels.jsonl"
-    labels.write_text(
-        "".join(
-            json.dumps(
-                {"messages": [{"role": "user", "content": i.prompt}], "reference": i.reference}
-            )
-            + "\n"
-            for i in items
-        )
-    )
+    append_labels(labels, items)
     heldout_lines = [n + 1 for n, c in enumerate(calls) if is_heldout(c, SPLIT)]
     assert 5 < len(heldout_lines) < 35
 
