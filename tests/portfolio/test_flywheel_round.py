@@ -102,6 +102,11 @@ def test_the_build_trained_only_on_the_training_part(flywheel):
     (model,) = result.built and json.loads((root / "out" / "round" / "recommendation.json").read_text())["builds"]["next"]  # fmt: skip
     answered_train = sum(c["status"] == "ok" for c in parts.train)
     assert model["figures"]["conversations"] == answered_train
+    # What labels would change: the training calls the tiny random model answered wrong.
+    rows = [json.loads(line) for line in (root / "log" / "labels.jsonl").read_text().splitlines()]
+    label = {request_key(row): row["reference"] for row in rows}
+    wrong = [c for c in parts.train if (c.get("completion") or "").strip() != label[request_key(c)]]
+    assert result.split["train_calls_served_unlike_label"] == len(wrong) > 0
 
 
 def test_the_round_measured_both_on_the_heldout_part_against_the_labels(flywheel):

@@ -300,7 +300,8 @@ def run_flywheel(
         "train_calls_served_unlike_label": sum(
             1
             for c in parts.train
-            if (c.get("completion") or "").strip() != labels.get(request_key(c), "").strip()
+            if request_key(c) in labels
+            and (c.get("completion") or "").strip() != labels[request_key(c)].strip()
         ),
     }
     round_start = time.monotonic()
